@@ -1,0 +1,238 @@
+"""Difficulty: distance of each sample to its cluster centre, normalised within its cluster.
+
+A sample close to its centroid is prototypical (easy), a far one is hard. Raw distances are not
+comparable across clusters of different spread, so each is normalised within its group (its
+cluster, or its class in supervised mode) to ``[0, 1]``:
+
+* ``minmax`` (default, as the reference library): ``(d - min_g) / (max_g - min_g)``;
+* ``rank``: the within-group empirical CDF, ``(rank - 1) / (n_g - 1)`` with tied distances
+  given their average rank; robust to outliers, uniform on ``[0, 1]`` without ties;
+* ``zscore``: ``Phi((d - mean_g) / std_g)`` (population std), i.e. the standard normal CDF of
+  the within-group z-score, a monotone map of z onto ``(0, 1)``; ``z = 0`` maps to 0.5;
+* ``none``: the raw distance divided by the global maximum (groups are ignored), so that it
+  stays in ``[0, 1]``; all-zero distances give all zeros.
+
+A group with one member, or whose members are all at the same distance (zero spread), gets
+difficulty 0.0 for every member under ``minmax``, ``rank`` and ``zscore``: each is its group's
+prototype. No method ever produces NaN.
+
+Distances themselves normally come from :func:`cl_core.cluster.assign`;
+:func:`distances_to_centroids` computes them from any stream of ``(start, block)`` row chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from cl_core._validation import check_choice, check_finite
+
+__all__ = ["NORMALIZATIONS", "distances_to_centroids", "normalize_difficulty"]
+
+NORMALIZATIONS = ("minmax", "rank", "zscore", "none")
+
+
+def _as_distances(distances: object) -> np.ndarray:
+    values = np.asarray(distances)
+    if values.dtype.kind not in "fiu":
+        raise TypeError(
+            f"distances must be a numeric array, got dtype {values.dtype}; pass float distances "
+            f"of shape (N,)"
+        )
+    if values.ndim != 1:
+        raise ValueError(
+            f"distances must be 1-D with one value per sample, got shape {values.shape}"
+        )
+    if values.size == 0:
+        raise ValueError("distances is empty (0 samples); pass one distance per sample (N >= 1)")
+    check_finite("distances", values)
+    return values.astype(np.float64, copy=False)
+
+
+def _group_codes(groups: object, n_samples: int) -> tuple[np.ndarray, int]:
+    """Map arbitrary group labels to codes ``0 .. n_groups - 1``."""
+    labels = np.asarray(groups)
+    if labels.ndim != 1 or labels.shape[0] != n_samples:
+        raise ValueError(
+            f"groups must have shape ({n_samples},) (one cluster/class id per sample), got "
+            f"{labels.shape}"
+        )
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise TypeError(
+                "groups must hold integer (or string) ids, got non-integral floats; pass the "
+                "cluster assignment as integers"
+            )
+    elif labels.dtype.kind not in "iubUS":
+        raise TypeError(
+            f"groups must hold integer (or string) ids, got dtype {labels.dtype}; pass the "
+            f"cluster assignment as integers"
+        )
+    _, codes = np.unique(labels, return_inverse=True)
+    codes = codes.reshape(-1)
+    return codes, int(codes.max()) + 1
+
+
+def _group_extremes(
+    values: np.ndarray, codes: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    low = np.full(n_groups, np.inf)
+    high = np.full(n_groups, -np.inf)
+    np.minimum.at(low, codes, values)
+    np.maximum.at(high, codes, values)
+    return low, high
+
+
+def _minmax(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    low, high = _group_extremes(values, codes, n_groups)
+    spread = high - low
+    safe = np.where(spread > 0, spread, 1.0)  # zero spread: numerator is 0 too -> 0.0
+    return (values - low[codes]) / safe[codes]
+
+
+def _rank(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    order = np.lexsort((values, codes))  # by group, then distance
+    sorted_codes = codes[order]
+    sorted_values = values[order]
+    sizes = np.bincount(codes, minlength=n_groups)
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    rank = np.arange(values.size) - starts[sorted_codes] + 1.0
+    # runs of equal (group, value) share their average rank
+    new_run = np.empty(values.size, dtype=bool)
+    new_run[0] = True
+    new_run[1:] = (sorted_codes[1:] != sorted_codes[:-1]) | (
+        sorted_values[1:] != sorted_values[:-1]
+    )
+    run = np.cumsum(new_run) - 1
+    mean_rank = np.bincount(run, weights=rank) / np.bincount(run)
+    denominator = np.maximum(sizes - 1, 1)[sorted_codes]
+    ecdf = (mean_rank[run] - 1.0) / denominator
+    low, high = _group_extremes(values, codes, n_groups)
+    ecdf[(high == low)[sorted_codes]] = 0.0  # zero spread: every member is the prototype
+    out = np.empty(values.size)
+    out[order] = ecdf
+    return out
+
+
+def _zscore(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    from scipy.special import ndtr  # lazy: only this method needs scipy
+
+    sizes = np.bincount(codes, minlength=n_groups).astype(np.float64)
+    means = np.bincount(codes, weights=values, minlength=n_groups) / sizes
+    deviation = values - means[codes]
+    std = np.sqrt(np.bincount(codes, weights=deviation * deviation, minlength=n_groups) / sizes)
+    spread = std[codes]
+    z = deviation / np.where(spread > 0, spread, 1.0)
+    return np.where(spread > 0, ndtr(z), 0.0)
+
+
+def _global_scale(values: np.ndarray) -> np.ndarray:
+    if np.any(values < 0):
+        first = int(np.flatnonzero(values < 0)[0])
+        raise ValueError(
+            f"method 'none' needs non-negative distances, got {float(values[first])!r} at index {first}; "
+            f"use method='minmax' or 'rank' for signed scores"
+        )
+    top = float(values.max())
+    return values / top if top > 0 else np.zeros_like(values)
+
+
+def normalize_difficulty(
+    distances: object, groups: object = None, method: str = "minmax"
+) -> np.ndarray:
+    """Per-group normalised difficulty in ``[0, 1]`` (see the module docstring for the maths).
+
+    Parameters
+    ----------
+    distances : array-like of shape (N,)
+        Finite distance of each sample to its centroid (or any per-sample score).
+    groups : array-like of shape (N,), optional
+        Cluster id (or class id in supervised mode) of each sample; integer or string labels.
+        ``None`` normalises over the whole data set as one group. Ignored by ``method="none"``.
+    method : {"minmax", "rank", "zscore", "none"}
+
+    Returns
+    -------
+    ndarray of shape (N,), float32
+        Difficulty in ``[0, 1]``; 0.0 for every member of a one-member or zero-spread group
+        (except ``none``, which has no groups).
+    """
+    check_choice("method", method, NORMALIZATIONS)
+    values = _as_distances(distances)
+    if method == "none":
+        result = _global_scale(values)
+    else:
+        if groups is None:
+            codes, n_groups = np.zeros(values.size, dtype=np.intp), 1
+        else:
+            codes, n_groups = _group_codes(groups, values.size)
+        normalise = {"minmax": _minmax, "rank": _rank, "zscore": _zscore}[method]
+        result = normalise(values, codes, n_groups)
+    return np.clip(result, 0.0, 1.0).astype(np.float32)
+
+
+def distances_to_centroids(
+    chunks: Iterable[tuple[int, np.ndarray]], centroids: object, assignment: object
+) -> np.ndarray:
+    """Euclidean distance of every row to its assigned centroid, streamed over row chunks.
+
+    Parameters
+    ----------
+    chunks : iterable of (start, block)
+        ``block`` is an array of shape (rows, D) holding rows ``start .. start + rows``; e.g.
+        ``EmbeddingStore.iter_chunks()``. Chunks may come in any order but must cover every
+        row exactly once.
+    centroids : array-like of shape (k, D)
+    assignment : array-like of shape (N,), integer
+        Centroid index of every row, in ``[0, k)``.
+
+    Returns
+    -------
+    ndarray of shape (N,), float32
+        ``||x_i - centroids[assignment[i]]||``, accumulated in float64.
+    """
+    centers = np.asarray(centroids, dtype=np.float64)
+    if centers.ndim != 2 or centers.shape[0] == 0:
+        raise ValueError(f"centroids must have shape (k, D) with k >= 1, got {centers.shape}")
+    check_finite("centroids", centers)
+    labels = np.asarray(assignment)
+    if labels.ndim != 1 or labels.size == 0 or labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"assignment must be a non-empty 1-D integer array (one centroid id per row), got "
+            f"dtype {labels.dtype} shape {labels.shape}"
+        )
+    if labels.min() < 0 or labels.max() >= centers.shape[0]:
+        bad = int(np.flatnonzero((labels < 0) | (labels >= centers.shape[0]))[0])
+        raise ValueError(
+            f"assignment[{bad}] = {labels[bad]} is not a centroid index in [0, "
+            f"{centers.shape[0]}); pass the assignment that belongs to these centroids"
+        )
+    n_rows = labels.size
+    out = np.empty(n_rows, dtype=np.float32)
+    covered = np.zeros(n_rows, dtype=bool)
+    for start, block in chunks:
+        rows = np.asarray(block)
+        first = int(start)
+        stop = first + rows.shape[0]
+        if rows.ndim != 2 or rows.shape[1] != centers.shape[1]:
+            raise ValueError(
+                f"chunk at row {first} has shape {rows.shape}; expected (rows, {centers.shape[1]}) "
+                f"to match the centroids"
+            )
+        if first < 0 or stop > n_rows or covered[first:stop].any():
+            raise ValueError(
+                f"chunk rows {first}..{stop} fall outside [0, {n_rows}) or overlap an earlier "
+                f"chunk; each row must come exactly once"
+            )
+        check_finite("features", rows, offset=first)
+        difference = rows.astype(np.float64) - centers[labels[first:stop]]
+        out[first:stop] = np.sqrt(np.einsum("ij,ij->i", difference, difference))
+        covered[first:stop] = True
+    if not covered.all():
+        missing = int(np.flatnonzero(~covered)[0])
+        raise ValueError(
+            f"chunks covered {int(covered.sum())} of {n_rows} rows (first missing: {missing}); "
+            f"pass chunks for every row of the assignment"
+        )
+    return out
