@@ -1,7 +1,7 @@
 """Every Python code block of the reference library's two READMEs runs against ``curriculum_learning``.
 
-The blocks are read from ``../shared/seeds/seed-readme-v*.md`` (override the directory with
-``CL_CURRICULUM_SEEDS_DIR``) and executed as written, with only these documented changes:
+The blocks are read from ``tests/data/seeds/seed-readme-v*.md``, verbatim copies of
+``../shared/seeds`` (override the directory with ``CL_CURRICULUM_SEEDS_DIR``), and executed as written, with only these documented changes:
 
 1. **Textual substitutions** (``BlockCase.substitutions``; each must match exactly once, so a
    changed README fails loudly instead of silently running something else):
@@ -54,7 +54,7 @@ import curriculum_learning as cl  # noqa: E402
 from cl_core.schedule import effective_fraction  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SEEDS_DIR = Path(os.environ.get("CL_CURRICULUM_SEEDS_DIR", ROOT.parent / "shared" / "seeds"))
+SEEDS_DIR = Path(os.environ.get("CL_CURRICULUM_SEEDS_DIR", ROOT / "tests" / "data" / "seeds"))
 SEED_FILES = ("seed-readme-v1.md", "seed-readme-v2.md")
 NON_PYTHON_LANGUAGES = {"bash", "bibtex"}
 NUM_CLASSES = 3
