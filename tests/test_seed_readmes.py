@@ -206,9 +206,7 @@ class GeneratedImages(torch.utils.data.Dataset):
 class Spectrograms(torch.utils.data.Dataset):
     """Generated 3-channel "log-mel spectrograms" (smooth bands + noise), for the audio example."""
 
-    def __init__(
-        self, n_samples: int = 8, size: int = 224, num_classes: int = NUM_CLASSES
-    ) -> None:
+    def __init__(self, n_samples: int = 8, size: int = 224, num_classes: int = NUM_CLASSES) -> None:
         rng = np.random.default_rng(7)
         self.labels = [i % num_classes for i in range(n_samples)]
         freqs = np.linspace(0, 1, size)[:, None]
