@@ -1,0 +1,452 @@
+"""``cl-curriculum``: run the pipeline, inspect and preview artifacts, deploy and serve.
+
+Exit codes: 0 success, 1 a run failed, 2 bad input (one line on stderr saying what and how to fix).
+Input is checked before Prefect starts (parameter models, dataset, model), so a typo costs a second,
+not a server start, and prints no traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from flows.params import (
+    DEMO_MODEL,
+    ClusterParams,
+    CurriculumParams,
+    DatasetParams,
+    EmbedParams,
+    OutputParams,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFECT_YAML = ROOT / "deployments" / "prefect.yaml"
+SERVE_SCRIPT = ROOT / "deployments" / "serve.py"
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+app = typer.Typer(
+    name="cl-curriculum",
+    help="Curriculum-learning preprocessing: embed, cluster, score, schedule, publish.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class BadInput(Exception):
+    """Raised for input the user can fix; printed as one line, exit code 2."""
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _one_line(error: BaseException) -> str:
+    """A one-line description of a bad-input error (pydantic errors flattened)."""
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        parts = []
+        for item in error.errors():
+            where = ".".join(str(part) for part in item["loc"]) or "input"
+            parts.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
+        return "; ".join(parts)
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+@contextmanager
+def _bad_input_exits() -> Iterator[None]:
+    """Turn the validation errors of the library and the parameter models into exit code 2."""
+    from pydantic import ValidationError
+
+    try:
+        yield
+    except (BadInput, ValidationError, ValueError, TypeError, FileNotFoundError) as error:
+        _fail(_one_line(error))
+
+
+def _parse_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return int(low), int(high)
+    except ValueError:
+        raise BadInput(f"--k-range {text!r} is not LOW:HIGH; e.g. --k-range 2:20") from None
+
+
+def preflight(params: dict[str, Any]) -> None:
+    """Build every cl_core config, open the dataset and load the model now, so that bad input
+    fails before Prefect starts. Model and dataset are memoised per process: the run that
+    follows reuses them instead of loading twice."""
+    from flows import tasks
+
+    dataset: DatasetParams = params["dataset"]
+    embedding: EmbedParams = params["embedding"]
+    params["clustering"].to_config()
+    params["curriculum"].schedule_config()
+    if dataset.kind != "zarr":
+        embedding.to_config()
+
+    if dataset.kind == "zarr":
+        from flows.pipeline import _existing_store
+
+        if not Path(dataset.location).expanduser().exists():
+            raise BadInput(
+                f"dataset {dataset.spec!r}: no embedding store at {dataset.location!r}; "
+                "pass zarr:PATH of a store written by a previous run (runs/embeddings/*.zarr)"
+            )
+        _existing_store(dataset)
+        return
+    if dataset.kind == "imagefolder" and not Path(dataset.location).expanduser().is_dir():
+        raise BadInput(
+            f"dataset {dataset.spec!r}: {dataset.location!r} is not a directory; pass "
+            "imagefolder:PATH with PATH/<class>/<image files>"
+        )
+    tasks.resolve_inputs(dataset, embedding)
+
+
+def _quiet_console_logs() -> None:
+    """Keep the terminal to flow-level lines: per-task INFO lines and Dask's cluster chatter
+    are dropped from the console (task lines still reach the Prefect UI)."""
+    from flows.progress import prefect_console_handlers
+
+    def keep(record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        noisy = record.name == "prefect.task_runs" or record.name.startswith("distributed")
+        return not noisy
+
+    for handler in prefect_console_handlers():
+        handler.addFilter(keep)
+
+
+def execute(params: dict[str, Any], *, show_progress: bool = True, verbose: bool = False) -> Any:
+    """Validate, run ``curriculum-pipeline`` and print where the results are."""
+    with _bad_input_exits():
+        preflight(params)
+    from flows import progress
+    from flows._prefect_env import embedded_run_settings
+    from flows.pipeline import curriculum_pipeline
+
+    if not verbose:
+        _quiet_console_logs()
+    started = time.perf_counter()
+    try:
+        with embedded_run_settings(), progress.terminal_progress(show_progress):
+            result = curriculum_pipeline(**params)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        _fail(_one_line(error))
+    except Exception as error:  # the run failed; Prefect has logged the details
+        _fail(f"the run failed: {_one_line(error)}", EXIT_FAILED)
+    seconds = time.perf_counter() - started
+    typer.echo(f"artifact: {result.artifact_path}")
+    typer.echo(f"report:   {result.report_path}")
+    typer.echo(
+        f"{result.name} version {result.version}: N={result.n_samples}, D={result.dim}, "
+        f"k={result.n_clusters} ({result.chosen_by}); {seconds:.1f} s; "
+        f"tasks: {result.count('Cached')} cached, {result.count('Completed')} computed"
+    )
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# run / demo
+# --------------------------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    dataset: Annotated[
+        str, typer.Argument(help="digits | imagefolder:PATH | zarr:PATH (an embedding store)")
+    ],
+    model: Annotated[
+        str, typer.Option(help="timm model id or alias (dino_vits16 ...)")
+    ] = DEMO_MODEL,
+    weights: Annotated[
+        Path | None, typer.Option(help="local weights file for the model (offline use)")
+    ] = None,
+    k: Annotated[int | None, typer.Option("--k", "-k", help="explicit number of clusters")] = None,
+    k_range: Annotated[str, typer.Option(help="LOW:HIGH swept when --k is not given")] = "2:20",
+    supervised: Annotated[bool, typer.Option(help="score within each class (labels)")] = False,
+    strategy: Annotated[str, typer.Option(help="easy (prototypes first) or hard")] = "easy",
+    pacing: Annotated[str, typer.Option(help="linear, cosine, root or step")] = "linear",
+    f0: Annotated[float, typer.Option("--f0", help="initial effective fraction")] = 0.3,
+    warmup: Annotated[int, typer.Option(help="iterations until uniform sampling")] = 1000,
+    output: Annotated[Path, typer.Option("--output", "-o", help="artifact root")] = Path(
+        "artifacts"
+    ),
+    work_dir: Annotated[Path, typer.Option(help="intermediate results and task cache")] = Path(
+        "runs"
+    ),
+    name: Annotated[str | None, typer.Option(help="artifact name (default from dataset)")] = None,
+    dask_address: Annotated[
+        str | None, typer.Option(help="run the k sweep on this Dask scheduler")
+    ] = None,
+    sweep_runner: Annotated[str, typer.Option(help="dask or threads")] = "dask",
+    batch_size: Annotated[int, typer.Option(help="images per forward pass")] = 64,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto)")] = None,
+    image_size: Annotated[int | None, typer.Option(help="input size (default: model's)")] = None,
+    random_weights: Annotated[
+        bool, typer.Option(help="random init instead of pretrained weights (testing)")
+    ] = False,
+    progress_bars: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    verbose: Annotated[bool, typer.Option(help="also log every task run")] = False,
+) -> None:
+    """Build and publish a curriculum for a dataset."""
+    with _bad_input_exits():
+        params = {
+            "dataset": DatasetParams(spec=dataset, name=name),
+            "embedding": EmbedParams(
+                model=model,
+                weights=str(weights) if weights else None,
+                pretrained=not random_weights,
+                batch_size=batch_size,
+                device=device,
+                image_size=image_size,
+            ),
+            "clustering": ClusterParams(
+                n_clusters=k, cluster_range=_parse_range(k_range), use_labels=supervised
+            ),
+            "curriculum": CurriculumParams(
+                strategy=strategy, pacing=pacing, initial_fraction=f0, warmup_iterations=warmup
+            ),
+            "output": OutputParams(
+                output_dir=str(output),
+                work_dir=str(work_dir),
+                sweep_runner=sweep_runner,  # type: ignore[arg-type]
+                dask_address=dask_address,
+            ),
+        }
+    execute(params, show_progress=progress_bars, verbose=verbose)
+
+
+def demo_params(output: Path, work_dir: Path, sweep_runner: str = "dask") -> dict[str, Any]:
+    """``run`` on the bundled digits with the bundled EfficientNet-Lite0 and automatic k."""
+    return {
+        "dataset": DatasetParams(spec="digits"),
+        # 256-row shards: 8 embedding tasks, so the progress bar and a resumed run mean something
+        "embedding": EmbedParams(model=DEMO_MODEL, chunk_rows=256, shard_rows=256),
+        "clustering": ClusterParams(cluster_range=(2, 20)),
+        "curriculum": CurriculumParams(),
+        "output": OutputParams(
+            output_dir=str(output),
+            work_dir=str(work_dir),
+            sweep_runner=sweep_runner,  # type: ignore[arg-type]
+        ),
+    }
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="artifact root")] = Path(
+        "artifacts"
+    ),
+    work_dir: Annotated[Path, typer.Option(help="intermediate results and task cache")] = Path(
+        "runs"
+    ),
+    sweep_runner: Annotated[str, typer.Option(help="dask or threads")] = "dask",
+    progress_bars: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Digits (1,797 images) + EfficientNet-Lite0 (bundled weights), k by Davies-Bouldin."""
+    with _bad_input_exits():
+        params = demo_params(output, work_dir, sweep_runner)
+    execute(params, show_progress=progress_bars)
+
+
+# --------------------------------------------------------------------------------------------
+# inspect / preview
+# --------------------------------------------------------------------------------------------
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(soft_wrap=False)
+
+
+@app.command()
+def inspect(
+    path: Annotated[Path, typer.Argument(help="artifacts/<name>/<version> or .../<name>/latest")],
+) -> None:
+    """Summarise a published artifact (manifest, files, checks every sha256)."""
+    from rich.table import Table
+
+    from cl_core.artifacts import resolve_version, verify_artifact
+
+    with _bad_input_exits():
+        version_dir = resolve_version(path)
+        manifest = verify_artifact(version_dir)
+    schedule = manifest.get("config", {}).get("schedule", {})
+    summary = Table(title=f"{manifest['name']} @ {manifest['version']}", show_header=False)
+    for key, value in {
+        "path": str(version_dir),
+        "created": manifest.get("created_at"),
+        "N": manifest.get("n_samples"),
+        "D": manifest.get("dim"),
+        "k": manifest.get("n_clusters"),
+        "strategy": schedule.get("strategy"),
+        "pacing": schedule.get("pacing"),
+        "initial fraction": schedule.get("initial_fraction"),
+        "warmup iterations": schedule.get("warmup_iterations"),
+        "dataset fingerprint": (manifest.get("dataset_fingerprint") or "")[:16],
+        "parents": ", ".join(p[:23] for p in manifest.get("parents", [])),
+        "code version": manifest.get("code_version"),
+        **{f"metric {k}": v for k, v in (manifest.get("metrics") or {}).items()},
+    }.items():
+        summary.add_row(str(key), _cell(value))
+    files = Table(title="files (verified)")
+    for column in ("file", "shape", "dtype", "sha256"):
+        files.add_column(column)
+    for file_name, entry in sorted(manifest["files"].items()):
+        shape = entry.get("shape")
+        files.add_row(
+            file_name,
+            "" if shape is None else "x".join(map(str, shape)),
+            entry.get("dtype") or "",
+            entry["sha256"][:12],
+        )
+    console = _console()
+    console.print(summary)
+    console.print(files)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+@app.command()
+def preview(
+    path: Annotated[Path, typer.Argument(help="artifacts/<name>/<version> or .../latest")],
+    iteration: Annotated[int, typer.Option("--iteration", "-t", help="training iteration")] = 0,
+    top: Annotated[int, typer.Option(help="samples listed at each end")] = 5,
+) -> None:
+    """Target fraction, temperature and the most/least likely samples at one iteration."""
+    import numpy as np
+    from rich.table import Table
+
+    from cl_core.sampler import load_curriculum
+
+    with _bad_input_exits():
+        if iteration < 0:
+            raise BadInput(f"--iteration must be >= 0, got {iteration}")
+        if top < 1:
+            raise BadInput(f"--top must be >= 1, got {top}")
+        curriculum = load_curriculum(path)
+        probabilities = curriculum.probabilities(iteration)
+    from cl_core.schedule import effective_fraction
+
+    order = np.argsort(-probabilities, kind="stable")
+    console = _console()
+    temperature = curriculum.temperature(iteration)
+    console.print(
+        f"iteration {iteration}: target fraction {curriculum.target_fraction(iteration):.4f}, "
+        f"effective fraction {effective_fraction(probabilities):.4f}, temperature "
+        + ("inf (uniform)" if not np.isfinite(temperature) else f"{temperature:.4g}")
+    )
+    uniform = 1.0 / curriculum.n_samples
+    for title, indices in (
+        (f"top {top} (most likely)", order[:top]),
+        (f"bottom {top} (least likely)", order[::-1][:top]),
+    ):
+        table = Table(title=title)
+        for column in ("index", "probability", "x uniform", "difficulty"):
+            table.add_column(column, justify="right")
+        for index in indices:
+            table.add_row(
+                str(int(index)),
+                f"{probabilities[index]:.3e}",
+                f"{probabilities[index] / uniform:.3g}",
+                f"{curriculum.difficulty[index]:.4f}",
+            )
+        console.print(table)
+
+
+# --------------------------------------------------------------------------------------------
+# deploy / serve
+# --------------------------------------------------------------------------------------------
+
+
+def _require_checkout(path: Path) -> None:
+    if not path.is_file():
+        raise BadInput(
+            f"{path} not found; deploy/serve run from a source checkout of cl-curriculum "
+            "(pip install -e .)"
+        )
+
+
+@app.command()
+def deploy(
+    pool: Annotated[str, typer.Option(help="process work pool (created if missing)")] = (
+        "curriculum-pool"
+    ),
+) -> None:
+    """Register the nightly deployment of deployments/prefect.yaml with a Prefect server."""
+    with _bad_input_exits():
+        _require_checkout(PREFECT_YAML)
+        if not os.environ.get("PREFECT_API_URL"):
+            raise BadInput(
+                "deploy needs a Prefect server: run `prefect server start` and "
+                "`export PREFECT_API_URL=http://127.0.0.1:4200/api` first"
+            )
+    prefect = [sys.executable, "-m", "prefect"]
+    _call([*prefect, "work-pool", "create", pool, "--type", "process", "--overwrite"])
+    _call(
+        [*prefect, "--no-prompt", "deploy", "--prefect-file", str(PREFECT_YAML), "--all"],
+        cwd=ROOT,
+    )
+    typer.echo(f"Deployed. Start a worker: prefect worker start --pool {pool}")
+
+
+def _call(command: list[str], cwd: Path | None = None) -> None:
+    completed = subprocess.run(command, cwd=cwd, check=False)
+    if completed.returncode != 0:
+        _fail(f"`{' '.join(command[2:])}` failed (exit {completed.returncode})", EXIT_FAILED)
+
+
+@app.command()
+def serve(
+    cron: Annotated[str | None, typer.Option(help="override the nightly cron schedule")] = None,
+) -> None:
+    """Serve the nightly deployment from this process (no work pool or worker needed)."""
+    with _bad_input_exits():
+        _require_checkout(SERVE_SCRIPT)
+        module = _load_serve_module()
+        if cron is not None:
+            from prefect.client.schemas.schedules import CronSchedule
+
+            CronSchedule(cron=cron)  # validates the expression before serving
+    module.main(["--cron", cron] if cron else [])
+
+
+def _load_serve_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cl_curriculum_serve", SERVE_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point of the ``cl-curriculum`` console script."""
+    command: Callable[..., Any] = typer.main.get_command(app)
+    return command(args=argv, prog_name="cl-curriculum")
+
+
+if __name__ == "__main__":
+    main()
