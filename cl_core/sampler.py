@@ -16,17 +16,22 @@ How indices are drawn
 At iteration ``t`` sample ``i`` is drawn with probability ``Curriculum.probabilities(t)``, i.e.
 ``p_i ~ exp(-beta(t) * d_i)`` (``+`` for the ``hard`` strategy) with ``beta(t) = 1 / T(t)``
 interpolated from the artifact's temperature table (never re-solved), and uniform from the end of
-warmup on. Draws are with replacement, in bulk, exact, and O(1) per index whatever N is:
+warmup on. Draws are with replacement, in bulk, exact, and cost per index does not grow with N:
 
 * once per sampler, samples are bucketed by difficulty into ``G`` groups narrow enough that
   ``beta_max * width <= 0.05`` (a stable counting sort; ``G <= 65535``);
 * a draw picks a group from the float64 inverse CDF of the groups' envelope masses
-  ``count_g * exp(-beta * min_g)`` (a guide table makes this O(1)), a member uniformly, and keeps
-  it with probability ``exp(-beta * (d_i - min_g)) >= exp(-0.05)``; rejected draws are redrawn.
+  ``count_g * exp(-beta * min_g)``, a member uniformly, and keeps it with probability
+  ``exp(-beta * (d_i - min_g)) >= exp(-0.05)``; rejected draws are redrawn.
 
 This is rejection sampling with an envelope that dominates ``p`` everywhere, so the accepted
 indices follow ``p`` exactly, while a refresh costs O(G) instead of O(N) and no index arithmetic
-ever goes through float32 (N beyond 2^24 is fine).
+ever goes through float32 (N beyond 2^24 is fine). Two shortcuts keep the cost per index low
+without changing a single draw: a refresh that draws at least ``guide_size / 16`` indices
+(``guide_size`` ~ 4 G) builds a guide table in O(guide_size) that turns most group searches into
+one lookup, while smaller draws (``refresh_every=1``) binary-search the CDF directly; and a
+proposal whose exponential variate clears ``beta`` times its group's width is kept without
+reading its difficulty, so only ~5% of proposals touch the N-sized key array.
 
 Refresh interval, iterations and ranks
 --------------------------------------
@@ -80,6 +85,10 @@ DEFAULT_REFRESH_EVERY = 25
 # Largest beta * (within-group difficulty spread): every proposal is kept with prob >= exp(-0.05).
 _GROUP_SLACK = 0.05
 _MAX_GROUPS = 65535  # group ids fit uint16, which numpy sorts stably with a linear radix sort
+_MAX_GUIDE_BITS = 20  # a guide of at most 2^20 slots (8 MiB)
+# A draw builds the guide when size * _GUIDE_PAYBACK >= guide_size: building costs ~1 ns a slot,
+# while a guide lookup saves a binary search (~60 ns for thousands of groups) per proposal.
+_GUIDE_PAYBACK = 16
 _LOADED_FILES = ("difficulty.npy", "assignment.npy", "schedule.json")
 
 
@@ -366,28 +375,43 @@ class _GroupedDraws:
         self.starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
         self.counts = counts.astype(np.float64)
         self.group_min = np.minimum.reduceat(self.sorted_key, self.starts).astype(np.float64)
-        # Guide table size: a power of two (so u * size is exact), ~8 slots per group.
-        self.guide_size = 1 << max(4, min(20, math.ceil(math.log2(8 * len(counts)))))
-        self._guide_points = np.arange(self.guide_size, dtype=np.float64) / self.guide_size
+        group_max = np.maximum.reduceat(self.sorted_key, self.starts).astype(np.float64)
+        # Largest ``key_i - min_g`` in each group: an exponential at least ``beta`` times this
+        # accepts without reading ``key_i`` (a random access into an N-sized array).
+        self.group_width = group_max - self.group_min
+        self._group_offsets = self.group_min - self.key_min
+        # Guide table size: a power of two (so u * size is exact), ~4 slots per group, so that at
+        # most one draw in 4 (far fewer once the mass sits in a few groups) needs a search.
+        guide_bits = max(4, min(_MAX_GUIDE_BITS, math.ceil(math.log2(4 * len(counts)))))
+        self.guide_size = 1 << guide_bits
+        self._guide_values = np.arange(len(counts) + 1, dtype=np.intp)
 
     @property
     def n_groups(self) -> int:
         return int(self.counts.shape[0])
 
-    def draw(self, rng: np.random.Generator, beta: float, size: int) -> np.ndarray:
-        """``size`` i.i.d. indices (int64) from ``p ~ exp(-beta * key)``."""
+    def draw(
+        self,
+        rng: np.random.Generator,
+        beta: float,
+        size: int,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``size`` i.i.d. indices (int64) from ``p ~ exp(-beta * key)``, written into ``out``."""
+        if out is None:
+            out = np.empty(size, dtype=np.int64)
         if beta == 0.0 or self.n == 1:
-            return rng.integers(0, self.n, size=size, dtype=np.int64)
-        envelope = self.counts * np.exp(-beta * (self.group_min - self.key_min))
-        cdf = np.cumsum(envelope)
-        cdf /= cdf[-1]
-        cdf[-1] = 1.0  # u < 1 always lands in a group
-        guide = np.searchsorted(cdf, self._guide_points, side="right")
-        out = np.empty(size, dtype=np.int64)
+            out[:] = rng.integers(0, self.n, size=size, dtype=np.int64)
+            return out
+        cdf = self._cdf(beta)
+        # The guide costs O(guide_size) to build and saves a binary search per proposal, so only
+        # draws large enough to repay it build one; either way a proposal finds the same group.
+        guide = self._guide(cdf) if size * _GUIDE_PAYBACK >= self.guide_size else None
+        accept_bound = beta * self.group_width
         filled = 0
         proposals = size + size // 16 + 16  # acceptance >= exp(-0.05) ~ 0.95 when not capped
         while filled < size:
-            accepted = self._propose(rng, beta, cdf, guide, proposals)
+            accepted = self._propose(rng, beta, cdf, guide, accept_bound, proposals)
             take = accepted[: size - filled]
             out[filled : filled + take.shape[0]] = take if self.order is None else self.order[take]
             filled += take.shape[0]
@@ -395,26 +419,67 @@ class _GroupedDraws:
             proposals = min(int((size - filled) / rate * 1.1) + 16, 1 << 22)
         return out
 
+    def _cdf(self, beta: float) -> np.ndarray:
+        """float64 CDF over groups of the envelope masses ``count_g * exp(-beta * offset_g)``."""
+        cdf = np.exp(self._group_offsets * -beta)
+        cdf *= self.counts
+        np.cumsum(cdf, out=cdf)
+        cdf /= cdf[-1]
+        cdf[-1] = 1.0  # u < 1 always lands in a group
+        return cdf
+
+    def _guide(self, cdf: np.ndarray) -> np.ndarray:
+        """``guide[j]`` = first group with ``cdf > j / guide_size`` (= searchsorted, in O(size)).
+
+        ``cdf[g] <= j / M`` exactly when ``ceil(cdf[g] * M) <= j`` (M is a power of two, so the
+        product is exact), and those ceilings ascend with ``g``: the guide is the run-length
+        expansion of group ids.
+        """
+        ceilings = np.ceil(cdf * self.guide_size).astype(np.intp)
+        runs = np.empty(ceilings.shape[0] + 1, dtype=np.intp)
+        runs[0] = ceilings[0]
+        np.subtract(ceilings[1:], ceilings[:-1], out=runs[1:-1])
+        runs[-1] = self.guide_size - ceilings[-1]  # 0: cdf[-1] is exactly 1
+        return np.repeat(self._guide_values, runs)
+
+    def _groups(self, u: np.ndarray, cdf: np.ndarray, guide: np.ndarray | None) -> np.ndarray:
+        """The group of each uniform ``u``: ``searchsorted(cdf, u, side='right')``."""
+        if guide is None:
+            return np.searchsorted(cdf, u, side="right")
+        group = guide[(u * self.guide_size).astype(np.intp)]
+        # The guide slot gives the first candidate group; draws in a slot that holds a group
+        # boundary may belong further on and take the exact search.
+        stale = np.flatnonzero(cdf[group] <= u)
+        if stale.size:
+            group[stale] = np.searchsorted(cdf, u[stale], side="right")
+        return group
+
     def _propose(
         self,
         rng: np.random.Generator,
         beta: float,
         cdf: np.ndarray,
-        guide: np.ndarray,
+        guide: np.ndarray | None,
+        accept_bound: np.ndarray,
         count: int,
     ) -> np.ndarray:
         """Positions (into ``order``) of the accepted ones among ``count`` proposals."""
-        u = rng.random(count)
-        group = guide[(u * self.guide_size).astype(np.intp)]
-        # The guide slot gives the first candidate group; a few draws need the exact search.
-        needs_search = cdf[group] <= u
-        if needs_search.any():
-            group[needs_search] = np.searchsorted(cdf, u[needs_search], side="right")
+        group = self._groups(rng.random(count), cdf, guide)
         member = (rng.random(count) * self.counts[group]).astype(np.int64)
         position = self.starts[group] + member
-        excess = beta * (self.sorted_key[position].astype(np.float64) - self.group_min[group])
-        # Accept with probability exp(-excess): P(Exp(1) >= x) = exp(-x).
-        return position[rng.standard_exponential(count) >= excess]
+        # Accept with probability exp(-excess): P(Exp(1) >= x) = exp(-x). An exponential above
+        # the group's largest excess accepts whatever the member; only the rest read its key.
+        # Rounding is monotone, so beta * (key_i - min_g) <= beta * width_g in float64 too: the
+        # decisions are exactly those of the plain test.
+        exponential = rng.standard_exponential(count)
+        keep = exponential >= accept_bound[group]
+        unsure = np.flatnonzero(~keep)
+        if unsure.size:
+            excess = beta * (
+                self.sorted_key[position[unsure]].astype(np.float64) - self.group_min[group[unsure]]
+            )
+            keep[unsure] = exponential[unsure] >= excess
+        return position[keep]
 
 
 # --------------------------------------------------------------------------------------------
@@ -546,10 +611,17 @@ class CurriculumSampler:
             self._table = self.curriculum._draw_table(max_beta)
         return self._table
 
-    def _global_block(self, epoch: int, block: int) -> np.ndarray:
-        """All ranks' indices for one refresh block, shape (steps, world_size, batch_size)."""
+    def _block_steps(self, block: int) -> int:
+        return min(self.refresh_every, self.steps_per_epoch - block * self.refresh_every)
+
+    def _global_block(self, epoch: int, block: int, out: np.ndarray | None = None) -> np.ndarray:
+        """All ranks' indices for one refresh block, shape (steps, world_size, batch_size).
+
+        ``out``, when given, is a contiguous int64 buffer of ``steps * global_batch_size`` that
+        receives the draw (saves a copy when one rank takes the whole block).
+        """
         first_step = block * self.refresh_every
-        steps = min(self.refresh_every, self.steps_per_epoch - first_step)
+        steps = self._block_steps(block)
         beta = self.curriculum.inverse_temperature(self._iteration_of(epoch, first_step))
         rng = np.random.Generator(
             np.random.PCG64(np.random.SeedSequence([self.seed, epoch, block]))
@@ -557,8 +629,11 @@ class CurriculumSampler:
         size = steps * self.global_batch_size
         if beta == 0.0:  # uniform: no table needed (a job resumed after warmup never builds one)
             indices = rng.integers(0, self.curriculum.n_samples, size=size, dtype=np.int64)
+            if out is not None:
+                out[:] = indices
+                indices = out
         else:
-            indices = self._draw_table().draw(rng, beta, size)
+            indices = self._draw_table().draw(rng, beta, size, out)
         return indices.reshape(steps, self.world_size, self.batch_size)
 
     def _rank_block(self, epoch: int, block: int) -> np.ndarray:
@@ -577,8 +652,15 @@ class CurriculumSampler:
         ndarray of shape (len(self),), int64
         """
         epoch = self._epoch if epoch is None else _check_int("epoch", epoch, 0, "e.g. 0")
-        blocks = [self._rank_block(epoch, block) for block in range(self.blocks_per_epoch)]
-        return np.concatenate(blocks)
+        out = np.empty(len(self), dtype=np.int64)
+        for block in range(self.blocks_per_epoch):
+            start = block * self._block_length
+            stop = start + self._block_steps(block) * self.batch_size
+            if self.world_size == 1:  # the global block is this rank's: draw straight into out
+                self._global_block(epoch, block, out[start:stop])
+            else:
+                out[start:stop] = self._rank_block(epoch, block)
+        return out
 
     def __iter__(self) -> Iterator[int]:
         epoch, start = self._epoch, self.position

@@ -161,6 +161,65 @@ def test_draws_stay_exact_beyond_the_tables_design_temperature() -> None:
     assert _chi_square_p(_counts(indices, 500), expected) > ALPHA
 
 
+def _reference_draw(
+    table: _GroupedDraws, rng: np.random.Generator, beta: float, size: int
+) -> np.ndarray:
+    """The grouped draw without shortcuts: binary search per proposal, every key read."""
+    envelope = table.counts * np.exp(-beta * (table.group_min - table.key_min))
+    cdf = np.cumsum(envelope)
+    cdf /= cdf[-1]
+    cdf[-1] = 1.0
+    kept: list[np.ndarray] = []
+    filled, proposals = 0, size + size // 16 + 16
+    while filled < size:
+        group = np.searchsorted(cdf, rng.random(proposals), side="right")
+        position = table.starts[group] + (rng.random(proposals) * table.counts[group]).astype(
+            np.int64
+        )
+        excess = beta * (table.sorted_key[position].astype(np.float64) - table.group_min[group])
+        accepted = position[rng.standard_exponential(proposals) >= excess]
+        kept.append(accepted[: size - filled])
+        filled += kept[-1].shape[0]
+        rate = max(accepted.shape[0] / proposals, 1e-3)
+        proposals = min(int((size - filled) / rate * 1.1) + 16, 1 << 22)
+    positions = np.concatenate(kept)
+    return positions if table.order is None else table.order[positions].astype(np.int64)
+
+
+@pytest.mark.parametrize("use_guide", [True, False])
+@pytest.mark.parametrize(("beta", "size"), [(0.3, 50), (1.0, 5000), (5.0, 20_000), (60.0, 3000)])
+def test_draw_shortcuts_do_not_change_the_draw(
+    monkeypatch: pytest.MonkeyPatch, use_guide: bool, beta: float, size: int
+) -> None:
+    """Guide lookups and accepting without reading the key give the plain algorithm's indices."""
+    difficulty = np.random.default_rng(4).gamma(2.0, 1.0, 5000).astype(np.float32)
+    table = _GroupedDraws(difficulty, max_beta=1.0)
+    monkeypatch.setattr(sampler_module, "_GUIDE_PAYBACK", 1 << 30 if use_guide else 0)
+    drawn = table.draw(np.random.default_rng(11), beta, size)
+    expected = _reference_draw(table, np.random.default_rng(11), beta, size)
+    np.testing.assert_array_equal(drawn, expected)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 4.0, 80.0, 1e6])
+def test_guide_is_the_searchsorted_of_its_slots(beta: float) -> None:
+    """Including flat CDF tails (underflowed masses) and boundaries exactly on a slot edge."""
+    difficulty = np.random.default_rng(5).random(3000).astype(np.float32)
+    table = _GroupedDraws(difficulty, max_beta=4.0)
+    cdf = table._cdf(beta)
+    slots = np.arange(table.guide_size) / table.guide_size
+    np.testing.assert_array_equal(table._guide(cdf), np.searchsorted(cdf, slots, side="right"))
+
+    on_edges = table._cdf(beta)
+    on_edges[: table.n_groups // 2] = np.round(on_edges[: table.n_groups // 2] * 64) / 64
+    on_edges.sort()
+    u = np.concatenate([slots, on_edges, np.random.default_rng(6).random(10_000)])
+    u = u[u < 1.0]  # as from Generator.random
+    np.testing.assert_array_equal(
+        table._groups(u, on_edges, table._guide(on_edges)),
+        np.searchsorted(on_edges, u, side="right"),
+    )
+
+
 def test_probabilities_refresh_once_per_block(monkeypatch: pytest.MonkeyPatch) -> None:
     cur = _curriculum(n=200, warmup=40)
     sampler = CurriculumSampler(cur, batch_size=5, num_samples=500, refresh_every=7)
