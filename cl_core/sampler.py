@@ -76,7 +76,8 @@ from cl_core.schedule import (
     Schedule,
     ScheduleConfig,
     build_schedule,
-    curriculum_probabilities,
+    favoured_offsets,
+    probabilities_from_offsets,
 )
 
 __all__ = ["DEFAULT_REFRESH_EVERY", "Curriculum", "CurriculumSampler", "load_curriculum"]
@@ -158,6 +159,7 @@ class Curriculum:
         self.path = path
         self.version: str | None = None if manifest is None else str(manifest["version"])
         self._draw_tables: dict[float, _GroupedDraws] = {}
+        self._offsets: np.ndarray | None = None
 
     @classmethod
     def from_arrays(
@@ -251,9 +253,9 @@ class Curriculum:
             beta = _inverse_of_temperature(temperature)
         if beta == 0.0:
             return np.full(self.n_samples, 1.0 / self.n_samples)
-        return np.asarray(
-            curriculum_probabilities(self.difficulty, beta, self.strategy), dtype=np.float64
-        )
+        if self._offsets is None:  # computed once: every call then costs one exp over N
+            self._offsets = favoured_offsets(self.difficulty, self.strategy)
+        return probabilities_from_offsets(self._offsets, beta)
 
     def _draw_table(self, max_beta: float) -> _GroupedDraws:
         """The grouped sampling table for betas up to ``max_beta`` (built once, then cached)."""

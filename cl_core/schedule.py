@@ -274,11 +274,38 @@ def curriculum_probabilities(difficulty: object, beta: float, strategy: str = "e
     n_samples = values.size
     if beta_value == 0.0:
         return np.full(n_samples, 1.0 / n_samples)
-    offsets = _favoured_offsets(values, resolved)
-    if math.isinf(beta_value):
+    return probabilities_from_offsets(_favoured_offsets(values, resolved), beta_value)
+
+
+def favoured_offsets(difficulty: object, strategy: str = "easy") -> np.ndarray:
+    """Validated float64 offsets ``e >= 0`` from the favoured end of ``difficulty``.
+
+    ``curriculum_probabilities(d, beta, s) == probabilities_from_offsets(favoured_offsets(d, s),
+    beta)``; callers that evaluate many betas on the same scores (the sampler) compute the
+    offsets once and skip the validation and subtraction on every call.
+    """
+    return _favoured_offsets(_as_difficulty(difficulty), canonical_strategy(strategy))
+
+
+def probabilities_from_offsets(offsets: np.ndarray, beta: float) -> np.ndarray:
+    """``softmax(-beta * offsets)`` in float64 with one temporary array.
+
+    Parameters
+    ----------
+    offsets : ndarray of shape (N,), float64, min 0
+        From :func:`favoured_offsets`; the zero minimum makes this a max-subtracted softmax
+        (every weight <= 1, no overflow).
+    beta : float >= 0
+        Inverse temperature; ``inf`` spreads the mass evenly over the zero offsets.
+    """
+    n_samples = offsets.size
+    if beta == 0.0:
+        return np.full(n_samples, 1.0 / n_samples)
+    if math.isinf(beta):
         favoured = offsets == 0.0
         return favoured / float(np.count_nonzero(favoured))
-    weights = np.exp(-beta_value * offsets)  # max-subtracted softmax: all weights <= 1
+    weights = np.multiply(offsets, -beta)
+    np.exp(weights, out=weights)
     weights /= weights.sum()
     return weights
 
