@@ -10,6 +10,7 @@ the store, so the GPU never waits on the disk.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import queue
 import threading
@@ -119,7 +120,24 @@ def make_loader(
         num_workers=n_workers,
         pin_memory=plan.device.type == "cuda",
         prefetch_factor=4 if n_workers else None,
+        multiprocessing_context=_worker_context() if n_workers else None,
     )
+
+
+def _worker_context() -> Any:
+    """Start DataLoader workers from a forkserver, not by forking this process.
+
+    The pipeline embeds inside Prefect tasks, next to Prefect's and Dask's threads; a worker
+    forked from such a process inherited their state and died on exit (exit code 1, found by
+    the full test suite). A forkserver forks from a clean process that has imported only torch
+    and this module, so workers start fast and safely. Datasets must therefore be picklable
+    (module-level classes), as they must be under ``spawn`` on macOS and Windows.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", __name__])
+    return context
 
 
 def to_device(value: Any, device: torch.device, channels_last: bool = False) -> Any:
