@@ -146,7 +146,7 @@ def test_sweep_on_a_distributed_local_cluster_matches_the_local_path(
 
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
@@ -297,6 +297,8 @@ def test_array_source_normalises_like_the_store(
     np.testing.assert_allclose(np.linalg.norm(from_array, axis=1), 1.0, rtol=1e-5)
     raw = as_source(features, normalize="none").read_rows(np.array([0, 5]))
     np.testing.assert_array_equal(raw, features[[0, 5]])
+    with pytest.warns(ClusterWarning, match="normalize='none', which wins"):
+        cluster_embeddings(as_source(features, normalize="none"), ClusterConfig(n_clusters=7))
 
 
 def test_sample_rows_is_seeded_sorted_and_capped_at_n(
@@ -317,6 +319,16 @@ def test_a_store_path_is_accepted_and_its_labels_are_used(tmp_path: Path) -> Non
     result = cluster_embeddings(tmp_path / "l.zarr", ClusterConfig(use_labels=True, n_clusters=1))
     assert result.n_clusters == 3
     assert np.array_equal(result.cluster_class[result.assignment], truth)
+
+
+def test_store_rows_are_gathered_in_any_order(tmp_path: Path) -> None:
+    features, _ = make_blobs(3000, 3, seed=9)
+    store = store_from_array(tmp_path / "g.zarr", features, chunk_rows=256)
+    source = as_source(store)
+    everything = np.concatenate([block for _, block in source.iter_chunks()])
+    for indices in (np.array([5, 2900, 7, 7, 300]), np.array([1, 2, 2999]), np.arange(0, 3000, 3)):
+        np.testing.assert_array_equal(source.read_rows(indices), everything[indices])
+    assert source.read_rows(np.array([], dtype=np.int64)).shape == (0, 16)
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,8 +434,13 @@ def test_result_is_frozen_read_only_and_json_ready(blobs7: tuple[np.ndarray, np.
     assert result.cluster_sizes().sum() == features.shape[0]
 
 
-def test_config_accepts_a_list_range_and_validates() -> None:
-    assert ClusterConfig(cluster_range=[3, 5]).cluster_range == (3, 5)  # type: ignore[arg-type]
+def test_config_accepts_a_list_range_and_separates_execution_fields() -> None:
+    config = ClusterConfig(cluster_range=[3, 5], scheduler="processes")  # type: ignore[arg-type]
+    assert config.cluster_range == (3, 5)
+    assert config.to_dict()["scheduler"] == "processes"
+    content = config.to_dict(execution=False)
+    assert "scheduler" not in content and "n_threads" not in content
+    assert content == ClusterConfig(cluster_range=(3, 5)).to_dict(execution=False)
 
 
 @pytest.mark.parametrize(
@@ -444,6 +461,12 @@ def test_config_accepts_a_list_range_and_validates() -> None:
 def test_config_rejects_bad_values(kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         ClusterConfig(**kwargs)
+
+
+def test_no_warnings_on_a_clean_run(blobs7: tuple[np.ndarray, np.ndarray]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cluster_embeddings(blobs7[0], ClusterConfig(cluster_range=(5, 8), sweep_samples=500))
 
 
 # --------------------------------------------------------------------------------------------
@@ -526,6 +549,24 @@ def test_other_bad_arguments_name_themselves(blobs7: tuple[np.ndarray, np.ndarra
         sweep_k(sample, [2, 2], 0)
     with pytest.raises(TypeError, match="real numbers"):
         ArraySource(np.array([["a", "b"]]))
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 2400\)"):
+        as_source(features).read_rows(np.array([3, 2400]))
+
+
+def test_an_unfinalized_store_is_rejected_for_standard_normalisation(tmp_path: Path) -> None:
+    from cl_core.store import create_store
+
+    features, _ = make_blobs(600, 3, seed=10)
+    store = create_store(
+        tmp_path / "u.zarr", 600, 16, chunk_rows=200, attrs={"dataset_fingerprint": "u"}
+    )
+    for shard in range(store.n_shards):
+        start, stop = store.shard_range(shard)
+        store.write_shard(shard, features[start:stop])
+    with pytest.raises(ValueError, match="not finalized"):
+        cluster_embeddings(store, ClusterConfig(n_clusters=3))
+    result = cluster_embeddings(store, ClusterConfig(n_clusters=3, normalize="l2"))
+    assert result.n_clusters == 3
 
 
 # --------------------------------------------------------------------------------------------
@@ -589,19 +630,3 @@ def test_peak_rss_stays_under_budget_for_a_store_larger_than_it(tmp_path: Path) 
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     assert figures["k"] == 8
     assert figures["peak"] - figures["floor"] < budget_mib, figures
-
-
-def test_no_warnings_on_a_clean_run(blobs7: tuple[np.ndarray, np.ndarray]) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        cluster_embeddings(blobs7[0], ClusterConfig(cluster_range=(5, 8), sweep_samples=500))
-
-
-def test_store_rows_are_gathered_in_any_order(tmp_path: Path) -> None:
-    features, _ = make_blobs(3000, 3, seed=9)
-    store = store_from_array(tmp_path / "g.zarr", features, chunk_rows=256)
-    source = as_source(store)
-    everything = np.concatenate([block for _, block in source.iter_chunks()])
-    for indices in (np.array([5, 2900, 7, 7, 300]), np.array([1, 2, 2999]), np.arange(0, 3000, 3)):
-        np.testing.assert_array_equal(source.read_rows(indices), everything[indices])
-    assert source.read_rows(np.array([], dtype=np.int64)).shape == (0, 16)
