@@ -249,6 +249,20 @@ def sample_task(
     return {"sample_path": out_path, "ks": [int(k) for k in ks], "n_samples": len(sample)}
 
 
+def _sweep_sample(sample_path: str) -> np.ndarray:
+    """The sweep sample, read once per process (every k task of a sweep reads the same file)."""
+    stat = Path(sample_path).stat()
+    return _cached_sample(str(Path(sample_path).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_sample(sample_path: str, mtime_ns: int, size: int) -> np.ndarray:
+    # mtime and size are part of the key so that a rewritten sample is read again.
+    sample = _files.load_npy(sample_path)
+    sample.flags.writeable = False  # shared by concurrent jobs: nobody may change it
+    return sample
+
+
 @task(name="evaluate-k", **_TASK_OPTIONS)
 def evaluate_k_task(
     content_id: str, sample_path: str, k: int, clustering: ClusterParams, out_path: str
@@ -258,7 +272,7 @@ def evaluate_k_task(
 
     config = clustering.to_config()
     point = evaluate_k(
-        _files.load_npy(sample_path),
+        _sweep_sample(sample_path),
         k,
         sweep_seeds(config)[1],
         config.sweep_batch_size,
