@@ -513,6 +513,43 @@ def _as_centroids(centroids: object, assignment: np.ndarray | None) -> np.ndarra
     return values.astype(np.float32)
 
 
+def curriculum_identity(
+    arrays: Mapping[str, np.ndarray],
+    schedule_config: ScheduleConfig,
+    pipeline_config: Mapping[str, Any] | None = None,
+    parents: Sequence[str] = (),
+) -> tuple[list[str], dict[str, Any]]:
+    """The parents and config a curriculum artifact's version is hashed from.
+
+    One definition for :func:`publish_curriculum` and the pipeline's publish task, so the same
+    inputs give the same version whichever way they are published.
+
+    Parameters
+    ----------
+    arrays : mapping of str to ndarray
+        The arrays to publish (``difficulty``, optional ``assignment``, ``centroids``); their
+        sha256 digests are appended to ``parents`` so different scores never share a version.
+    schedule_config : ScheduleConfig
+        Recorded under ``config["schedule"]`` (its JSON form).
+    pipeline_config : mapping, optional
+        Upstream configuration, recorded under ``config["pipeline"]``.
+    parents : sequence of str
+        Upstream content ids.
+
+    Returns
+    -------
+    (list of str, dict)
+        ``parents`` and ``config`` for :func:`publish_artifact` / :func:`compute_version`.
+    """
+    full_parents = [*map(str, parents), *(array_digest(value) for value in arrays.values())]
+    full_config = {
+        "artifact": "curriculum",
+        "schedule": schedule_config.to_json(),
+        "pipeline": dict(pipeline_config or {}),
+    }
+    return full_parents, full_config
+
+
 def _schedule_config(
     strategy: str,
     pacing: str,
@@ -616,12 +653,7 @@ def publish_curriculum(
         arrays["assignment"] = cluster_ids
     if centres is not None:
         arrays["centroids"] = centres
-    full_parents = [*map(str, parents), *(array_digest(value) for value in arrays.values())]
-    full_config = {
-        "artifact": "curriculum",
-        "schedule": schedule_config.to_json(),
-        "pipeline": dict(config or {}),
-    }
+    full_parents, full_config = curriculum_identity(arrays, schedule_config, config, parents)
     name = _check_artifact_name(name)
     version_dir = Path(root) / name / compute_version(full_parents, full_config)
     if _existing_version(version_dir):

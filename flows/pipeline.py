@@ -520,7 +520,7 @@ def curriculum_flow(
         use_labels=clustering.use_labels,
         out_path=str(difficulty_path),
     )
-    schedule_config = dataclasses.asdict(curriculum.schedule_config())
+    schedule_config = curriculum.schedule_config().to_json()
     schedule_id = content_id("schedule", {"difficulty": difficulty_id, "config": schedule_config})
     schedule_path = work.schedule(schedule_id)
     ledger.call(
@@ -576,7 +576,7 @@ def _publish_plan(
     schedule_path: Path,
     schedule_config: dict[str, Any],
 ) -> tasks.PublishPlan:
-    """The manifest config (same layout as ``publish_curriculum``'s), parents and summary."""
+    """Upstream parents, the configs the version is hashed from, and the run summary."""
     name = dataset.artifact_name()
     pipeline_config = {
         "dataset": dataset.spec,
@@ -616,7 +616,8 @@ def _publish_plan(
         difficulty_path=str(difficulty_path),
         schedule_path=str(schedule_path),
         parents=[embedded.fingerprint, clustered.cluster_id],
-        config={"artifact": "curriculum", "schedule": schedule_config, "pipeline": pipeline_config},
+        schedule_config=schedule_config,
+        pipeline_config=pipeline_config,
         summary=summary,
         dataset=dataset,
         dataset_fingerprint=embedded.dataset_fingerprint,

@@ -376,7 +376,8 @@ class PublishPlan(_Plan):
     difficulty_path: str
     schedule_path: str
     parents: list[str]
-    config: dict[str, Any]
+    schedule_config: dict[str, Any]
+    pipeline_config: dict[str, Any]
     summary: dict[str, Any]
     dataset: DatasetParams
     dataset_fingerprint: str | None = None
@@ -385,7 +386,8 @@ class PublishPlan(_Plan):
 @task(name="publish", **_TASK_OPTIONS)
 def publish_task(content_id: str, plan: PublishPlan) -> dict[str, Any]:
     """Render the report into a staging directory and publish everything as one version."""
-    from cl_core.artifacts import array_digest, compute_version, publish_artifact
+    from cl_core.artifacts import compute_version, curriculum_identity, publish_artifact
+    from cl_core.schedule import ScheduleConfig
 
     cluster_dir = Path(plan.cluster_dir)
     arrays = {
@@ -395,10 +397,12 @@ def publish_task(content_id: str, plan: PublishPlan) -> dict[str, Any]:
     }
     cluster_summary = _files.load_json(cluster_dir / CLUSTER_FILE)
     schedule_json = _files.load_json(plan.schedule_path)
-    # As publish_curriculum does: the arrays' digests are parents, so different scores can
-    # never share a version even if an upstream stage were not bit-reproducible.
-    parents = [*plan.parents, *(array_digest(values) for values in arrays.values())]
-    title = f"Curriculum `{plan.name}` version `{compute_version(parents, plan.config)}`"
+    # The same identity as publish_curriculum: the arrays' digests are parents, so different
+    # scores never share a version even if an upstream stage were not bit-reproducible.
+    parents, config = curriculum_identity(
+        arrays, ScheduleConfig.from_json(plan.schedule_config), plan.pipeline_config, plan.parents
+    )
+    title = f"Curriculum `{plan.name}` version `{compute_version(parents, config)}`"
     plots = render_report(plan, arrays, cluster_summary, schedule_json, title)
     json_files: dict[str, Any] = {"schedule": schedule_json, "sweep": cluster_summary["sweep"]}
     version_dir = publish_artifact(
@@ -406,7 +410,7 @@ def publish_task(content_id: str, plan: PublishPlan) -> dict[str, Any]:
         plan.name,
         arrays=arrays,
         json_files=json_files,
-        config=plan.config,
+        config=config,
         parents=parents,
         metrics=_metrics(arrays["difficulty"], cluster_summary),
         extra_files={path.name: path for path in plots.values()},
