@@ -701,6 +701,21 @@ def _scalar_iteration(iteration: object) -> float | None:
     return value
 
 
+def _pacing_progress(ratio: Any, pacing: str, power: float, n_steps: int, xp: Any) -> Any:
+    """The pacing curves' progress in [0, 1] at ``ratio = t / W`` in [0, 1).
+
+    ``xp`` is :mod:`math` for one float (the sampler's numpy-free hot path) or :mod:`numpy`
+    for arrays; both provide ``cos``, ``pi`` and ``floor``, so the curves are written once.
+    """
+    if pacing == "linear":
+        return ratio
+    if pacing == "cosine":
+        return 0.5 * (1.0 - xp.cos(xp.pi * ratio))
+    if pacing == "root":
+        return ratio ** (1.0 / power)
+    return xp.floor(n_steps * ratio) / n_steps
+
+
 def _pace(
     iteration: object, pacing: str, f0: float, warmup: int, power: float, n_steps: int
 ) -> float | np.ndarray:
@@ -709,26 +724,11 @@ def _pace(
     if scalar is not None:
         if scalar >= warmup:
             return 1.0
-        ratio = scalar / warmup
-        if pacing == "linear":
-            progress = ratio
-        elif pacing == "cosine":
-            progress = 0.5 * (1.0 - math.cos(math.pi * ratio))
-        elif pacing == "root":
-            progress = ratio ** (1.0 / power)
-        else:
-            progress = math.floor(n_steps * ratio) / n_steps
+        progress = _pacing_progress(scalar / warmup, pacing, power, n_steps, math)
         return min(f0 + (1.0 - f0) * progress, 1.0)
     t = _check_iteration(iteration)
     ratios = np.clip(t / warmup, 0.0, 1.0) if warmup > 0 else np.ones_like(t)
-    if pacing == "linear":
-        progresses = ratios
-    elif pacing == "cosine":
-        progresses = 0.5 * (1.0 - np.cos(np.pi * ratios))
-    elif pacing == "root":
-        progresses = ratios ** (1.0 / power)
-    else:
-        progresses = np.floor(n_steps * ratios) / n_steps
+    progresses = _pacing_progress(ratios, pacing, power, n_steps, np)
     fraction = np.where(t >= warmup, 1.0, np.minimum(f0 + (1.0 - f0) * progresses, 1.0))
     return float(fraction) if fraction.ndim == 0 else fraction
 
