@@ -17,6 +17,7 @@ from cl_core.artifacts import (
     ArtifactIntegrityError,
     array_digest,
     compute_version,
+    curriculum_identity,
     latest_version,
     list_versions,
     load_array,
@@ -452,3 +453,29 @@ def test_pointer_with_path_traversal_is_refused(tmp_path: Path, scores: np.ndarr
     (tmp_path / "toy" / "latest").write_text("../../etc\n")
     with pytest.raises(ArtifactIntegrityError, match="not a version name"):
         load_curriculum(tmp_path / "toy")
+
+
+def test_curriculum_identity_is_what_publish_curriculum_hashes(tmp_path: Path) -> None:
+    from cl_core.schedule import ScheduleConfig
+
+    rng = np.random.default_rng(3)
+    difficulty = rng.random(50).astype(np.float32)
+    assignment = (np.arange(50) % 4).astype(np.int32)
+    path = publish_curriculum(
+        tmp_path,
+        "ident",
+        difficulty,
+        assignment=assignment,
+        pacing="cosine",
+        initial_fraction=0.5,
+        warmup_iterations=10,
+        parents=["up"],
+        config={"k": 4},
+    )
+    arrays = {"difficulty": difficulty, "assignment": assignment}
+    config = ScheduleConfig(pacing="cosine", initial_fraction=0.5, warmup_iterations=10)
+    parents, full_config = curriculum_identity(arrays, config, {"k": 4}, ["up"])
+    manifest = load_manifest(path)
+    assert manifest["parents"] == parents
+    assert manifest["config"] == full_config
+    assert path.name == compute_version(parents, full_config)
