@@ -6,6 +6,8 @@ curriculum, with the same work done directly (no Prefect) side by side.
 
 Overhead = flow wall time minus the time during which at least one cl_core call was running
 (the union of their intervals: sweep jobs overlap on Dask, so a plain sum would overcount).
+The timed calls are every cl_core function that ``flows/`` imports (found by parsing its
+sources, so a new call cannot be forgotten).
 Everything that is not cl_core counts as overhead: Prefect's task and flow bookkeeping, the
 local Dask cluster's start, the UI artifacts, and the tasks' reading and writing of
 intermediate files. The ephemeral server's start (once per process) is reported separately.
@@ -35,14 +37,24 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 GOAL_OVERHEAD_SHARE = 0.10
-TIMED_CALLS = {
-    "cl_core.store": ["open_store"],
-    "cl_core.cluster": ["sample_rows", "evaluate_k", "cluster_embeddings"],
-    "cl_core.difficulty": ["normalize_difficulty"],
-    "cl_core.schedule": ["build_schedule"],
-    "cl_core.report": ["write_report"],
-    "cl_core.artifacts": ["publish_artifact"],
-}
+FLOW_SOURCES = ("flows/pipeline.py", "flows/tasks.py")
+
+
+def cl_core_calls() -> dict[str, list[str]]:
+    """Module -> names of the cl_core functions the flows import (classes and constants skipped)."""
+    import ast
+    import importlib
+    import inspect
+
+    found: dict[str, set[str]] = {}
+    for source in FLOW_SOURCES:
+        for node in ast.walk(ast.parse((ROOT / source).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cl_core."):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    if inspect.isfunction(getattr(module, alias.name, None)):
+                        found.setdefault(node.module, set()).add(alias.name)
+    return {module: sorted(names) for module, names in sorted(found.items())}
 
 
 class CallTimer:
@@ -56,7 +68,7 @@ class CallTimer:
     def install(self) -> None:
         import importlib
 
-        for module_name, names in TIMED_CALLS.items():
+        for module_name, names in cl_core_calls().items():
             module = importlib.import_module(module_name)
             for name in names:
                 original = getattr(module, name)

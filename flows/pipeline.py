@@ -10,9 +10,12 @@ reading and writing of data happens inside tasks; tasks exchange paths, ids and 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +33,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict
 
 from flows import progress, tasks
+from flows._prefect_env import share_client_tls_context
 from flows.ids import WorkDir, content_id
 from flows.params import ClusterParams, CurriculumParams, DatasetParams, EmbedParams, OutputParams
+
+share_client_tls_context()
 
 SHARD_RETRY_DELAYS = [2, 10]  # seconds; a transient failure (OOM, I/O) usually clears quickly
 # Options that change how fast, not what, is computed: left out of the content ids so that e.g.
@@ -129,6 +135,64 @@ class TaskLedger:
         for future in futures:
             future.wait()  # sets the future's final state (its API state may still lag)
             self.entries.append((task_name, str(future.state.name)))
+
+
+class UIArtifacts:
+    """Creates Prefect UI artifacts on background threads, off the flow's critical path.
+
+    Each artifact is an API round trip (15-40 ms against a busy ephemeral server on a small
+    machine) whose answer the flow does not need, so it runs beside the flow's next step. Leaving
+    the ``with`` block waits for every artifact and re-raises the first error, so all of them
+    exist when the flow returns. Calls run in a copy of the caller's context: they attach to the
+    caller's flow run and share its API client.
+    """
+
+    def __init__(self, max_workers: int = 2) -> None:
+        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="ui-artifacts")
+        self._pending: list[Future[Any]] = []
+
+    def create(self, function: Any, *args: Any, **kwargs: Any) -> None:
+        """Call ``function(*args, **kwargs)`` (an artifact creator) in the background."""
+        context = contextvars.copy_context()
+        self._pending.append(self._pool.submit(context.run, function, *args, **kwargs))
+
+    def __enter__(self) -> UIArtifacts:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
+        try:
+            for future in self._pending:
+                error = future.exception()
+                if error is not None and exc_type is None:
+                    raise error  # the flow's own exception, if any, takes precedence
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+_ui_scope: contextvars.ContextVar[UIArtifacts | None] = contextvars.ContextVar(
+    "cl_ui_artifacts", default=None
+)
+
+
+@contextlib.contextmanager
+def ui_artifacts() -> Iterator[UIArtifacts]:
+    """The UI-artifact queue of the outermost flow in this call stack.
+
+    Stage flows run as subflows share the parent's queue, so a stage's last artifact overlaps
+    the next stage's start and the parent waits for all of them before it returns; a stage flow
+    run on its own waits for its artifacts itself. (The API client the artifacts use is the
+    outermost flow's, open until it returns.)
+    """
+    current = _ui_scope.get()
+    if current is not None:
+        yield current
+        return
+    with UIArtifacts() as ui:
+        token = _ui_scope.set(ui)
+        try:
+            yield ui
+        finally:
+            _ui_scope.reset(token)
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,30 +440,34 @@ def cluster_flow(
     ledger = TaskLedger()
     sweep: list[dict[str, Any]] | None = None
     n_clusters = clustering.n_clusters
-    if n_clusters is None and not clustering.use_labels:
-        sweep = _sweep(embedded, clustering, work, ledger)
-        n_clusters = _choose_k(sweep)
-        best = next(point for point in sweep if point["k"] == n_clusters)
-        logger.info(
-            "k = %d: lowest Davies-Bouldin index (%.3f) over k = %d..%d",
-            n_clusters,
-            best["davies_bouldin"],
-            sweep[0]["k"],
-            sweep[-1]["k"],
+    with ui_artifacts() as ui:
+        if n_clusters is None and not clustering.use_labels:
+            sweep = _sweep(embedded, clustering, work, ledger)
+            n_clusters = _choose_k(sweep)
+            ui.create(_publish_sweep_table, sweep, n_clusters, name)  # beside the final fit
+            best = next(point for point in sweep if point["k"] == n_clusters)
+            logger.info(
+                "k = %d: lowest Davies-Bouldin index (%.3f) over k = %d..%d",
+                n_clusters,
+                best["davies_bouldin"],
+                sweep[0]["k"],
+                sweep[-1]["k"],
+            )
+        summary = ledger.call(
+            tasks.configured(
+                tasks.cluster_task, work, done=tasks.files_exist(out_dir / tasks.CLUSTER_FILE)
+            ),
+            content_id=cluster_id,
+            store_path=embedded.store_path,
+            clustering=clustering,
+            out_dir=str(out_dir),
+            n_clusters=n_clusters,
+            sweep=sweep,
         )
-    summary = ledger.call(
-        tasks.configured(
-            tasks.cluster_task, work, done=tasks.files_exist(out_dir / tasks.CLUSTER_FILE)
-        ),
-        content_id=cluster_id,
-        store_path=embedded.store_path,
-        clustering=clustering,
-        out_dir=str(out_dir),
-        n_clusters=n_clusters,
-        sweep=sweep,
-    )
-    outcome = ClusterOutcome(cluster_id=cluster_id, **summary, task_states=ledger.entries)
-    _publish_cluster_tables(outcome, name)
+        outcome = ClusterOutcome(cluster_id=cluster_id, **summary, task_states=ledger.entries)
+        if sweep is None and outcome.sweep:
+            ui.create(_publish_sweep_table, outcome.sweep, outcome.n_clusters, name)
+        ui.create(_publish_clusters_table, outcome.clusters, name)
     return outcome
 
 
@@ -440,48 +508,51 @@ def _sweep(
         "batch_size": config.sweep_batch_size,
         "n_init": config.sweep_n_init,
     }
+    sweep_dir = work.sweep(sample_id)
+    # One configured task per cache situation, not per k: ``with_options`` re-inspects the task.
+    task_for = {
+        done: tasks.configured(tasks.evaluate_k_task, work, done=done) for done in (True, False)
+    }
     bar = progress.track("k sweep", total=len(sample["ks"]))
     # Each job limits BLAS to one thread through a process-wide switch; with in-process Dask
     # workers, concurrent jobs could restore it out of order. The outer limit restores it last.
     with threadpool_limits(limits=1, user_api="blas"):
         futures = [
-            tasks.configured(
-                tasks.evaluate_k_task,
-                work,
-                done=tasks.files_exist(work.sweep(sample_id) / f"k-{k}.json"),
-            ).submit(
+            task_for[tasks.files_exist(sweep_dir / f"k-{k}.json")].submit(
                 content_id=content_id("evaluate-k", {**job_config, "k": k}),
                 sample_path=str(sample_path),
                 k=k,
                 clustering=clustering,
-                out_path=str(work.sweep(sample_id) / f"k-{k}.json"),
+                out_path=str(sweep_dir / f"k-{k}.json"),
             )
             for k in sample["ks"]
         ]
-        for _ in as_completed(futures):
+        for future in as_completed(futures):
+            ledger.record(tasks.evaluate_k_task.name, [future])  # while later ks still run
             bar.advance()
     bar.close()
-    ledger.record(tasks.evaluate_k_task.name, futures)
     return sorted((future.result() for future in futures), key=lambda point: point["k"])
 
 
-def _publish_cluster_tables(outcome: ClusterOutcome, name: str) -> None:
-    if outcome.sweep:
-        create_table_artifact(
-            [
-                {
-                    "k": p["k"],
-                    "davies_bouldin": round(p["davies_bouldin"], 4),
-                    "inertia": round(p["inertia"], 2),
-                    "chosen": p["k"] == outcome.n_clusters,
-                }
-                for p in outcome.sweep
-            ],
-            key=artifact_key(name, "k-sweep"),
-            description="Davies-Bouldin index (lower is better) and inertia per k",
-        )
+def _publish_sweep_table(sweep: list[dict[str, Any]], chosen_k: int, name: str) -> None:
     create_table_artifact(
-        outcome.clusters,
+        [
+            {
+                "k": p["k"],
+                "davies_bouldin": round(p["davies_bouldin"], 4),
+                "inertia": round(p["inertia"], 2),
+                "chosen": p["k"] == chosen_k,
+            }
+            for p in sweep
+        ],
+        key=artifact_key(name, "k-sweep"),
+        description="Davies-Bouldin index (lower is better) and inertia per k",
+    )
+
+
+def _publish_clusters_table(clusters: list[dict[str, Any]], name: str) -> None:
+    create_table_artifact(
+        clusters,
         key=artifact_key(name, "clusters"),
         description="Per cluster: size, mean distance to the centroid, medoid (sample index)",
     )
@@ -644,6 +715,17 @@ def curriculum_pipeline(
     output: OutputParams = OutputParams(),  # noqa: B008
 ) -> PipelineResult:
     """Embed -> cluster -> difficulty, schedule, publish; every stage cached by content id."""
+    with ui_artifacts():  # the stages' UI artifacts are all created before the run ends
+        return _run_pipeline(dataset, embedding, clustering, curriculum, output)
+
+
+def _run_pipeline(
+    dataset: DatasetParams,
+    embedding: EmbedParams,
+    clustering: ClusterParams,
+    curriculum: CurriculumParams,
+    output: OutputParams,
+) -> PipelineResult:
     logger = get_run_logger()
     started = time.perf_counter()
     stage_runs: dict[str, str] = {}
@@ -661,7 +743,9 @@ def curriculum_pipeline(
     needs_sweep = clustering.n_clusters is None and not clustering.use_labels
     clustered: ClusterOutcome = _run_stage(
         # A Dask cluster is only worth starting for the k sweep.
-        cluster_flow.with_options(task_runner=sweep_runner(output))
+        _cluster_flow_with_sweep_runner(
+            output.sweep_runner, output.dask_workers, output.dask_address
+        )
         if needs_sweep
         else cluster_flow,
         stage_runs,
@@ -702,6 +786,17 @@ def curriculum_pipeline(
     return result
 
 
+@functools.lru_cache(maxsize=8)
+def _cluster_flow_with_sweep_runner(runner: str, workers: int, address: str | None) -> Any:
+    """``cluster_flow`` on the sweep's task runner, built once per runner configuration.
+
+    ``Flow.with_options`` regenerates the flow's parameter schema (~10 ms); the flow object is
+    reusable because every run enters a fresh ``duplicate()`` of its task runner.
+    """
+    output = OutputParams(sweep_runner=runner, dask_workers=workers, dask_address=address)
+    return cluster_flow.with_options(task_runner=sweep_runner(output))
+
+
 def _collect_states(*outcomes: Any) -> dict[str, list[str]]:
     states: dict[str, list[str]] = {}
     for outcome in outcomes:
@@ -730,14 +825,17 @@ def _publish_run_summary(
         "path": result.artifact_path,
         "report": result.report_path,
     }
-    create_markdown_artifact(
-        f"# Curriculum `{result.name}` @ `{result.version}`\n\n" + summary_markdown(facts),
-        key=artifact_key(result.name, "summary"),
-        description="Run summary: dataset, N, D, model, k and why, artifact version and path",
-    )
-    create_link_artifact(
-        Path(result.artifact_path).as_uri(),
-        link_text=f"{result.name}/{result.version}",
-        key=artifact_key(result.name, "artifact"),
-        description="The published artifact version (manifest.json, arrays, plots, report.md)",
-    )
+    with ui_artifacts() as ui:  # the two round trips overlap
+        ui.create(
+            create_markdown_artifact,
+            f"# Curriculum `{result.name}` @ `{result.version}`\n\n" + summary_markdown(facts),
+            key=artifact_key(result.name, "summary"),
+            description="Run summary: dataset, N, D, model, k and why, artifact version and path",
+        )
+        ui.create(
+            create_link_artifact,
+            Path(result.artifact_path).as_uri(),
+            link_text=f"{result.name}/{result.version}",
+            key=artifact_key(result.name, "artifact"),
+            description="The published artifact version (manifest.json, arrays, plots, report.md)",
+        )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -245,22 +246,41 @@ def sample_task(
     source = as_source(_store_source(store_path), normalize=config.normalize)
     sample = sample_rows(source, config.sweep_samples, sweep_seeds(config)[0])
     ks = _candidate_ks(config.cluster_range, sample, source.n_rows)
-    _files.save_npy(out_path, sample)
+    _remember_sample(_files.save_npy(out_path, sample), sample)
     return {"sample_path": out_path, "ks": [int(k) for k in ks], "n_samples": len(sample)}
 
 
-def _sweep_sample(sample_path: str) -> np.ndarray:
-    """The sweep sample, read once per process (every k task of a sweep reads the same file)."""
-    stat = Path(sample_path).stat()
-    return _cached_sample(str(Path(sample_path).resolve()), stat.st_mtime_ns, stat.st_size)
+_sample_lock = threading.Lock()
+_sample_memo: tuple[tuple[str, int, int], np.ndarray] | None = None
 
 
-@functools.lru_cache(maxsize=1)
-def _cached_sample(sample_path: str, mtime_ns: int, size: int) -> np.ndarray:
-    # mtime and size are part of the key so that a rewritten sample is read again.
-    sample = _files.load_npy(sample_path)
+def _file_identity(path: str | Path) -> tuple[str, int, int]:
+    # mtime and size are part of the identity so that a rewritten sample is read again.
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    return str(resolved), stat.st_mtime_ns, stat.st_size
+
+
+def _remember_sample(sample_path: str | Path, sample: np.ndarray) -> np.ndarray:
+    """Keep the sweep sample of ``sample_path`` for this process's k jobs (read-only)."""
+    global _sample_memo
     sample.flags.writeable = False  # shared by concurrent jobs: nobody may change it
+    with _sample_lock:
+        _sample_memo = (_file_identity(sample_path), sample)
     return sample
+
+
+def _sweep_sample(sample_path: str) -> np.ndarray:
+    """The sweep sample, read once per process (every k task of a sweep reads the same file).
+
+    The sample task hands its in-memory sample over (:func:`_remember_sample`), so k jobs on the
+    in-process Dask cluster never read it back; other processes read the file once.
+    """
+    identity = _file_identity(sample_path)
+    with _sample_lock:
+        if _sample_memo is not None and _sample_memo[0] == identity:
+            return _sample_memo[1]
+    return _remember_sample(sample_path, _files.load_npy(sample_path))
 
 
 @task(name="evaluate-k", **_TASK_OPTIONS)

@@ -47,3 +47,29 @@ def test_sweep_sample_is_read_once_and_reread_after_a_rewrite(tmp_path: Path) ->
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # coarse clocks
     again = tasks._sweep_sample(str(path))
     np.testing.assert_array_equal(again, np.ones((4, 2), dtype=np.float32))
+
+
+def test_sample_task_hands_its_sample_to_in_process_jobs(tmp_path: Path) -> None:
+    path = _files.save_npy(tmp_path / "sample.npy", np.zeros((3, 2), dtype=np.float32))
+    in_memory = np.zeros((3, 2), dtype=np.float32)
+    tasks._remember_sample(path, in_memory)
+    assert tasks._sweep_sample(str(path)) is in_memory  # no read back from disk
+    assert not in_memory.flags.writeable
+
+
+def test_prefect_clients_share_one_verified_tls_context() -> None:
+    import ssl
+
+    import certifi
+    import prefect.client.orchestration as orchestration
+
+    from flows._prefect_env import share_client_tls_context
+
+    assert share_client_tls_context()  # flows.pipeline installed it at import; idempotent
+    make = orchestration.ssl.create_default_context
+    first = make(cafile=certifi.where())
+    assert make(cafile=certifi.where()) is first
+    assert first.verify_mode == ssl.CERT_REQUIRED and first.check_hostname
+    insecure = make()  # Prefect's skip-verify path mutates its context: never shared
+    assert insecure is not make() and insecure is not first
+    assert orchestration.ssl.SSLContext is ssl.SSLContext  # the rest is the real module
