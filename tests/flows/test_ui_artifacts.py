@@ -1,4 +1,4 @@
-"""UI artifacts created off the flow's critical path (flows.pipeline.UIArtifacts)."""
+"""UI artifacts created off the flow's critical path (flows.ui.UIArtifacts)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from flows.pipeline import UIArtifacts, ui_artifacts
+from flows.ui import UIArtifacts, ui_artifacts
 
 MARK: contextvars.ContextVar[str] = contextvars.ContextVar("mark", default="unset")
 
