@@ -7,6 +7,15 @@ PIP := $(PY) -m pip --disable-pip-version-check
 
 .PHONY: demo test test-all lint format bench install install-dev clean
 
+# glibc malloc tunables (cl_core/allocator.py, issue 10): keep freed activations in the heap
+# instead of unmapping and page-faulting them in again on every batch (CPU inference was mostly
+# kernel time). Exported to every recipe and so to pytest, the demo, benchmarks and their worker
+# processes; values already in the environment win. Opt out: CL_CURRICULUM_ALLOCATOR=system.
+ifeq ($(filter-out glibc,$(CL_CURRICULUM_ALLOCATOR)),)
+export MALLOC_MMAP_THRESHOLD_ ?= 4000000000
+export MALLOC_TRIM_THRESHOLD_ ?= 4000000000
+endif
+
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip

@@ -27,6 +27,24 @@ Compared side by side in this one run:
    holds one shard at a time, so its peak must not grow with N (growth under 32 MiB), while the
    reference's grows with N x D.
 
+``--images`` (issue 10) embeds real image *files* instead::
+
+    python benchmarks/bench_embed.py --images          # N = 8192 generated JPEGs (CPU: 512)
+    python benchmarks/bench_embed.py --images --quick  # N = 1024 (CPU: 256)
+
+It generates N JPEGs of ImageNet-like variety (sides 300 to 500 px, ~8% grayscale, ~2% CMYK,
+~3% PNG) into a temporary image folder and reports, side by side in one run and with the same
+number of DataLoader workers: the bare model forward on the same images already transformed in
+memory; the plain ``DataLoader(ImageFolder + timm eval transform)`` with no model (the ceiling of
+the usual way to feed a model); ours (``embed_dataset("imagefolder:...")``) with CPU decoding;
+ours with GPU decoding (CUDA only); and the first-batch latency of each loader (from creating the
+loader to the first batch, after ``start_worker_server()`` at start-up as the CLI does). Goals:
+ours (CPU decoding) >= 1.5x the plain DataLoader and first batch <= 2 s (CPU); on CUDA, ours with
+GPU decoding >= 0.5x the bare forward.
+
+``--demo`` times ``cl-curriculum demo`` (the console script, so it runs with the project's
+allocator set-up) in a clean temporary directory; goal <= 60 s wall.
+
 The last line printed is one JSON object with every figure.
 """
 
@@ -244,6 +262,291 @@ def peak_rss_mib(kind: str, n: int) -> float:
 
 
 # --------------------------------------------------------------------------------------------
+# --images: real image files
+# --------------------------------------------------------------------------------------------
+
+IMAGES_RATIO_GOAL = 1.5  # ours (CPU decoding) / plain DataLoader, same workers
+FIRST_BATCH_GOAL_S = 2.0
+GPU_DECODE_GOAL = 0.5  # ours (GPU decoding) / bare forward, on CUDA
+
+
+def make_image_folder(root: Path, n: int, seed: int = 0) -> dict[str, int]:
+    """``n`` ImageNet-like files in 8 class folders: 300-500 px sides, smooth content plus grain,
+    JPEG quality 85-95; every 12th grayscale, every 50th CMYK, every 33rd a PNG."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    counts = {"jpeg_rgb": 0, "jpeg_gray": 0, "jpeg_cmyk": 0, "png": 0}
+    for index in range(n):
+        folder = root / f"class{index % 8}"
+        folder.mkdir(parents=True, exist_ok=True)
+        width, height = (int(v) for v in rng.integers(300, 501, 2))
+        coarse = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+        image = Image.fromarray(coarse).resize((width, height), Image.BICUBIC)
+        grain = rng.normal(0, 12, (height, width, 3))
+        image = Image.fromarray(np.clip(np.asarray(image) + grain, 0, 255).astype(np.uint8))
+        quality = int(rng.integers(85, 96))
+        if index % 33 == 5:
+            image.save(folder / f"{index:06d}.png")
+            counts["png"] += 1
+        elif index % 50 == 7:
+            image.convert("CMYK").save(folder / f"{index:06d}.jpg", quality=quality)
+            counts["jpeg_cmyk"] += 1
+        elif index % 12 == 3:
+            image.convert("L").save(folder / f"{index:06d}.jpg", quality=quality)
+            counts["jpeg_gray"] += 1
+        else:
+            image.save(folder / f"{index:06d}.jpg", quality=quality)
+            counts["jpeg_rgb"] += 1
+    return counts
+
+
+def image_settings(quick: bool, cuda: bool, workers: int | None) -> dict[str, Any]:
+    """CUDA: the design's ViT-S/16 bf16 setting. CPU: a small model (MobileNetV3-Small 0.5 @ 96 px,
+    ~200 images/s on one core) so that decoding, not the model, is what is compared. Workers: one
+    per core but one (the model needs a core), the same for every contender."""
+    setting = settings(quick, cuda)
+    cores = os.cpu_count() or 2
+    if cuda:
+        setting["n"] = 1024 if quick else 8192
+        setting["workers"] = workers or min(16, max(1, cores - 1))
+    else:
+        setting.update(model="mobilenetv3_small_050", model_kwargs={}, image_size=96)
+        setting["n"] = 256 if quick else 512
+        setting["workers"] = workers or max(1, cores - 1)
+    return setting
+
+
+def _first_and_rate(loader: Any, n: int, consume: Any = None) -> tuple[float, float]:
+    """(seconds to the first batch, images/s over the whole pass) of iterating ``loader``."""
+    start = time.perf_counter()
+    first = None
+    for batch in loader:
+        if consume is not None:
+            consume(batch)
+        if first is None:
+            first = time.perf_counter() - start
+    total = time.perf_counter() - start
+    return float(first or total), n / total
+
+
+def plain_loader(root: Path, data_config: dict[str, Any], setting: dict[str, Any]) -> Any:
+    """torchvision ImageFolder with timm's eval transform: the usual way to feed a model."""
+    import timm.data
+    import torch
+    from torchvision.datasets import ImageFolder
+
+    keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+    transform = timm.data.create_transform(**{k: data_config[k] for k in keys if k in data_config})
+    workers = setting["workers"]
+    return torch.utils.data.DataLoader(
+        ImageFolder(str(root), transform=transform),
+        batch_size=setting["batch_size"],
+        shuffle=False,
+        num_workers=workers,
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def ours_on_files(
+    model: Any, root: Path, setting: dict[str, Any], device: Any, decode: str, workdir: Path
+) -> dict[str, float]:
+    """embed_dataset over the folder: images/s end to end, plus its loader's first-batch latency."""
+    from cl_core.embed import EmbedConfig, _prepare, embed_dataset
+    from cl_core.inference import make_loader
+
+    config = EmbedConfig(
+        model=model,
+        batch_size=setting["batch_size"],
+        precision=setting["precision"],
+        device=device.type,
+        chunk_rows=256,
+        num_workers=setting["workers"],
+        decode=decode,
+        image_size=setting["image_size"],
+        on_bad_sample="skip",
+    )
+    n = setting["n"]
+    # First batch: the loader embed_dataset builds, timed from its creation.
+    plan = _prepare(f"imagefolder:{root}", config, None).plan
+    batch = setting["batch_size"]
+    batches = [range(i, min(i + batch, n)) for i in range(0, n, batch)]
+    start = time.perf_counter()
+    iterator = iter(make_loader(plan, batches))
+    next(iterator)
+    first = time.perf_counter() - start
+    del iterator
+    start = time.perf_counter()
+    store = embed_dataset(f"imagefolder:{root}", workdir / f"{decode}.zarr", config)
+    seconds = time.perf_counter() - start
+    assert store.is_complete and store.shape[0] == n and not store.skipped_samples
+    return {"first_batch_s": first, "images_per_s": n / seconds, "decode": store.attrs["decode"]}
+
+
+def bare_on_files(model: Any, root: Path, setting: dict[str, Any], device: Any) -> float:
+    """The model alone on the folder's images, transformed in memory beforehand (images/s)."""
+    import torch
+
+    from cl_core.datasets import resolve_dataset
+
+    spec = resolve_dataset(
+        f"imagefolder:{root}",
+        image_size=setting["image_size"],
+        data_config=model_data_config(model),
+    )
+    images = torch.stack([spec.dataset[i][0] for i in range(len(spec.dataset))])
+    return len(images) / bare_forward(model, images, setting, device)
+
+
+def model_data_config(model: Any) -> dict[str, Any]:
+    import timm.data
+
+    return dict(timm.data.resolve_model_data_config(model))
+
+
+def run_images(quick: bool, threads: int | None, workers: int | None) -> dict[str, Any]:
+    import torch
+
+    from cl_core.datasets import resolved_data_config
+    from cl_core.inference import start_worker_server
+
+    start_worker_server()  # as the CLI does at start-up: the workers' imports overlap the set-up
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if threads is None and device.type == "cpu":
+        threads = 1  # see run(): on a shared CPU box one thread keeps the model compute-bound
+    if threads is not None:
+        torch.set_num_threads(threads)
+    load_before = os.getloadavg()[0]
+    setting = image_settings(quick, device.type == "cuda", workers)
+    model = make_model(setting)
+    data_config = resolved_data_config(model_data_config(model), setting["image_size"])
+    n = setting["n"]
+    on_gpu = device.type == "cuda"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "images"
+        started = time.perf_counter()
+        variety = make_image_folder(root, n)
+        generate_s = time.perf_counter() - started
+        bare = bare_on_files(model, root, setting, device)
+        plain_first, plain_rate = _first_and_rate(plain_loader(root, data_config, setting), n)
+        cpu = ours_on_files(model, root, setting, device, "cpu", Path(tmp))
+        gpu = ours_on_files(model, root, setting, device, "gpu", Path(tmp)) if on_gpu else None
+    ratio = cpu["images_per_s"] / plain_rate
+    gpu_ratio = gpu["images_per_s"] / bare if gpu else None
+    goal_met = ratio >= IMAGES_RATIO_GOAL and cpu["first_batch_s"] <= FIRST_BATCH_GOAL_S
+    if gpu is not None:
+        goal_met = goal_met and gpu_ratio is not None and gpu_ratio >= GPU_DECODE_GOAL
+    return {
+        "name": "embed-images",
+        "ratio": round(ratio, 3),
+        "goal": IMAGES_RATIO_GOAL,
+        "goal_met": bool(goal_met),
+        "device": torch.cuda.get_device_name(device) if on_gpu else "cpu",
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "model": setting["model"]
+        + (f" {setting['model_kwargs']}" if setting["model_kwargs"] else ""),
+        "precision": setting["precision"],
+        "batch_size": setting["batch_size"],
+        "image_size": setting["image_size"],
+        "n": n,
+        "files": variety,
+        "generate_s": round(generate_s, 1),
+        "workers": setting["workers"],
+        "bare_images_per_s": round(bare, 1),
+        "plain_loader_images_per_s": round(plain_rate, 1),
+        "plain_loader_first_batch_s": round(plain_first, 2),
+        "ours_cpu_images_per_s": round(cpu["images_per_s"], 1),
+        "ours_cpu_first_batch_s": round(cpu["first_batch_s"], 2),
+        "ours_gpu_images_per_s": round(gpu["images_per_s"], 1) if gpu else None,
+        "ours_gpu_first_batch_s": round(gpu["first_batch_s"], 2) if gpu else None,
+        "ours_gpu_vs_bare": round(gpu_ratio, 3) if gpu_ratio is not None else None,
+        "ours_gpu_vs_bare_goal": GPU_DECODE_GOAL,
+        "first_batch_goal_s": FIRST_BATCH_GOAL_S,
+        "gpu": "measured" if on_gpu else "pending: no CUDA device in this run (CPU figures only)",
+    }
+
+
+def print_images_table(result: dict[str, Any]) -> None:
+    print(
+        f"\nembedding {result['n']} generated image files ({result['files']}), {result['model']} @ "
+        f"{result['image_size']} px, batch {result['batch_size']}, {result['precision']} on "
+        f"{result['device']}, {result['workers']} workers (load {result['load_average_1min']})\n"
+    )
+    print(f"{'contender':<44}{'images/s':>10}{'first batch':>13}")
+    rows = [
+        ("bare forward (transformed in memory)", result["bare_images_per_s"], None),
+        (
+            "plain DataLoader(ImageFolder + timm), no model",
+            result["plain_loader_images_per_s"],
+            result["plain_loader_first_batch_s"],
+        ),
+        (
+            "ours, CPU decoding",
+            result["ours_cpu_images_per_s"],
+            result["ours_cpu_first_batch_s"],
+        ),
+        (
+            "ours, GPU decoding",
+            result["ours_gpu_images_per_s"],
+            result["ours_gpu_first_batch_s"],
+        ),
+    ]
+    for label, speed, first in rows:
+        shown = "pending (no CUDA)" if speed is None else f"{speed:.1f}"
+        latency = "" if first is None else f"{first:.2f} s"
+        print(f"{label:<44}{shown:>10}{latency:>13}")
+    print(
+        f"\nours (CPU decoding) / plain DataLoader = {result['ratio']:.2f} (goal >= "
+        f"{IMAGES_RATIO_GOAL}); first batch {result['ours_cpu_first_batch_s']:.2f} s (goal <= "
+        f"{FIRST_BATCH_GOAL_S} s); GPU: {result['gpu']}\n"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# --demo: the whole demo through the console script
+# --------------------------------------------------------------------------------------------
+
+DEMO_GOAL_S = 60.0
+
+
+def run_demo() -> dict[str, Any]:
+    script = Path(sys.executable).with_name("cl-curriculum")
+    command = [str(script), "demo", "--no-progress"] if script.exists() else None
+    if command is None:
+        command = [sys.executable, "-m", "flows.cli", "demo", "--no-progress"]
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+        env["PREFECT_HOME"] = str(Path(tmp) / "prefect-home")
+        env["PYTHONPATH"] = str(ROOT)
+        start = time.perf_counter()
+        usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")
+    return {
+        "name": "embed-demo",
+        "ratio": round(DEMO_GOAL_S / wall, 3),
+        "goal": 1.0,
+        "goal_met": bool(result.returncode == 0 and wall <= DEMO_GOAL_S),
+        "wall_s": round(wall, 1),
+        "goal_wall_s": DEMO_GOAL_S,
+        "user_s": round(usage.ru_utime - usage_before.ru_utime, 1),
+        "system_s": round(usage.ru_stime - usage_before.ru_stime, 1),
+        "exit_code": result.returncode,
+        "command": " ".join(Path(part).name if i == 0 else part for i, part in enumerate(command)),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "last_line": (result.stdout.strip().splitlines() or [""])[-1][:200],
+    }
+
+
+# --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
 
@@ -349,10 +652,27 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="embedding-stage benchmark")
     parser.add_argument("--quick", action="store_true", help="small sizes")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU: 1)")
+    parser.add_argument("--images", action="store_true", help="embed generated image files")
+    parser.add_argument("--workers", type=int, default=None, help="--images: DataLoader workers")
+    parser.add_argument("--demo", action="store_true", help="time `cl-curriculum demo`")
     parser.add_argument("--rss-child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_child:
         rss_child(args.rss_child[0], int(args.rss_child[1]))
+        return 0
+    if args.images:
+        result = run_images(args.quick, args.threads, args.workers)
+        print_images_table(result)
+        print(json.dumps(result))
+        return 0
+    if args.demo:
+        result = run_demo()
+        print(
+            f"\ncl-curriculum demo in a clean directory: {result['wall_s']} s wall "
+            f"(goal <= {DEMO_GOAL_S:.0f} s), user {result['user_s']} s, system "
+            f"{result['system_s']} s, exit {result['exit_code']}\n"
+        )
+        print(json.dumps(result))
         return 0
     result = run(args.quick, args.threads)
     print_table(result)

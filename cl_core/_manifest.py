@@ -13,11 +13,16 @@ Layout of one artifact name::
 
 No pickle anywhere: ``.npy`` files load with ``allow_pickle=False`` and object dtypes are refused
 from the header, before any data is read.
+
+``<root>`` may be a local path or an fsspec URL (``s3://bucket/artifacts``): paths are then
+:class:`cl_core._location.ObjectPath` objects, and fsspec (with the protocol's package, ``s3fs``
+for S3) is imported on first use only, so this module stays numpy + standard library.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -25,11 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from cl_core._location import Location, ObjectPath, as_location, open_binary
 from cl_core._validation import check_finite
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 LATEST_FILE = "latest"
+SAMPLE_MASK_FILE = "sample_mask.npy"
 REQUIRED_MANIFEST_KEYS = ("schema_version", "name", "version", "files")
 _HASH_CHUNK_BYTES = 1 << 22
 
@@ -39,19 +46,19 @@ class ArtifactIntegrityError(ValueError):
 
     Attributes
     ----------
-    path : Path
+    path : Path or ObjectPath
         The offending file (or the manifest when the manifest itself is malformed).
     """
 
-    def __init__(self, path: Path, problem: str, fix: str) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Location | str, problem: str, fix: str) -> None:
+        self.path: Location = path if isinstance(path, ObjectPath) else Path(path)
         super().__init__(f"artifact file {self.path} {problem}; {fix}")
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
+def sha256_file(path: str | os.PathLike[str] | ObjectPath) -> str:
     """Hex sha256 of a file's bytes, read in chunks so large arrays never sit in memory twice."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_binary(as_location(path)) as handle:
         for chunk in iter(lambda: handle.read(_HASH_CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -62,7 +69,7 @@ def _is_plain_name(text: str) -> bool:
     return bool(text) and text not in (".", "..") and "/" not in text and "\\" not in text
 
 
-def _read_pointer(pointer: Path) -> Path:
+def _read_pointer(pointer: Location) -> Location:
     """Follow a ``latest`` pointer file to the version directory it names."""
     version = pointer.read_text(encoding="utf-8").strip()
     if not _is_plain_name(version) or version.startswith("."):
@@ -74,19 +81,20 @@ def _read_pointer(pointer: Path) -> Path:
     return pointer.parent / version
 
 
-def resolve_version(path: str | os.PathLike[str]) -> Path:
+def resolve_version(path: str | os.PathLike[str] | ObjectPath) -> Location:
     """Return the version directory that ``path`` refers to.
 
     Parameters
     ----------
-    path : str or PathLike
+    path : str, PathLike or ObjectPath
         A version directory ``<root>/<name>/<version>``, its ``manifest.json``, the pointer file
-        ``<root>/<name>/latest``, or the name directory ``<root>/<name>`` (meaning latest).
+        ``<root>/<name>/latest``, or the name directory ``<root>/<name>`` (meaning latest); local
+        or an fsspec URL such as ``s3://bucket/artifacts/digits/latest``.
 
     Returns
     -------
-    Path
-        A directory that holds a ``manifest.json``.
+    Path or ObjectPath
+        A directory (an object prefix for URLs) that holds a ``manifest.json``.
 
     Raises
     ------
@@ -94,7 +102,7 @@ def resolve_version(path: str | os.PathLike[str]) -> Path:
         If nothing is published there. A version directory without ``manifest.json`` (an
         interrupted or broken publish) does not exist as far as readers are concerned.
     """
-    candidate = Path(path)
+    candidate = as_location(path)
     if candidate.is_file() and candidate.name == MANIFEST_FILE:
         candidate = candidate.parent
     if candidate.is_file() and candidate.name == LATEST_FILE:
@@ -128,12 +136,12 @@ def resolve_version(path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def load_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_manifest(path: str | os.PathLike[str] | ObjectPath) -> dict[str, Any]:
     """Read and sanity-check ``manifest.json`` of the version ``path`` resolves to.
 
     Parameters
     ----------
-    path : str or PathLike
+    path : str, PathLike or ObjectPath
         Anything :func:`resolve_version` accepts.
 
     Returns
@@ -169,7 +177,9 @@ def load_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     return manifest
 
 
-def read_npy_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.dtype[Any]]:
+def read_npy_header(
+    path: str | os.PathLike[str] | ObjectPath,
+) -> tuple[tuple[int, ...], np.dtype[Any]]:
     """Shape and dtype from a ``.npy`` header without reading the data (or unpickling anything).
 
     Raises
@@ -177,9 +187,9 @@ def read_npy_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.d
     ArtifactIntegrityError
         If the header is malformed or declares an object dtype (which would need pickle).
     """
-    file_path = Path(path)
+    file_path = as_location(path)
     try:
-        with open(file_path, "rb") as handle:
+        with open_binary(file_path) as handle:
             major, minor = np.lib.format.read_magic(handle)
             if (major, minor) == (1, 0):
                 shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
@@ -200,7 +210,7 @@ def read_npy_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.d
     return tuple(int(n) for n in shape), dtype
 
 
-def _file_entry(manifest: dict[str, Any], version_dir: Path, filename: str) -> dict[str, Any]:
+def _file_entry(manifest: dict[str, Any], version_dir: Location, filename: str) -> dict[str, Any]:
     entry = manifest["files"].get(filename)
     if not isinstance(entry, dict) or "sha256" not in entry:
         raise ArtifactIntegrityError(
@@ -211,7 +221,7 @@ def _file_entry(manifest: dict[str, Any], version_dir: Path, filename: str) -> d
     return entry
 
 
-def _check_npy_entry(file_path: Path, entry: dict[str, Any]) -> None:
+def _check_npy_entry(file_path: Location, entry: dict[str, Any]) -> None:
     shape, dtype = read_npy_header(file_path)
     expected_shape = entry.get("shape")
     if expected_shape is None or tuple(expected_shape) != shape:
@@ -229,12 +239,12 @@ def _check_npy_entry(file_path: Path, entry: dict[str, Any]) -> None:
         )
 
 
-def verify_file(version_dir: Path, filename: str, manifest: dict[str, Any]) -> Path:
+def verify_file(version_dir: Location, filename: str, manifest: dict[str, Any]) -> Location:
     """Check one listed file: present, sha256 as recorded, and for ``.npy`` shape and dtype.
 
     Returns
     -------
-    Path
+    Path or ObjectPath
         The verified file's path.
     """
     entry = _file_entry(manifest, version_dir, filename)
@@ -258,12 +268,12 @@ def verify_file(version_dir: Path, filename: str, manifest: dict[str, Any]) -> P
     return file_path
 
 
-def verify_artifact(path: str | os.PathLike[str]) -> dict[str, Any]:
+def verify_artifact(path: str | os.PathLike[str] | ObjectPath) -> dict[str, Any]:
     """Verify sha256 (and shape/dtype of ``.npy``) of every file a version's manifest lists.
 
     Parameters
     ----------
-    path : str or PathLike
+    path : str, PathLike or ObjectPath
         Anything :func:`resolve_version` accepts.
 
     Returns
@@ -280,19 +290,85 @@ def verify_artifact(path: str | os.PathLike[str]) -> dict[str, Any]:
     manifest = load_manifest(version_dir)
     for filename in sorted(manifest["files"]):
         verify_file(version_dir, filename, manifest)
+    load_sample_mask(version_dir, manifest)  # the mask agrees with the manifest's record
     return manifest
+
+
+def load_sample_mask(version_dir: Location, manifest: dict[str, Any]) -> np.ndarray | None:
+    """The version's ``sample_mask.npy`` (bool (N,), True = drawable), verified, or None.
+
+    Checks that the file and the manifest's ``excluded`` record agree (both present or both
+    absent, same count and indices) and that at least one sample is drawable.
+
+    Parameters
+    ----------
+    version_dir : Path or ObjectPath
+        A resolved version directory.
+    manifest : dict
+        Its manifest (from :func:`load_manifest`).
+
+    Returns
+    -------
+    ndarray of shape (N,), bool, or None
+        None when the version excludes no sample.
+    """
+    listed = SAMPLE_MASK_FILE in manifest["files"]
+    record = manifest.get("excluded")
+    manifest_path = version_dir / MANIFEST_FILE
+    if not listed and record is None:
+        return None
+    if not listed or not isinstance(record, dict):
+        raise ArtifactIntegrityError(
+            manifest_path,
+            f"lists {SAMPLE_MASK_FILE} and the 'excluded' record inconsistently (file listed: "
+            f"{listed}, record: {record!r})",
+            "publish the version again",
+        )
+    file_path = verify_file(version_dir, SAMPLE_MASK_FILE, manifest)
+    mask = _load_npy(file_path)
+    n_samples = manifest.get("n_samples")
+    if (
+        mask.dtype != np.bool_
+        or mask.ndim != 1
+        or (n_samples is not None and mask.size != n_samples)
+    ):
+        raise ArtifactIntegrityError(
+            file_path,
+            f"holds dtype {mask.dtype} shape {mask.shape}, not a bool ({n_samples},) mask",
+            "publish the version again",
+        )
+    excluded = np.flatnonzero(~mask)
+    if record.get("count") != excluded.size or record.get("indices") != excluded.tolist():
+        raise ArtifactIntegrityError(
+            manifest_path,
+            f"records {record.get('count')!r} excluded samples, but {SAMPLE_MASK_FILE} excludes "
+            f"{excluded.size}",
+            "publish the version again",
+        )
+    if not mask.any():
+        raise ArtifactIntegrityError(
+            file_path, "excludes every sample, so nothing can be drawn", "publish it again"
+        )
+    return mask
+
+
+def _load_npy(file_path: Location) -> np.ndarray:
+    """``np.load`` without pickle; an object is read into memory first."""
+    if isinstance(file_path, ObjectPath):
+        return np.load(io.BytesIO(file_path.read_bytes()), allow_pickle=False)
+    return np.load(file_path, allow_pickle=False)
 
 
 def _npy_name(name: str) -> str:
     return name if name.endswith(".npy") else f"{name}.npy"
 
 
-def load_array(path: str | os.PathLike[str], name: str) -> np.ndarray:
+def load_array(path: str | os.PathLike[str] | ObjectPath, name: str) -> np.ndarray:
     """Load one verified array of a published version.
 
     Parameters
     ----------
-    path : str or PathLike
+    path : str, PathLike or ObjectPath
         Anything :func:`resolve_version` accepts.
     name : str
         ``"difficulty"`` or ``"difficulty.npy"`` etc.
@@ -306,10 +382,10 @@ def load_array(path: str | os.PathLike[str], name: str) -> np.ndarray:
     manifest = load_manifest(version_dir)
     filename = _npy_name(name)
     file_path = verify_file(version_dir, filename, manifest)
-    return np.load(file_path, allow_pickle=False)
+    return _load_npy(file_path)
 
 
-def load_json(path: str | os.PathLike[str], name: str) -> Any:
+def load_json(path: str | os.PathLike[str] | ObjectPath, name: str) -> Any:
     """Load one verified JSON file (``"schedule"`` or ``"schedule.json"``) of a published version."""
     version_dir = resolve_version(path)
     manifest = load_manifest(version_dir)

@@ -4,11 +4,37 @@ A version is ``<root>/<name>/<version>/`` where ``version`` is the first 12 hex 
 sha256 of the canonical JSON of ``{parents, config, schema_version, code_version}``; the same inputs
 therefore always map to the same directory and a rerun publishes nothing new.
 
-Publishing is atomic: every file is written (and fsynced) into ``<root>/<name>/.tmp-<version>-<rand>/``,
-``manifest.json`` last, and the directory is then renamed to its version name. Readers treat a
-directory without ``manifest.json`` as absent, so a crash at any point never exposes a partial
-artifact and never touches an earlier version. ``<root>/<name>/latest`` is a one-line pointer file
-replaced atomically (write a temp file, ``os.replace``).
+Publishing is atomic: every file is written (and fsynced) into
+``<root>/<name>/.tmp-<version>@<host>@<pid>@<rand>/``, ``manifest.json`` last, and the directory is
+then renamed to its version name. Readers treat a directory without ``manifest.json`` as absent, so
+a crash at any point never exposes a partial artifact and never touches an earlier version.
+``<root>/<name>/latest`` is a one-line pointer file replaced atomically (:func:`point_latest`:
+write a temp file, fsync, ``os.replace``), so a concurrent reader sees the old or the new version,
+never a partial name.
+
+Every temporary name (``.tmp-*`` directories, ``.trash-*`` directories, ``.latest-*`` pointer
+files) records its writer's host name and process id. A publish of a name first removes the
+temporaries of that name whose writer is gone (same host, process no longer running), e.g. those
+left by a publish killed with SIGKILL (:func:`remove_stale_temporaries`). A live writer's, or
+another host's, are left alone; temporaries in the old unowned format are removed once older than
+a day.
+
+Samples that could not be loaded can be excluded with ``sample_mask`` (bool (N,), True =
+drawable): the version then holds ``sample_mask.npy``, the manifest records ``excluded``
+``{count, indices}``, and the mask is part of the version id. Nothing changes when no sample is
+excluded.
+
+Object storage
+--------------
+``root`` may be an fsspec URL (``s3://bucket/artifacts``; fsspec and ``s3fs`` installed). Object
+stores have no rename, so a version is published in place, in the same order: every file is
+uploaded under ``<root>/<name>/<version>/``, then ``manifest.json`` (one atomic object write), then
+``latest`` (one atomic object write). Readers ignore a prefix without a manifest, so a reader
+never sees a version without its manifest, and an interrupted upload is invisible; publishing the
+version again overwrites its leftovers (there are no temporaries to clean up). The returned paths
+are then :class:`ObjectPath` objects (``str()`` gives the URL). Missing packages, a missing
+bucket and denied access are reported with the package to install, or the bucket and the
+operation that failed.
 
 The read side (resolve, manifest, verification, loading) lives in the numpy-only
 :mod:`cl_core._manifest` so that the training-time sampler shares one implementation; it is
@@ -22,9 +48,13 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
+import re
 import secrets
 import shutil
+import socket
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,9 +63,11 @@ from typing import Any
 import numpy as np
 
 from cl_core import CODE_VERSION
+from cl_core._location import Location, ObjectPath, as_location, mtime
 from cl_core._manifest import (
     LATEST_FILE,
     MANIFEST_FILE,
+    SAMPLE_MASK_FILE,
     SCHEMA_VERSION,
     ArtifactIntegrityError,
     check_difficulty,
@@ -51,30 +83,38 @@ from cl_core._validation import (
     check_finite,
     check_fraction,
     check_non_negative_int,
+    check_valid_mask,
 )
 from cl_core.schedule import (
     PACINGS,
     STRATEGIES,
     STRATEGY_ALIASES,
+    Schedule,
     ScheduleConfig,
     build_schedule,
     canonical_strategy,
+    effective_fraction_at,
 )
 
 __all__ = [
     "LATEST_FILE",
     "MANIFEST_FILE",
+    "SAMPLE_MASK_FILE",
     "SCHEMA_VERSION",
     "ArtifactIntegrityError",
+    "ObjectPath",
     "array_digest",
     "compute_version",
+    "curriculum_identity",
     "latest_version",
     "list_versions",
     "load_array",
     "load_json",
     "load_manifest",
+    "point_latest",
     "publish_artifact",
     "publish_curriculum",
+    "remove_stale_temporaries",
     "resolve_version",
     "verify_artifact",
 ]
@@ -82,6 +122,14 @@ __all__ = [
 VERSION_LENGTH = 12
 _NUMERIC_KINDS = "biufc"
 _RESERVED_NAMES = (MANIFEST_FILE, LATEST_FILE)
+_TEMP_KINDS = ("tmp", "trash", "latest")
+# .<kind>-<label>@<host>@<pid>@<rand>: the writer of every temporary is on record.
+_TEMP_PATTERN = re.compile(
+    r"^\.(?P<kind>tmp|trash|latest)-(?P<label>[^@]*)@(?P<host>[A-Za-z0-9_.-]*)@(?P<pid>[0-9]+)"
+    r"@(?P<rand>[0-9a-f]+)$"
+)
+_LEGACY_PATTERN = re.compile(r"^\.(tmp|trash|latest)-")
+_LEGACY_MAX_AGE_S = 24 * 3600.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,9 +315,97 @@ def _write_file(directory: Path, item: _PendingFile) -> dict[str, Any]:
     return {"sha256": digest, "shape": item.shape, "dtype": item.dtype}
 
 
-def _point_latest(name_dir: Path, version: str) -> None:
-    """Atomically replace ``<name_dir>/latest`` with ``version``."""
-    temp = name_dir / f".latest-{secrets.token_hex(6)}"
+def _host_tag() -> str:
+    """This machine's name, restricted to the characters a temporary's name may hold."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:64]
+
+
+def _temp_name(kind: str, label: str) -> str:
+    """``.<kind>-<label>@<host>@<pid>@<rand>``: a unique temporary naming its writer."""
+    assert kind in _TEMP_KINDS and "@" not in label
+    return f".{kind}-{label}@{_host_tag()}@{os.getpid()}@{secrets.token_hex(6)}"
+
+
+def _process_gone(pid: int) -> bool:
+    """True only when no process ``pid`` exists on this machine (unknown counts as alive)."""
+    if pid <= 0 or pid == os.getpid() or os.name == "nt":  # os.kill on Windows would kill it
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return False
+    return False
+
+
+def _is_stale(entry: Path) -> bool:
+    match = _TEMP_PATTERN.match(entry.name)
+    if match is not None:
+        return match["host"] == _host_tag() and _process_gone(int(match["pid"]))
+    if _LEGACY_PATTERN.match(entry.name) is None:
+        return False
+    try:  # the writer of an old-format temporary is unknown: only age can tell
+        return time.time() - entry.lstat().st_mtime > _LEGACY_MAX_AGE_S
+    except OSError:
+        return False
+
+
+def remove_stale_temporaries(root: str | os.PathLike[str] | ObjectPath, name: str) -> list[Path]:
+    """Remove the leftovers of killed publishes of ``name`` (only those whose writer is gone).
+
+    Every publish writes into ``<root>/<name>/.tmp-<version>@<host>@<pid>@<rand>/`` (and moves
+    a broken version aside as ``.trash-*``, and writes the pointer through ``.latest-*``). A
+    temporary is removed when its writer ran on this host and that process no longer exists;
+    a live writer's (another publish in progress) and another host's are left alone.
+    Old-format temporaries without an owner are removed once older than a day.
+    :func:`publish_artifact` and :func:`publish_curriculum` call this first.
+
+    Parameters
+    ----------
+    root : str, PathLike or ObjectPath
+        Artifact root.
+    name : str
+        Artifact name.
+
+    Returns
+    -------
+    list of Path
+        The temporaries removed (always empty for an object-storage root, where publishing
+        writes no temporaries).
+    """
+    name = _check_artifact_name(name)
+    location = as_location(root)
+    if isinstance(location, ObjectPath):
+        return []
+    name_dir = location / name
+    try:
+        entries = list(name_dir.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = []
+    for entry in sorted(entries):
+        if not entry.name.startswith(".") or not _is_stale(entry):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        if not entry.exists():
+            removed.append(entry)
+    return removed
+
+
+def _point_latest(name_dir: Location, version: str) -> None:
+    """Atomically replace ``<name_dir>/latest`` with ``version`` (write, fsync, rename).
+
+    On object storage one object write replaces the pointer as a whole.
+    """
+    if isinstance(name_dir, ObjectPath):
+        (name_dir / LATEST_FILE).write_bytes((version + "\n").encode("utf-8"))
+        return
+    temp = name_dir / _temp_name("latest", "")
     try:
         with open(temp, "w", encoding="utf-8") as handle:
             handle.write(version + "\n")
@@ -281,23 +417,104 @@ def _point_latest(name_dir: Path, version: str) -> None:
     _fsync_directory(name_dir)
 
 
-def _existing_version(version_dir: Path) -> bool:
+def point_latest(root: str | os.PathLike[str] | ObjectPath, name: str, version: str) -> Location:
+    """Make ``<root>/<name>/latest`` name ``version``, atomically.
+
+    The pointer is written to a temporary file, fsynced and renamed over ``latest``
+    (``os.replace``), so a reader at any moment sees the previous or the new version, never a
+    partial name, and a crash leaves the previous pointer intact. Publishing calls this; call it
+    yourself to roll back, or to record the version a cached run reported.
+
+    Parameters
+    ----------
+    root : str, PathLike or ObjectPath
+        Artifact root (a local directory or an fsspec URL).
+    name : str
+        Artifact name.
+    version : str
+        A published version of ``name``: ``<root>/<name>/<version>/manifest.json`` must exist,
+        be valid JSON with the required keys, and record this version and name. (The files are
+        not hashed here; :func:`verify_artifact` does that.)
+
+    Returns
+    -------
+    Path or ObjectPath
+        The version directory ``latest`` now names.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``version`` is not published under ``name`` (no directory or no manifest).
+    ArtifactIntegrityError
+        If its manifest is malformed or belongs to another version or name.
+    ValueError
+        If ``name`` or ``version`` is not a plain name.
+    """
+    name = _check_artifact_name(name)
+    if (
+        not isinstance(version, str)
+        or not version
+        or version[0] == "."
+        or any(sep in version for sep in ("/", "\\"))
+        or version in (LATEST_FILE, "..")
+    ):
+        raise ValueError(
+            f"version {version!r} is not a version name; pass the directory name of a published "
+            f"version, e.g. the .name of the path publish_curriculum returned"
+        )
+    name_dir = as_location(root) / name
+    version_dir = name_dir / version
+    if not (version_dir / MANIFEST_FILE).is_file():
+        raise FileNotFoundError(
+            f"cannot point {str(name_dir / LATEST_FILE)!r} at {version!r}: {str(version_dir)!r} "
+            f"has no {MANIFEST_FILE}, so that version is not published; publish it first or "
+            f"pick one of {[path.name for path in list_versions(root, name)]}"
+        )
+    manifest = load_manifest(version_dir)
+    if manifest.get("version") != version or manifest.get("name") != name:
+        raise ArtifactIntegrityError(
+            version_dir / MANIFEST_FILE,
+            f"records name {manifest.get('name')!r} and version {manifest.get('version')!r}, not "
+            f"{name!r} and {version!r}",
+            "publish the artifact again instead of copying or renaming version directories",
+        )
+    _point_latest(name_dir, version)
+    return version_dir
+
+
+def _existing_version(version_dir: Location, replace_damaged: bool = False) -> bool:
     """True if a complete, verified version is already published at ``version_dir``.
 
-    A directory without a manifest does not count (it is replaced); a manifest whose files fail
-    verification raises, because silently overwriting a tampered artifact would hide the damage.
+    A directory without a manifest does not count (it is replaced). A manifest whose files fail
+    verification raises, because silently overwriting a tampered artifact would hide the damage;
+    with ``replace_damaged`` the damaged directory is removed instead (renamed aside first, so
+    the version never holds a mix of old and new files) and False is returned.
     """
     if not (version_dir / MANIFEST_FILE).is_file():
         return False
     try:
         verify_artifact(version_dir)
     except ArtifactIntegrityError as error:
-        raise ArtifactIntegrityError(
-            error.path,
-            f"belongs to the already published version {version_dir.name}, which fails "
-            f"verification ({error})",
-            f"delete {version_dir} and publish again",
-        ) from None
+        if not replace_damaged:
+            raise ArtifactIntegrityError(
+                error.path,
+                f"belongs to the already published version {version_dir.name}, which fails "
+                f"verification ({error})",
+                f"delete {version_dir} and publish again, or pass replace_damaged=True",
+            ) from None
+        if isinstance(version_dir, ObjectPath):
+            # No rename on object storage: the manifest goes first, so readers stop seeing the
+            # damaged version before any of its files disappear.
+            (version_dir / MANIFEST_FILE).unlink(missing_ok=True)
+            version_dir.remove_tree()
+            return False
+        trash = version_dir.parent / _temp_name("trash", version_dir.name)
+        try:
+            os.rename(version_dir, trash)
+        except FileNotFoundError:  # a concurrent publisher removed it first
+            return False
+        shutil.rmtree(trash, ignore_errors=True)
+        return False
     return True
 
 
@@ -313,7 +530,7 @@ def _install(temp_dir: Path, version_dir: Path) -> None:
             return
         if not version_dir.exists():
             raise
-    trash = version_dir.parent / f".trash-{version_dir.name}-{secrets.token_hex(6)}"
+    trash = version_dir.parent / _temp_name("trash", version_dir.name)
     os.rename(version_dir, trash)
     os.rename(temp_dir, version_dir)
     shutil.rmtree(trash, ignore_errors=True)
@@ -347,13 +564,46 @@ def _size_fields(arrays: Mapping[str, object]) -> dict[str, int | None]:
     }
 
 
+def _check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_sample_mask(sample_mask: object, n_samples: int | None) -> np.ndarray | None:
+    """The mask as bool (N,) when it excludes something, else None."""
+    if sample_mask is None:
+        return None
+    if n_samples is None:
+        raise ValueError(
+            "sample_mask needs a per-sample array to fix N: pass 'difficulty' or 'assignment' "
+            "in arrays, or leave sample_mask None"
+        )
+    return check_valid_mask("sample_mask", sample_mask, n_samples)
+
+
+def _parents_with_mask(parents: Sequence[str], mask: np.ndarray | None) -> list[str]:
+    """``parents`` plus the mask's digest (once), so the mask is part of the version id."""
+    full = [str(parent) for parent in parents]
+    if mask is not None:
+        digest = array_digest(mask)
+        if digest not in full:
+            full.append(digest)
+    return full
+
+
+def _excluded_record(mask: np.ndarray) -> dict[str, Any]:
+    indices = np.flatnonzero(~mask)
+    return {"count": int(indices.size), "indices": [int(i) for i in indices]}
+
+
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
 
 
 def publish_artifact(
-    root: str | os.PathLike[str],
+    root: str | os.PathLike[str] | ObjectPath,
     name: str,
     *,
     arrays: Mapping[str, np.ndarray],
@@ -363,13 +613,16 @@ def publish_artifact(
     metrics: Mapping[str, Any] | None = None,
     extra_files: Mapping[str, str | os.PathLike[str]] | None = None,
     dataset_fingerprint: str | None = None,
-) -> Path:
+    sample_mask: np.ndarray | None = None,
+    replace_damaged: bool = False,
+) -> Location:
     """Publish files as one content-addressed, verified artifact version.
 
     Parameters
     ----------
-    root : str or PathLike
-        Artifact root; the version lands in ``<root>/<name>/<version>/``.
+    root : str, PathLike or ObjectPath
+        Artifact root, a local directory or an fsspec URL (``s3://bucket/artifacts``); the
+        version lands in ``<root>/<name>/<version>/``.
     name : str
         Artifact name (a plain directory name).
     arrays : mapping of str to ndarray
@@ -387,21 +640,37 @@ def publish_artifact(
         Files copied in under the given names (plots).
     dataset_fingerprint : str, optional
         Recorded in the manifest.
+    sample_mask : array-like of shape (N,), bool, optional
+        True for the samples a training job may draw (N from ``difficulty`` or ``assignment``
+        in ``arrays``). When it excludes any sample it is written as ``sample_mask.npy``, the
+        manifest records ``excluded`` ``{"count", "indices"}`` and its digest joins
+        ``parents`` (the version id). ``None`` or all True: nothing is written or recorded.
+    replace_damaged : bool
+        What to do when this version is already published but fails verification (a file
+        was modified or lost after publishing): False (default) raises
+        :class:`ArtifactIntegrityError` naming the file; True removes the damaged version and
+        publishes it again ("publish the artifact again").
 
     Returns
     -------
-    Path
-        The version directory. If that version already exists (and verifies) it is returned
-        untouched; either way ``latest`` then points to it.
+    Path or ObjectPath
+        The version directory (an :class:`ObjectPath` for a URL root). If that version already
+        exists (and verifies) it is returned untouched; either way ``latest`` then points to it.
     """
     name = _check_artifact_name(name)
+    sizes = _size_fields(arrays)
+    mask = _check_sample_mask(sample_mask, sizes["n_samples"])
+    parents = _parents_with_mask(parents, mask)
     version = compute_version(parents, config)
-    name_dir = Path(root) / name
+    name_dir = as_location(root) / name
     version_dir = name_dir / version
-    if _existing_version(version_dir):
+    remove_stale_temporaries(root, name)
+    if _existing_version(version_dir, _check_flag("replace_damaged", replace_damaged)):
         _point_latest(name_dir, version)
         return version_dir
 
+    if mask is not None:
+        arrays = {**arrays, SAMPLE_MASK_FILE: mask}
     pending = _pending_files(arrays, json_files, extra_files)
     manifest: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -412,14 +681,21 @@ def publish_artifact(
         "config": dict(config),
         "code_version": CODE_VERSION,
         "dataset_fingerprint": dataset_fingerprint,
-        **_size_fields(arrays),
+        **sizes,
         "files": {},
         "metrics": dict(metrics or {}),
     }
+    if mask is not None:
+        manifest["excluded"] = _excluded_record(mask)
     _json_bytes(manifest["metrics"], "metrics")  # fail before anything touches the disk
 
+    if isinstance(version_dir, ObjectPath):
+        _publish_objects(version_dir, pending, manifest)
+        _point_latest(name_dir, version)
+        return version_dir
+    assert isinstance(name_dir, Path)
     name_dir.mkdir(parents=True, exist_ok=True)
-    temp_dir = name_dir / f".tmp-{version}-{secrets.token_hex(6)}"
+    temp_dir = name_dir / _temp_name("tmp", version)
     temp_dir.mkdir()
     try:
         for item in pending:
@@ -437,7 +713,32 @@ def publish_artifact(
     return version_dir
 
 
-def latest_version(root: str | os.PathLike[str], name: str) -> Path:
+def _publish_objects(
+    version_dir: ObjectPath, pending: Sequence[_PendingFile], manifest: dict[str, Any]
+) -> None:
+    """Upload a version in place: its files, then its manifest (object stores cannot rename).
+
+    Until the manifest object exists the prefix is not a version to any reader, so an
+    interrupted upload stays invisible and the next publish of the same version overwrites it.
+    Concurrent publishers of one version upload the same content (the version is its content
+    id); the first manifest stored wins and is kept.
+    """
+    for item in pending:
+        target = version_dir / item.name
+        if item.source is not None:
+            digest = sha256_file(item.source)
+            target.upload(item.source)
+        else:
+            assert item.data is not None
+            digest = hashlib.sha256(item.data).hexdigest()
+            target.write_bytes(item.data)
+        manifest["files"][item.name] = {"sha256": digest, "shape": item.shape, "dtype": item.dtype}
+    manifest_bytes = _json_bytes(manifest, "manifest")
+    if not (version_dir / MANIFEST_FILE).is_file():
+        (version_dir / MANIFEST_FILE).write_bytes(manifest_bytes)
+
+
+def latest_version(root: str | os.PathLike[str] | ObjectPath, name: str) -> Location:
     """The version directory ``<root>/<name>/latest`` points to.
 
     Raises
@@ -446,7 +747,7 @@ def latest_version(root: str | os.PathLike[str], name: str) -> Path:
         If nothing was published under that name (or the pointed-to version is gone).
     """
     name = _check_artifact_name(name)
-    pointer = Path(root) / name / LATEST_FILE
+    pointer = as_location(root) / name / LATEST_FILE
     if not pointer.is_file():
         raise FileNotFoundError(
             f"no artifact named {name!r} under {str(root)!r} (missing {pointer}); publish one "
@@ -455,9 +756,9 @@ def latest_version(root: str | os.PathLike[str], name: str) -> Path:
     return resolve_version(pointer)
 
 
-def list_versions(root: str | os.PathLike[str], name: str) -> list[Path]:
+def list_versions(root: str | os.PathLike[str] | ObjectPath, name: str) -> list[Location]:
     """Published (manifest-bearing) version directories of ``name``, oldest first."""
-    name_dir = Path(root) / _check_artifact_name(name)
+    name_dir = as_location(root) / _check_artifact_name(name)
     if not name_dir.is_dir():
         return []
     versions = [
@@ -465,7 +766,7 @@ def list_versions(root: str | os.PathLike[str], name: str) -> list[Path]:
         for path in name_dir.iterdir()
         if path.is_dir() and not path.name.startswith(".") and (path / MANIFEST_FILE).is_file()
     ]
-    return sorted(versions, key=lambda path: (path.joinpath(MANIFEST_FILE).stat().st_mtime, path))
+    return sorted(versions, key=lambda path: (mtime(path / MANIFEST_FILE), str(path)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,7 +774,9 @@ def list_versions(root: str | os.PathLike[str], name: str) -> list[Path]:
 # --------------------------------------------------------------------------------------------
 
 
-def _as_assignment(assignment: object, n_samples: int) -> np.ndarray | None:
+def _as_assignment(
+    assignment: object, n_samples: int, mask: np.ndarray | None = None
+) -> np.ndarray | None:
     if assignment is None:
         return None
     values = np.asarray(assignment)
@@ -487,11 +790,20 @@ def _as_assignment(assignment: object, n_samples: int) -> np.ndarray | None:
             f"assignment has shape {values.shape} but difficulty has {n_samples} samples; pass "
             f"one cluster id per sample, shape ({n_samples},)"
         )
-    if values.min() < 0 or values.max() > np.iinfo(np.int32).max:
+    kept = values if mask is None else values[mask]
+    if kept.min() < 0 or kept.max() > np.iinfo(np.int32).max:
         raise ValueError(
-            f"assignment holds ids from {values.min()} to {values.max()}; cluster ids must lie "
-            f"in [0, {np.iinfo(np.int32).max}]"
+            f"assignment holds ids from {kept.min()} to {kept.max()}"
+            f"{'' if mask is None else ' on the drawable samples'}; cluster ids must lie "
+            f"in [0, {np.iinfo(np.int32).max}] (-1 is allowed only where sample_mask is False)"
         )
+    if mask is not None:
+        excluded = values[~mask]
+        if excluded.size and (excluded.min() < -1 or excluded.max() > np.iinfo(np.int32).max):
+            raise ValueError(
+                f"assignment holds ids from {excluded.min()} to {excluded.max()} on excluded "
+                f"samples; use -1 (or any valid cluster id) where sample_mask is False"
+            )
     return values.astype(np.int32)
 
 
@@ -505,7 +817,7 @@ def _as_centroids(centroids: object, assignment: np.ndarray | None) -> np.ndarra
             f"shape {values.shape}; pass the cluster centres as rows"
         )
     check_finite("centroids", values)
-    if assignment is not None and assignment.max() >= values.shape[0]:
+    if assignment is not None and assignment.size and assignment.max() >= values.shape[0]:
         raise ValueError(
             f"assignment refers to cluster {assignment.max()} but centroids has only "
             f"{values.shape[0]} rows; pass the centroids the assignment was computed with"
@@ -518,6 +830,8 @@ def curriculum_identity(
     schedule_config: ScheduleConfig,
     pipeline_config: Mapping[str, Any] | None = None,
     parents: Sequence[str] = (),
+    *,
+    sample_mask: np.ndarray | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
     """The parents and config a curriculum artifact's version is hashed from.
 
@@ -535,19 +849,34 @@ def curriculum_identity(
         Upstream configuration, recorded under ``config["pipeline"]``.
     parents : sequence of str
         Upstream content ids.
+    sample_mask : array-like of shape (N,), bool, optional
+        Drawable samples; when it excludes any, its digest is appended to ``parents``.
 
     Returns
     -------
     (list of str, dict)
-        ``parents`` and ``config`` for :func:`publish_artifact` / :func:`compute_version`.
+        ``parents`` and ``config`` for :func:`publish_artifact` / :func:`compute_version`:
+        ``compute_version(*curriculum_identity(...))`` is the version :func:`publish_curriculum`
+        publishes for the same (float32 difficulty, int32 assignment, float32 centroids) arrays.
     """
     full_parents = [*map(str, parents), *(array_digest(value) for value in arrays.values())]
+    if sample_mask is not None:
+        n_samples = _size_fields(arrays)["n_samples"]
+        full_parents = _parents_with_mask(full_parents, _check_sample_mask(sample_mask, n_samples))
     full_config = {
         "artifact": "curriculum",
         "schedule": schedule_config.to_json(),
         "pipeline": dict(pipeline_config or {}),
     }
     return full_parents, full_config
+
+
+_SCHEDULE_DEFAULTS: dict[str, Any] = {
+    "strategy": "easy",
+    "pacing": "linear",
+    "initial_fraction": 0.3,
+    "warmup_iterations": 1000,
+}
 
 
 def _schedule_config(
@@ -563,14 +892,11 @@ def _schedule_config(
     check_choice("pacing", pacing, PACINGS)
     check_fraction("initial_fraction", initial_fraction)
     check_non_negative_int("warmup_iterations", warmup_iterations)
-    valid_options = sorted(
-        field.name
-        for field in dataclasses.fields(ScheduleConfig)
-        if field.name not in ("strategy", "pacing", "initial_fraction", "warmup_iterations")
-    )
-    unknown = sorted(set(schedule_options) - set(valid_options))
+    unknown = sorted(set(schedule_options) - set(_schedule_option_names()))
     if unknown:
-        raise TypeError(f"unknown schedule option(s) {unknown}; valid: {', '.join(valid_options)}")
+        raise TypeError(
+            f"unknown schedule option(s) {unknown}; valid: {', '.join(_schedule_option_names())}"
+        )
     return ScheduleConfig(
         strategy=canonical_strategy(strategy),
         pacing=pacing,
@@ -580,16 +906,78 @@ def _schedule_config(
     )
 
 
+def _schedule_option_names() -> list[str]:
+    return sorted(
+        field.name
+        for field in dataclasses.fields(ScheduleConfig)
+        if field.name not in _SCHEDULE_DEFAULTS
+    )
+
+
+def _prebuilt_schedule(
+    schedule: object,
+    explicit: Mapping[str, Any],
+    scores: np.ndarray,
+    mask: np.ndarray | None,
+) -> Schedule:
+    """Check a caller's prebuilt schedule against the arguments and the scores it must fit."""
+    if isinstance(schedule, Mapping):
+        try:
+            schedule = Schedule.from_json(schedule)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"schedule is not a valid Schedule JSON ({error}); pass Schedule.to_json() of "
+                f"a schedule built by build_schedule, or a Schedule"
+            ) from None
+    if not isinstance(schedule, Schedule):
+        raise TypeError(
+            f"schedule must be a Schedule or its to_json() dict, got {type(schedule).__name__}; "
+            f"e.g. build_schedule(difficulty, config, valid=sample_mask)"
+        )
+    unknown = sorted(set(explicit) - set(_SCHEDULE_DEFAULTS) - set(_schedule_option_names()))
+    if unknown:
+        raise TypeError(
+            f"unknown schedule option(s) {unknown}; valid: {', '.join(_schedule_option_names())}"
+        )
+    config = schedule.config
+    for key, value in explicit.items():
+        wanted = canonical_strategy(value) if key == "strategy" else value
+        if getattr(config, key) != wanted:
+            raise ValueError(
+                f"{key}={value!r} disagrees with the given schedule's {key}="
+                f"{getattr(config, key)!r}; leave {key} out when passing schedule= (the "
+                f"schedule's config is what gets published), or rebuild the schedule"
+            )
+    drawable = scores if mask is None else scores[mask]
+    if schedule.n_samples is not None and schedule.n_samples != drawable.shape[0]:
+        raise ValueError(
+            f"schedule was built for {schedule.n_samples} samples but there are "
+            f"{drawable.shape[0]} drawable samples; build it with build_schedule(difficulty, "
+            f"config, valid=sample_mask) from these scores"
+        )
+    if not schedule.is_uniform:
+        # One exact O(N) evaluation: the table's first node must hold for these scores.
+        achieved = effective_fraction_at(drawable, float(schedule.betas[0]), config.strategy)
+        if not math.isclose(achieved, float(schedule.achieved[0]), rel_tol=0.0, abs_tol=1e-9):
+            raise ValueError(
+                f"schedule was not built from this difficulty (at its first inverse temperature "
+                f"it records effective fraction {float(schedule.achieved[0])!r}, these scores "
+                f"give {achieved!r}); build it with build_schedule(difficulty, config, "
+                f"valid=sample_mask)"
+            )
+    return schedule
+
+
 def publish_curriculum(
-    root: str | os.PathLike[str],
+    root: str | os.PathLike[str] | ObjectPath,
     name: str,
     difficulty: np.ndarray,
     assignment: np.ndarray | None = None,
     centroids: np.ndarray | None = None,
-    strategy: str = "easy",
-    pacing: str = "linear",
-    initial_fraction: float = 0.3,
-    warmup_iterations: int = 1000,
+    strategy: str | None = None,
+    pacing: str | None = None,
+    initial_fraction: float | None = None,
+    warmup_iterations: int | None = None,
     *,
     parents: Sequence[str] = (),
     config: Mapping[str, Any] | None = None,
@@ -597,29 +985,35 @@ def publish_curriculum(
     extra_files: Mapping[str, str | os.PathLike[str]] | None = None,
     sweep: object = None,
     dataset_fingerprint: str | None = None,
+    sample_mask: np.ndarray | None = None,
+    schedule: Schedule | Mapping[str, Any] | None = None,
+    json_files: Mapping[str, object] | None = None,
+    replace_damaged: bool = False,
     **schedule_options: Any,
-) -> Path:
+) -> Location:
     """Turn any per-sample score into a published curriculum artifact.
 
     Parameters
     ----------
-    root : str or PathLike
-        Artifact root directory.
+    root : str, PathLike or ObjectPath
+        Artifact root: a local directory or an fsspec URL such as ``s3://bucket/artifacts``
+        (object storage; see the module notes).
     name : str
         Artifact name; the version lands in ``<root>/<name>/<version>/``.
     difficulty : array-like of shape (N,)
         One finite score per sample, in dataset order (higher = harder). Stored as float32.
     assignment : array-like of shape (N,), optional
-        Integer cluster id per sample; stored as int32.
+        Integer cluster id per sample (-1 allowed where ``sample_mask`` is False); stored as
+        int32.
     centroids : array-like of shape (k, D), optional
         Cluster centres; stored as float32.
-    strategy : {"easy", "hard"} or alias ("prototypes", "difficulty")
+    strategy : {"easy", "hard"} or alias ("prototypes", "difficulty"), default "easy"
         ``easy`` samples prototypes first (p ~ exp(-d/T)); ``hard`` the reverse.
-    pacing : {"linear", "cosine", "root", "step"}
+    pacing : {"linear", "cosine", "root", "step"}, default "linear"
         How the target effective fraction grows from ``initial_fraction`` to 1.
-    initial_fraction : float in (0, 1]
+    initial_fraction : float in (0, 1], default 0.3
         Effective fraction of the dataset at iteration 0.
-    warmup_iterations : int >= 0
+    warmup_iterations : int >= 0, default 1000
         Iteration from which sampling is uniform.
     parents : sequence of str
         Upstream content ids (e.g. the embedding store's fingerprint). The sha256 of every
@@ -627,58 +1021,110 @@ def publish_curriculum(
     config : mapping, optional
         Upstream configuration recorded under ``config["pipeline"]`` (part of the version id).
     metrics : mapping, optional
-        Extra summary figures for the manifest.
+        Extra summary figures for the manifest (they win over the built-in
+        ``difficulty_min/mean/max`` and ``max_inverse_temperature``).
     extra_files : mapping of str to path, optional
-        Files (plots) copied into the version.
+        Files (plots, ``report.md``) copied into the version.
     sweep : JSON-serialisable, optional
         Per-k cluster sweep, stored as ``sweep.json``.
     dataset_fingerprint : str, optional
         Recorded in the manifest.
+    sample_mask : array-like of shape (N,), bool, optional
+        True for drawable samples. Excluded samples get probability exactly 0 at training
+        time: the schedule is solved over the drawable samples, ``sample_mask.npy`` and the
+        manifest's ``excluded`` record them, and the mask is part of the version id. Their
+        ``difficulty`` must still be finite (0.0 by convention). ``None`` or all True: as
+        without a mask (same version as before masks existed).
+    schedule : Schedule or its ``to_json()`` dict, optional
+        A schedule already built for these scores (``build_schedule(difficulty, config,
+        valid=sample_mask)``): published as is, not solved again. Its config is the version's
+        schedule config; ``strategy``/``pacing``/... given as well must agree with it.
+    json_files : mapping of str to object, optional
+        Further JSON documents stored as ``<key>.json`` (``schedule`` and ``sweep`` are taken).
+    replace_damaged : bool
+        If this version is already published but fails verification: False (default) raises
+        :class:`ArtifactIntegrityError`; True publishes it again in place of the damaged copy.
     **schedule_options
         Further :class:`cl_core.schedule.ScheduleConfig` fields (``power``, ``n_steps``, ...).
 
     Returns
     -------
-    Path
-        The version directory (loadable with :func:`cl_core.sampler.load_curriculum`).
+    Path or ObjectPath
+        The version directory (loadable with :func:`cl_core.sampler.load_curriculum`); an
+        :class:`ObjectPath` for a URL root.
     """
     scores = check_difficulty(difficulty)
-    cluster_ids = _as_assignment(assignment, scores.shape[0])
+    mask = check_valid_mask("sample_mask", sample_mask, scores.shape[0])
+    cluster_ids = _as_assignment(assignment, scores.shape[0], mask)
     centres = _as_centroids(centroids, cluster_ids)
-    schedule_config = _schedule_config(
-        strategy, pacing, initial_fraction, warmup_iterations, schedule_options
-    )
+    explicit = {
+        key: value
+        for key, value in {
+            "strategy": strategy,
+            "pacing": pacing,
+            "initial_fraction": initial_fraction,
+            "warmup_iterations": warmup_iterations,
+        }.items()
+        if value is not None
+    }
+    prebuilt: Schedule | None = None
+    if schedule is None:
+        chosen = {**_SCHEDULE_DEFAULTS, **explicit}
+        schedule_config = _schedule_config(
+            chosen["strategy"],
+            chosen["pacing"],
+            chosen["initial_fraction"],
+            chosen["warmup_iterations"],
+            schedule_options,
+        )
+    else:
+        prebuilt = _prebuilt_schedule(schedule, {**explicit, **schedule_options}, scores, mask)
+        schedule_config = prebuilt.config
+    extra_json = dict(json_files or {})
+    taken = sorted({"schedule", "sweep"} & {key.removesuffix(".json") for key in extra_json})
+    if taken:
+        raise ValueError(
+            f"json_files keys {taken} are reserved (schedule.json is the schedule, sweep.json "
+            f"comes from sweep=); rename them"
+        )
     arrays = {"difficulty": scores}
     if cluster_ids is not None:
         arrays["assignment"] = cluster_ids
     if centres is not None:
         arrays["centroids"] = centres
-    full_parents, full_config = curriculum_identity(arrays, schedule_config, config, parents)
+    full_parents, full_config = curriculum_identity(
+        arrays, schedule_config, config, parents, sample_mask=mask
+    )
     name = _check_artifact_name(name)
-    version_dir = Path(root) / name / compute_version(full_parents, full_config)
-    if _existing_version(version_dir):
+    version_dir = as_location(root) / name / compute_version(full_parents, full_config)
+    remove_stale_temporaries(root, name)
+    if _existing_version(version_dir, _check_flag("replace_damaged", replace_damaged)):
         # Same scores and settings: skip the schedule solve, just move the pointer.
         _point_latest(version_dir.parent, version_dir.name)
         return version_dir
 
-    schedule = build_schedule(scores, schedule_config)
-    json_files: dict[str, object] = {"schedule": schedule.to_json()}
+    if prebuilt is None:
+        prebuilt = build_schedule(scores, schedule_config, valid=mask)
+    json_out: dict[str, object] = {"schedule": prebuilt.to_json()}
     if sweep is not None:
-        json_files["sweep"] = sweep
+        json_out["sweep"] = sweep
+    json_out.update(extra_json)
+    drawable = scores if mask is None else scores[mask]
     summary = {
-        "difficulty_min": float(scores.min()),
-        "difficulty_mean": float(scores.mean(dtype=np.float64)),
-        "difficulty_max": float(scores.max()),
-        "max_inverse_temperature": float(np.max(schedule.betas)),
+        "difficulty_min": float(drawable.min()),
+        "difficulty_mean": float(drawable.mean(dtype=np.float64)),
+        "difficulty_max": float(drawable.max()),
+        "max_inverse_temperature": float(np.max(prebuilt.betas)),
     }
-    return publish_artifact(
+    return publish_artifact(  # the damaged copy, if any, is gone: nothing left to replace
         root,
         name,
         arrays=arrays,
-        json_files=json_files,
+        json_files=json_out,
         config=full_config,
         parents=full_parents,
         metrics={**summary, **dict(metrics or {})},
         extra_files=extra_files,
         dataset_fingerprint=dataset_fingerprint,
+        sample_mask=mask,
     )

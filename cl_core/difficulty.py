@@ -26,7 +26,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from cl_core._validation import check_choice, check_finite
+from cl_core._validation import check_choice, check_finite, check_valid_mask
 
 __all__ = ["NORMALIZATIONS", "distances_to_centroids", "normalize_difficulty"]
 
@@ -139,27 +139,51 @@ def _global_scale(values: np.ndarray) -> np.ndarray:
 
 
 def normalize_difficulty(
-    distances: object, groups: object = None, method: str = "minmax"
+    distances: object,
+    groups: object = None,
+    method: str = "minmax",
+    *,
+    valid: object = None,
 ) -> np.ndarray:
     """Per-group normalised difficulty in ``[0, 1]`` (see the module docstring for the maths).
 
     Parameters
     ----------
     distances : array-like of shape (N,)
-        Finite distance of each sample to its centroid (or any per-sample score).
+        Finite distance of each sample to its centroid (or any per-sample score). Entries of
+        excluded samples (``valid`` False) are ignored and may hold anything, NaN included.
     groups : array-like of shape (N,), optional
         Cluster id (or class id in supervised mode) of each sample; integer or string labels.
         ``None`` normalises over the whole data set as one group. Ignored by ``method="none"``.
+        Excluded samples' ids (``-1`` from :func:`cl_core.cluster.cluster_embeddings`) are
+        ignored.
     method : {"minmax", "rank", "zscore", "none"}
+    valid : array-like of shape (N,), bool, optional
+        True for usable samples. Group statistics (min, max, ranks, mean, std, the global
+        maximum of ``none``) are computed over the valid samples only; excluded samples get
+        difficulty 0.0. ``None`` (or all True): every sample is usable.
 
     Returns
     -------
     ndarray of shape (N,), float32
         Difficulty in ``[0, 1]``; 0.0 for every member of a one-member or zero-spread group
-        (except ``none``, which has no groups).
+        (except ``none``, which has no groups) and for every excluded sample. Never NaN.
     """
     check_choice("method", method, NORMALIZATIONS)
-    values = _as_distances(distances)
+    raw = np.asarray(distances)
+    if raw.ndim != 1:
+        _as_distances(raw)  # raises: the shape error names distances, not valid
+    mask = check_valid_mask("valid", valid, raw.shape[0])
+    if mask is not None:
+        kept = normalize_difficulty(
+            raw[mask],
+            None if groups is None else _masked_groups(groups, mask),
+            method,
+        )
+        out = np.zeros(mask.shape[0], dtype=np.float32)
+        out[mask] = kept
+        return out
+    values = _as_distances(raw)
     if method == "none":
         result = _global_scale(values)
     else:
@@ -170,6 +194,16 @@ def normalize_difficulty(
         normalise = {"minmax": _minmax, "rank": _rank, "zscore": _zscore}[method]
         result = normalise(values, codes, n_groups)
     return np.clip(result, 0.0, 1.0).astype(np.float32)
+
+
+def _masked_groups(groups: object, mask: np.ndarray) -> np.ndarray:
+    labels = np.asarray(groups)
+    if labels.ndim != 1 or labels.shape[0] != mask.shape[0]:
+        raise ValueError(
+            f"groups must have shape ({mask.shape[0]},) (one cluster/class id per sample), got "
+            f"{labels.shape}"
+        )
+    return labels[mask]
 
 
 def distances_to_centroids(

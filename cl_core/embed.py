@@ -1,9 +1,15 @@
 """The embedding stage: dataset -> encoder -> pooled features -> sharded Zarr store.
 
 ``embed_dataset`` = :func:`plan_store` (create, or reopen, the store keyed by the dataset
-fingerprint and the model identity) + :func:`embed_shards` (compute the missing shards) +
+identity and the model identity) + :func:`embed_shards` (compute the missing shards) +
 ``EmbeddingStore.finalize`` (dataset-wide mean/std). The store keeps the raw pooled features;
 normalisation is applied lazily by its readers.
+
+Several processes may embed the same store at once (two scheduled runs, say): each shard is
+computed by whichever process locks it first (a lock file per shard, see
+:meth:`cl_core.store.EmbeddingStore.try_lock`), the others skip it or wait for it, and the result
+is the same as one process's. A sample that cannot be loaded raises :class:`BadSampleError`
+naming it, or with ``on_bad_sample="skip"`` is recorded in the store and left out.
 
 The parts: :mod:`cl_core.models` resolves encoders and weights, :mod:`cl_core.datasets` datasets
 and their fingerprint, :mod:`cl_core.features` hooks and pooling (the design's definition of a
@@ -21,33 +27,48 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cl_core import CODE_VERSION
 from cl_core._validation import check_choice
-from cl_core.datasets import DatasetSpec, dataset_fingerprint, resolve_dataset
+from cl_core.datasets import (
+    BadSampleError,
+    DatasetIdentity,
+    DatasetSpec,
+    dataset_fingerprint,
+    dataset_identity,
+    resolve_dataset,
+)
 from cl_core.features import OUTPUT_KEYS, POOLINGS, capture_layer, pool_features, select_output
 from cl_core.inference import (
+    BAD_SAMPLE_POLICIES,
     PRECISIONS,
     InferencePlan,
     probe,
     resolve_device,
     resolve_precision,
     run_shards,
+    start_worker_server,
 )
 from cl_core.models import DEFAULT_MODEL, MODEL_ALIASES, LoadedModel, load_model
 
 __all__ = [
+    "BAD_SAMPLE_POLICIES",
+    "DECODERS",
     "DEFAULT_MODEL",
     "MODEL_ALIASES",
     "OUTPUT_KEYS",
     "POOLINGS",
     "PRECISIONS",
+    "BadSampleError",
+    "DatasetIdentity",
     "EmbedConfig",
     "capture_layer",
     "dataset_fingerprint",
+    "dataset_identity",
     "embed_dataset",
     "embed_shards",
     "load_model",
@@ -61,6 +82,8 @@ __all__ = [
 
 STORE_DTYPES = ("float16", "float32")
 READER_NORMALIZATIONS = ("standard", "l2", "none")
+DECODERS = ("auto", "cpu", "gpu")
+_LOCK_POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -104,6 +127,17 @@ class EmbedConfig:
         Channels-last memory format for 4-D inputs; default on CUDA only.
     writer_queue : int
         Complete shards that may wait for the background writer before compute pauses.
+    on_bad_sample : {"error", "skip"}
+        A sample that cannot be loaded or decoded: ``error`` stops with :class:`BadSampleError`
+        (index and path; not worth retrying); ``skip`` embeds everything else and records it in
+        the store (``store.skipped_samples``; its row holds zeros, outside the statistics).
+    decode : {"auto", "cpu", "gpu"}
+        Where image files are decoded: ``gpu`` = workers only read bytes, decoding, resize, crop
+        and normalisation run batched on the model's CUDA device (files the GPU decoder cannot
+        take fall back to the CPU one by one); ``cpu`` = workers decode (reduced-size JPEG
+        decoding) to uint8, normalisation on the compute device; ``auto`` = ``gpu`` when the
+        model runs on CUDA and the decoder is available, else ``cpu``. Only for image folders;
+        the choice is recorded in the store.
     """
 
     model: Any = DEFAULT_MODEL
@@ -123,8 +157,12 @@ class EmbedConfig:
     image_size: int | None = None
     channels_last: bool | None = None
     writer_queue: int = 2
+    on_bad_sample: str = "error"
+    decode: str = "auto"
 
     def __post_init__(self) -> None:
+        check_choice("on_bad_sample", self.on_bad_sample, BAD_SAMPLE_POLICIES)
+        check_choice("decode", self.decode, DECODERS)
         check_choice("pooling", self.pooling, POOLINGS)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("dtype", self.dtype, STORE_DTYPES)
@@ -163,13 +201,21 @@ class _Job:
     attrs: dict[str, Any]
 
 
-def _prepare(dataset: Any, config: EmbedConfig | None, dataset_id: str | None) -> _Job:
+def _prepare(
+    dataset: Any,
+    config: EmbedConfig | None,
+    dataset_id: str | DatasetIdentity | None,
+    verify_content: bool = False,
+) -> _Job:
     config = EmbedConfig() if config is None else config
     if not isinstance(config, EmbedConfig):
         raise TypeError(f"config must be an EmbedConfig, got {type(config).__name__}")
+    device = resolve_device(config.device)
+    if config.num_workers or (config.num_workers is None and device.type == "cuda"):
+        start_worker_server()  # its imports overlap with loading the model
     loaded = load_model(config.model, config.weights, pretrained=config.pretrained)
     spec = resolve_dataset(dataset, image_size=config.image_size, data_config=loaded.data_config)
-    device = resolve_device(config.device)
+    decode, eval_transform = _resolve_decode(config, spec, loaded, device)
     plan = InferencePlan(
         loaded=loaded,
         spec=spec,
@@ -182,11 +228,18 @@ def _prepare(dataset: Any, config: EmbedConfig | None, dataset_id: str | None) -
         output_key=config.output_key,
         channels_last=config.channels_last,
         writer_queue=config.writer_queue,
+        on_bad_sample=config.on_bad_sample,
+        decode=decode,
+        eval_transform=eval_transform,
     )
+    if plan.workers:
+        start_worker_server()
+    identity = dataset_identity(spec, dataset_id, verify_content=verify_content)
     # Everything here enters the store's fingerprint (except code_version): a store made with
     # another model, layer, pooling, precision or preprocessing is never reused.
     attrs = {
-        "dataset_fingerprint": dataset_fingerprint(spec, dataset_id),
+        "dataset_fingerprint": identity.fingerprint,
+        "dataset_identity_method": identity.method,
         "model_id": loaded.model_id,
         "weights_sha256": loaded.weights_sha256,
         "layer": config.layer,
@@ -194,9 +247,49 @@ def _prepare(dataset: Any, config: EmbedConfig | None, dataset_id: str | None) -
         "output_key": config.output_key,
         "precision": plan.precision,
         "input_transform": _transform_description(spec, loaded, config),
+        "decode": decode,
         "code_version": CODE_VERSION,
     }
     return _Job(plan, config, attrs)
+
+
+def _resolve_decode(
+    config: EmbedConfig, spec: DatasetSpec, loaded: LoadedModel, device: Any
+) -> tuple[str, Any]:
+    """Where image files are decoded (``dataset``, ``cpu`` or ``gpu``) and the eval transform.
+
+    Only image folders are decoded by the pipeline; other datasets load their own samples.
+    """
+    from cl_core.datasets import ImageFiles, resolved_data_config
+
+    if not isinstance(spec.dataset, ImageFiles) or loaded.kind == "text":
+        if config.decode == "gpu":
+            raise ValueError(
+                f"decode='gpu' decodes image files, but the dataset is "
+                f"{spec.description or type(spec.dataset).__name__!r}, which loads its own "
+                f"samples; use decode='auto' (or pass 'imagefolder:PATH')"
+            )
+        return "dataset", None
+    from cl_core.decoding import EvalTransform, gpu_decode_available
+
+    transform = EvalTransform.from_data_config(
+        resolved_data_config(loaded.data_config, config.image_size)
+    )
+    if config.decode == "gpu":
+        if device.type != "cuda":
+            raise ValueError(
+                f"decode='gpu' needs the model on a CUDA device, got device={str(device)!r}; "
+                f"use decode='cpu' or 'auto'"
+            )
+        if not gpu_decode_available(str(device)):
+            raise ValueError(
+                f"decode='gpu': torchvision's GPU JPEG decoder does not work on {device}; use "
+                f"decode='cpu' or 'auto'"
+            )
+        return "gpu", transform
+    if config.decode == "auto" and device.type == "cuda" and gpu_decode_available(str(device)):
+        return "gpu", transform
+    return "cpu", transform
 
 
 def _transform_description(spec: DatasetSpec, loaded: LoadedModel, config: EmbedConfig) -> str:
@@ -256,6 +349,68 @@ def _check_shards(store: Any, shards: Sequence[int] | None) -> list[int]:
     return chosen
 
 
+def _run_locked(
+    job: _Job,
+    store: Any,
+    shards: Sequence[int],
+    progress: Callable[[int, int], None] | None,
+) -> list[int]:
+    """Compute ``shards``, each under its lock: one writer per shard across processes.
+
+    A shard locked by another live process is left to it; this call waits until that process
+    has written it (or died, when its lock is stale and taken over). The done marker is checked
+    again after each lock is taken, so no shard is computed twice.
+    """
+    total, written, remaining = len(shards), [], list(shards)
+    while remaining:
+        claimed, waiting = {}, []
+        for shard in remaining:
+            lock = store.try_lock(shard)
+            if lock is None:
+                waiting.append(shard)
+            elif store.is_shard_done(shard):
+                lock.release()  # written by another process meanwhile
+            else:
+                claimed[shard] = lock
+        offset = total - len(remaining)
+
+        def report(done: int, _: int, offset: int = offset) -> None:
+            if progress is not None:
+                progress(offset + done, total)
+
+        try:
+            run_shards(job.plan, store, sorted(claimed), report, _releaser(claimed))
+        finally:
+            for lock in claimed.values():
+                lock.release()
+        written.extend(sorted(claimed))
+        remaining = [shard for shard in waiting if not store.is_shard_done(shard)]
+        if remaining and not claimed:
+            time.sleep(_LOCK_POLL_S)
+    if progress is not None and total and not written:
+        progress(total, total)
+    return sorted(written)
+
+
+def _releaser(locks: dict[int, Any]) -> Callable[[int], None]:
+    """Called by the writer once a shard is written: its lock can go."""
+
+    def release(shard: int) -> None:
+        locks[shard].release()
+
+    return release
+
+
+def _check_no_skipped(job: _Job, store: Any) -> None:
+    """Under ``on_bad_sample="error"``, a store holding skipped samples is an error too."""
+    if job.config.on_bad_sample != "error":
+        return
+    skipped = store.skipped_samples
+    if skipped:
+        first = skipped[0]
+        raise BadSampleError(first["index"], first["path"], first["reason"])
+
+
 # -- public entry points ---------------------------------------------------------------------
 
 
@@ -264,19 +419,20 @@ def plan_store(
     path: Any,
     config: EmbedConfig | None = None,
     *,
-    dataset_id: str | None = None,
+    dataset_id: str | DatasetIdentity | None = None,
+    verify_content: bool = False,
     overwrite: bool = False,
 ) -> Any:
     """Create the embedding store for ``dataset``, or reopen the one already at ``path``.
 
-    A store at ``path`` is reused only if it was made for the same dataset fingerprint, model,
+    A store at ``path`` is reused only if it was made for the same dataset identity, model,
     weights, layer, pooling, precision, preprocessing and layout; otherwise
     ``cl_core.store.StoreMismatchError`` says what differs (with ``overwrite=True`` the store is
     recreated). Runs the model on sample 0 to learn the feature dimension.
 
     Parameters
     ----------
-    dataset, config, dataset_id, overwrite
+    dataset, config, dataset_id, verify_content, overwrite
         As for :func:`embed_dataset`.
     path : str, os.PathLike or zarr Store
         Store location.
@@ -286,7 +442,7 @@ def plan_store(
     EmbeddingStore
         Its ``missing_shards()`` are what :func:`embed_shards` computes.
     """
-    return _create(_prepare(dataset, config, dataset_id), path, overwrite)
+    return _create(_prepare(dataset, config, dataset_id, verify_content), path, overwrite)
 
 
 def embed_shards(
@@ -296,34 +452,45 @@ def embed_shards(
     shards: Sequence[int] | None = None,
     *,
     progress: Callable[[int, int], None] | None = None,
-    dataset_id: str | None = None,
+    dataset_id: str | DatasetIdentity | None = None,
+    verify_content: bool = False,
 ) -> list[int]:
     """Compute and write the given shards (default: the missing ones) of a planned store.
 
-    Safe to call from several processes at once for disjoint shards (e.g. Prefect tasks); the
+    Safe to call from several processes at once, for the same or different shards (e.g. Prefect
+    tasks, or two runs of the same pipeline): each shard is written by exactly one of them
+    (local stores lock each shard; give each worker its own shards for stores at URLs). The
     model is loaded once per process.
 
     Parameters
     ----------
     store : EmbeddingStore
         From :func:`plan_store`; must have been planned for this dataset and config.
-    dataset, config, dataset_id
-        As given to :func:`plan_store`.
+    dataset, config, dataset_id, verify_content
+        As given to :func:`plan_store`. Passing the :class:`DatasetIdentity` that
+        :func:`dataset_identity` returned as ``dataset_id`` skips listing the dataset again.
     shards : sequence of int, optional
-        Shard indices to compute (again); default ``store.missing_shards()``.
+        Shard indices to compute; default ``store.missing_shards()``. Shards another process
+        has written meanwhile are not computed again.
     progress : callable(done, total), optional
         Called from the calling thread with the number of shards written so far.
 
     Returns
     -------
     list of int
-        The shards written, ascending.
+        The shards this call wrote, ascending.
+
+    Raises
+    ------
+    BadSampleError
+        A sample could not be loaded and ``config.on_bad_sample`` is ``"error"``.
     """
-    job = _prepare(dataset, config, dataset_id)
+    job = _prepare(dataset, config, dataset_id, verify_content)
     _check_store(job, store)
     todo = _check_shards(store, shards)
-    run_shards(job.plan, store, todo, progress)
-    return todo
+    written = _run_locked(job, store, todo, progress)
+    _check_no_skipped(job, store)
+    return written
 
 
 def embed_dataset(
@@ -331,7 +498,8 @@ def embed_dataset(
     path: Any,
     config: EmbedConfig | None = None,
     *,
-    dataset_id: str | None = None,
+    dataset_id: str | DatasetIdentity | None = None,
+    verify_content: bool = False,
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
 ) -> Any:
@@ -345,9 +513,13 @@ def embed_dataset(
     path : str, os.PathLike or zarr Store
         Store location (local directory or fsspec URL).
     config : EmbedConfig, optional
-        Model, layer, pooling, batching, precision, storage dtype and layout.
-    dataset_id : str, optional
-        Your own dataset identity instead of the sampled-content fingerprint.
+        Model, layer, pooling, batching, precision, storage dtype, layout, bad-sample policy.
+    dataset_id : str or DatasetIdentity, optional
+        Your own name for the dataset version (instead of the identity
+        :func:`dataset_identity` computes: the full file listing of an image folder, the
+        sampled content of a generic dataset), or an identity computed before.
+    verify_content : bool
+        Identify file datasets by their files' bytes instead of sizes and mtimes.
     progress : callable(done, total), optional
         Shards written so far.
     overwrite : bool
@@ -357,12 +529,20 @@ def embed_dataset(
     -------
     EmbeddingStore
         ``features`` (N, D) raw pooled features; ``labels`` (N,) when the samples carry integer
-        labels; attrs record model id, weights sha256, layer, pooling, precision, preprocessing
-        and dataset fingerprint.
+        labels; attrs record model id, weights sha256, layer, pooling, precision, preprocessing,
+        decoding and dataset identity; ``skipped_samples`` the samples left out.
+
+    Raises
+    ------
+    BadSampleError
+        A sample could not be loaded and ``config.on_bad_sample`` is ``"error"``.
     """
-    job = _prepare(dataset, config, dataset_id)
+    job = _prepare(dataset, config, dataset_id, verify_content)
     store = _create(job, path, overwrite)
     if not store.is_complete:
-        run_shards(job.plan, store, store.missing_shards(), progress)
-        store.finalize()
+        _run_locked(job, store, store.missing_shards(), progress)
+        with store.lock("finalize"):
+            if not store.is_complete:  # another process may have finalized meanwhile
+                store.finalize()
+    _check_no_skipped(job, store)
     return store

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset, TensorDataset
 from torch.utils.data import default_collate as torch_default_collate
 
 from cl_core._validation import check_choice
+from cl_core.datasets import describe_error, sample_path
 from cl_core.models import LoadedModel
 
 POOLINGS = ("auto", "cls", "mean", "none")
@@ -37,11 +38,27 @@ LABEL_KEYS = ("label", "labels", "target", "targets", "y")
 INPUT_KEYS = ("image", "images", "pixel_values", "x", "input", "inputs")
 
 
+@dataclass(frozen=True)
+class SampleFailure:
+    """A sample that could not be loaded: travels back from a DataLoader worker as data.
+
+    Workers never raise for a bad sample: the main process decides (raise
+    :class:`cl_core.datasets.BadSampleError` or skip the sample), so the error reaches the caller
+    intact instead of as a generic worker failure.
+    """
+
+    index: int
+    path: str | None
+    reason: str
+
+
 class IndexedDataset(Dataset[tuple[int, Any]]):
     """Yields ``(index, sample)`` so batches carry the dataset indices they came from.
 
-    With ``slice_tensors`` a contiguous batch of a ``TensorDataset`` is fetched as one slice per
-    tensor (:class:`TensorSlices`), skipping the per-sample indexing and stacking of in-memory data.
+    A sample whose loading raises yields ``(index, SampleFailure)`` instead (index, file path
+    where known, and the error). With ``slice_tensors`` a contiguous batch of a ``TensorDataset``
+    is fetched as one slice per tensor (:class:`TensorSlices`), skipping the per-sample indexing
+    and stacking of in-memory data.
     """
 
     def __init__(self, dataset: Any, *, slice_tensors: bool = False) -> None:
@@ -52,7 +69,11 @@ class IndexedDataset(Dataset[tuple[int, Any]]):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> tuple[int, Any]:
-        return index, self.dataset[index]
+        try:
+            return index, self.dataset[index]
+        except Exception as error:
+            path = sample_path(self.dataset, index)
+            return index, SampleFailure(int(index), path, describe_error(error))
 
     def __getitems__(self, indices: Sequence[int]) -> Any:
         # DataLoader fetches whole batches through __getitems__ when a dataset defines it.
@@ -77,11 +98,12 @@ def _is_contiguous(indices: Sequence[int]) -> bool:
 
 
 class BatchCollator:
-    """Collate ``(index, sample)`` pairs into ``(indices, batch)``.
+    """Collate ``(index, sample)`` pairs into ``(indices, batch, failures)``.
 
-    Text samples are tokenised; with a user collate function it is used as is (it may pad);
-    otherwise every sample must have the first sample's shapes, and the error names the first
-    dataset index that does not.
+    Failed samples (:class:`SampleFailure`) are left out of ``indices`` and ``batch`` and listed
+    in ``failures``; ``batch`` is None when every sample of the batch failed. Text samples are
+    tokenised; with a user collate function it is used as is (it may pad); otherwise every sample
+    must have the first sample's shapes, and the error names the first dataset index that does not.
     """
 
     def __init__(
@@ -92,10 +114,17 @@ class BatchCollator:
         self.collate_fn = collate_fn
         self.tokenize = tokenize
 
-    def __call__(self, items: list[tuple[int, Any]] | TensorSlices) -> tuple[torch.Tensor, Any]:
+    def __call__(
+        self, items: list[tuple[int, Any]] | TensorSlices
+    ) -> tuple[torch.Tensor, Any, list[SampleFailure]]:
         if isinstance(items, TensorSlices):
             rows = len(items.tensors[0])
-            return torch.arange(items.start, items.start + rows), list(items.tensors)
+            return torch.arange(items.start, items.start + rows), list(items.tensors), []
+        failures = [sample for _, sample in items if isinstance(sample, SampleFailure)]
+        if failures:
+            items = [item for item in items if not isinstance(item[1], SampleFailure)]
+            if not items:
+                return torch.zeros(0, dtype=torch.int64), None, failures
         indices = [index for index, _ in items]
         samples = [sample for _, sample in items]
         if self.tokenize is not None and samples and isinstance(samples[0], (tuple, list)):
@@ -110,7 +139,7 @@ class BatchCollator:
         else:
             check_same_shapes(samples, indices)
             batch = torch_default_collate(samples)
-        return torch.as_tensor(indices, dtype=torch.int64), batch
+        return torch.as_tensor(indices, dtype=torch.int64), batch, failures
 
 
 def shape_signature(value: Any) -> Any:

@@ -36,6 +36,8 @@ PLOT_FILES = {
     "samples": "samples.png",
 }
 REPORT_FILE = "report.md"
+MAX_SKIPPED_ROWS = 200
+"""Skipped samples listed in ``report.md``; the manifest keeps every index."""
 _DPI = 110
 _MAX_PANELS = 20  # beyond this a per-cluster grid becomes unreadable; the rest are summarised
 
@@ -123,7 +125,9 @@ def plot_difficulty_histograms(
     groups = _as_1d("assignment", assignment, np.int64)
     _check_same_length(difficulty=diff, assignment=groups)
     check_finite("difficulty", diff)
-    clusters = np.unique(groups)[:_MAX_PANELS]
+    clusters = np.unique(groups[groups >= 0])[:_MAX_PANELS]  # -1: excluded samples
+    if clusters.size == 0:
+        raise ValueError("assignment has no sample in a cluster (all -1); nothing to plot")
     rows, cols = _panel_grid(len(clusters))
     fig = _new_figure(2.2 * cols, 1.8 * rows + 0.4)
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -194,7 +198,7 @@ def order_by_prototypicality(
     if per_cluster < 1:
         raise ValueError(f"per_cluster must be >= 1, got {per_cluster}")
     picked: dict[int, np.ndarray] = {}
-    for cluster in np.unique(groups):
+    for cluster in np.unique(groups[groups >= 0]):  # -1: excluded samples
         members = np.flatnonzero(groups == cluster)
         ranked = members[np.argsort(diff[members], kind="stable")]
         positions = np.unique(np.linspace(0, ranked.size - 1, min(per_cluster, ranked.size)))
@@ -254,7 +258,8 @@ def cluster_table(
     Returns
     -------
     list of dict, one per cluster in id order, with keys ``cluster``, ``size``,
-    ``mean_distance``, ``medoid_index`` (and ``mean_difficulty``).
+    ``mean_distance``, ``medoid_index`` (and ``mean_difficulty``). Samples with assignment -1
+    (excluded from the clustering) belong to no cluster and are not counted.
     """
     groups = _as_1d("assignment", assignment, np.int64)
     dist = _as_1d("distances", distances)
@@ -264,7 +269,7 @@ def cluster_table(
     if diff is not None:
         _check_same_length(assignment=groups, difficulty=diff)
     rows: list[dict[str, Any]] = []
-    for cluster in np.unique(groups):
+    for cluster in np.unique(groups[groups >= 0]):  # -1: excluded samples
         members = np.flatnonzero(groups == cluster)
         row: dict[str, Any] = {
             "cluster": int(cluster),
@@ -320,6 +325,59 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _check_warnings(warnings: Sequence[str]) -> list[str]:
+    if isinstance(warnings, str):
+        raise TypeError(
+            "warnings must be a sequence of sentences, got a single string; wrap it in a list: "
+            "warnings=[text]"
+        )
+    texts = [text for text in warnings if text is not None]
+    bad = [text for text in texts if not isinstance(text, str)]
+    if bad:
+        raise TypeError(f"warnings must hold strings, got {bad[0]!r}; pass sentences as str")
+    return texts
+
+
+def _check_skipped(skipped: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    rows = list(skipped)
+    for position, row in enumerate(rows):
+        if not isinstance(row, Mapping) or "index" not in row or "reason" not in row:
+            raise ValueError(
+                f"skipped[{position}] = {row!r} is not a skipped-sample record; pass dicts "
+                f"with 'index', 'path' and 'reason' (EmbeddingStore.skipped_samples)"
+            )
+    return rows
+
+
+def _markdown_text(value: Any) -> str:
+    """One table cell: no line breaks, pipes escaped."""
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
+def skipped_markdown(skipped: Sequence[Mapping[str, Any]], limit: int = MAX_SKIPPED_ROWS) -> str:
+    """Markdown table ``index | path | reason`` of skipped samples (at most ``limit`` rows).
+
+    Parameters
+    ----------
+    skipped : sequence of mapping
+        ``{"index": int, "path": str | None, "reason": str}`` per skipped sample.
+    limit : int
+        Rows shown; a last line says how many more there are.
+    """
+    rows = _check_skipped(skipped)
+    lines = ["| index | path | reason |", "|---|---|---|"]
+    for row in rows[:limit]:
+        path = row.get("path")
+        lines.append(
+            f"| {int(row['index'])} | {'' if path is None else _markdown_text(path)} | "
+            f"{_markdown_text(row['reason'])} |"
+        )
+    text = "\n".join(lines) + "\n"
+    if len(rows) > limit:
+        text += f"\n... and {len(rows) - limit} more (all of them are in the manifest).\n"
+    return text
+
+
 def render_report(
     summary: Mapping[str, Any],
     *,
@@ -327,10 +385,41 @@ def render_report(
     cluster_rows: Sequence[Mapping[str, Any]] = (),
     plots: Mapping[str, str] | None = None,
     title: str = "Curriculum report",
+    warnings: Sequence[str] = (),
+    skipped: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """The text of ``report.md``: summary, tables and the plots embedded by relative path."""
+    """The text of ``report.md``: summary, tables and the plots embedded by relative path.
+
+    Parameters
+    ----------
+    summary : mapping
+        Run facts (first table).
+    sweep_rows, cluster_rows : sequence of mapping
+        From :func:`sweep_table` and :func:`cluster_table`.
+    plots : mapping of str to str, optional
+        Plot key (see :data:`PLOT_FILES`) to relative path.
+    title : str
+        First heading.
+    warnings : sequence of str
+        Sentences shown under "Warnings" right after the summary (e.g.
+        :func:`cl_core.cluster.edge_of_range_warning`).
+    skipped : sequence of mapping
+        Samples left out of the curriculum, ``{"index", "path", "reason"}`` each, listed under
+        "Skipped samples". With no warnings and no skipped samples the text is exactly what it
+        was before these sections existed.
+    """
     plots = dict(plots or {})
+    notes = _check_warnings(warnings)
+    left_out = _check_skipped(skipped)
     parts = [f"# {title}\n", summary_markdown(summary)]
+    if notes:
+        parts += ["\n## Warnings\n\n", "".join(f"- {_markdown_text(note)}\n" for note in notes)]
+    if left_out:
+        parts += [
+            f"\n## Skipped samples\n\n{len(left_out)} sample(s) could not be loaded; they are "
+            "excluded from the curriculum (probability 0).\n\n",
+            skipped_markdown(left_out),
+        ]
     captions = {
         "sweep": "Davies-Bouldin index and inertia versus k",
         "difficulty": "Difficulty per cluster",
@@ -373,6 +462,8 @@ def write_report(
     chosen_k: int | None = None,
     sample_images: Mapping[int, Sequence[np.ndarray]] | None = None,
     title: str = "Curriculum report",
+    warnings: Sequence[str] = (),
+    skipped: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Path]:
     """Write every plot and ``report.md`` into ``directory``; return ``{name: path}``.
 
@@ -392,6 +483,12 @@ def write_report(
         For image datasets; see :func:`plot_sample_grid`.
     title : str
         First heading of ``report.md``.
+    warnings : sequence of str
+        Sentences shown under "Warnings" (e.g. :func:`cl_core.cluster.edge_of_range_warning`).
+    skipped : sequence of mapping
+        ``{"index", "path", "reason"}`` of each sample left out (``EmbeddingStore.skipped_samples``),
+        listed under "Skipped samples". Samples with ``assignment`` -1 (excluded from the
+        clustering) are left out of the per-cluster plots and table.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -419,6 +516,8 @@ def write_report(
         cluster_rows=cluster_table(assignment, distances, difficulty),
         plots={name: path.name for name, path in written.items()},
         title=title,
+        warnings=warnings,
+        skipped=skipped,
     )
     written["report"] = out / REPORT_FILE
     written["report"].write_text(report, encoding="utf-8")

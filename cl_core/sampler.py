@@ -1,7 +1,9 @@
 """Training-time curriculum: load a published artifact and feed indices to a DataLoader.
 
 Imports only numpy and the standard library (plus the numpy-only ``cl_core`` helpers), so a
-training job pays nothing for Prefect, Dask, scikit-learn, Zarr or torch::
+training job pays nothing for Prefect, Dask, scikit-learn, Zarr or torch. Artifacts on object
+storage load the same way (``load_curriculum("s3://bucket/artifacts/digits/latest")``); fsspec
+and s3fs are imported only for such URLs::
 
     from cl_core.sampler import load_curriculum, CurriculumSampler
     cur = load_curriculum("artifacts/digits/latest")
@@ -33,6 +35,13 @@ one lookup, while smaller draws (``refresh_every=1``) binary-search the CDF dire
 proposal whose exponential variate clears ``beta`` times its group's width is kept without
 reading its difficulty, so only ~5% of proposals touch the N-sized key array.
 
+Excluded samples
+----------------
+An artifact published with a ``sample_mask`` (samples that could not be loaded) excludes them:
+probabilities, the temperature table and the draw tables cover the ``n_valid`` drawable samples
+only (uniform after warmup means uniform over them), drawn positions are mapped to dataset
+indices, and an excluded index is never yielded. ``num_samples`` defaults to ``n_valid``.
+
 Refresh interval, iterations and ranks
 --------------------------------------
 * ``batch_size`` is per rank. One *iteration* is one global step of ``batch_size * world_size``
@@ -58,24 +67,27 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from operator import length_hint
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cl_core._location import Location, ObjectPath
 from cl_core._manifest import (
+    SAMPLE_MASK_FILE,
     check_difficulty,
     load_array,
     load_json,
     load_manifest,
+    load_sample_mask,
     resolve_version,
     verify_file,
 )
-from cl_core._validation import check_finite
+from cl_core._validation import check_finite, check_valid_mask
 from cl_core.schedule import (
     Schedule,
     ScheduleConfig,
     build_schedule,
+    effective_fraction,
     favoured_offsets,
     probabilities_from_offsets,
 )
@@ -90,7 +102,7 @@ _MAX_GUIDE_BITS = 20  # a guide of at most 2^20 slots (8 MiB)
 # A draw builds the guide when size * _GUIDE_PAYBACK >= guide_size: building costs ~1 ns a slot,
 # while a guide lookup saves a binary search (~60 ns for thousands of groups) per proposal.
 _GUIDE_PAYBACK = 16
-_LOADED_FILES = ("difficulty.npy", "assignment.npy", "schedule.json")
+_LOADED_FILES = ("difficulty.npy", "assignment.npy", "schedule.json", SAMPLE_MASK_FILE)
 
 
 def _check_int(name: str, value: object, minimum: int, fix: str) -> int:
@@ -130,10 +142,16 @@ class Curriculum:
     warmup_iterations : int
     manifest : dict or None
         The artifact's manifest (None when built in memory).
-    path : Path or None
-        The version directory.
+    path : Path, ObjectPath or None
+        The version directory (an :class:`~cl_core._location.ObjectPath` when loaded from a
+        URL).
     version : str or None
         The artifact's content id.
+    sample_mask : ndarray of shape (N,), bool, or None
+        True for drawable samples; None when every sample is drawable. Excluded samples (e.g.
+        files that could not be decoded) have probability exactly 0 and are never drawn.
+    n_valid : int
+        Number of drawable samples (N when nothing is excluded).
     """
 
     def __init__(
@@ -143,16 +161,24 @@ class Curriculum:
         *,
         assignment: np.ndarray | None = None,
         manifest: dict[str, Any] | None = None,
-        path: Path | None = None,
+        path: Location | None = None,
+        sample_mask: np.ndarray | None = None,
     ) -> None:
-        if schedule.n_samples is not None and schedule.n_samples != difficulty.shape[0]:
+        mask = check_valid_mask("sample_mask", sample_mask, int(difficulty.shape[0]))
+        n_valid = int(difficulty.shape[0]) if mask is None else int(np.count_nonzero(mask))
+        if schedule.n_samples is not None and schedule.n_samples != n_valid:
+            drawable = "" if mask is None else " drawable"
             raise ValueError(
                 f"schedule was built for {schedule.n_samples} samples but difficulty has "
-                f"{difficulty.shape[0]}; build the schedule from this difficulty "
+                f"{n_valid}{drawable}; build the schedule from this difficulty "
                 f"(pass a ScheduleConfig instead)"
             )
         self.difficulty = difficulty
         self.n_samples = int(difficulty.shape[0])
+        self.sample_mask = mask
+        self.n_valid = n_valid
+        # Drawable sample indices (int64, ascending); None = all of them (no mapping needed).
+        self._valid_index: np.ndarray | None = None if mask is None else np.flatnonzero(mask)
         self.schedule = schedule
         self.assignment = assignment
         self.manifest = manifest
@@ -167,6 +193,8 @@ class Curriculum:
         difficulty: np.ndarray,
         schedule_or_config: Schedule | ScheduleConfig,
         assignment: np.ndarray | None = None,
+        *,
+        sample_mask: np.ndarray | None = None,
     ) -> Curriculum:
         """An in-memory curriculum (no artifact on disk).
 
@@ -175,11 +203,16 @@ class Curriculum:
         difficulty : array-like of shape (N,)
             Finite per-sample scores; stored as float32.
         schedule_or_config : Schedule or ScheduleConfig
-            A schedule built for this difficulty, or a config to build one from.
+            A schedule built for this difficulty (over the drawable samples:
+            ``build_schedule(difficulty, config, valid=sample_mask)``), or a config to build
+            one from.
         assignment : array-like of shape (N,), optional
             Cluster id per sample.
+        sample_mask : array-like of shape (N,), bool, optional
+            True for drawable samples; the others get probability 0 and are never drawn.
         """
         scores = check_difficulty(difficulty)
+        mask = check_valid_mask("sample_mask", sample_mask, scores.shape[0])
         ids = None
         if assignment is not None:
             ids = np.asarray(assignment)
@@ -190,7 +223,7 @@ class Curriculum:
                 )
             ids = ids.astype(np.int32)
         if isinstance(schedule_or_config, ScheduleConfig):
-            schedule = build_schedule(scores, schedule_or_config)
+            schedule = build_schedule(scores, schedule_or_config, valid=mask)
         elif isinstance(schedule_or_config, Schedule):
             schedule = schedule_or_config
         else:
@@ -198,7 +231,7 @@ class Curriculum:
                 f"schedule_or_config must be a Schedule or ScheduleConfig, got "
                 f"{type(schedule_or_config).__name__}; e.g. ScheduleConfig(pacing='linear')"
             )
-        return cls(scores, schedule, assignment=ids)
+        return cls(scores, schedule, assignment=ids, sample_mask=mask)
 
     @property
     def strategy(self) -> str:
@@ -245,23 +278,66 @@ class Curriculum:
         Returns
         -------
         ndarray of shape (N,), float64
-            Non-negative, sums to 1; uniform from warmup on.
+            Non-negative, sums to 1; uniform (over the drawable samples) from warmup on;
+            exactly 0 for samples excluded by ``sample_mask``.
         """
         if temperature is None:
             beta = self.inverse_temperature(iteration)
         else:
             beta = _inverse_of_temperature(temperature)
         if beta == 0.0:
-            return np.full(self.n_samples, 1.0 / self.n_samples)
-        if self._offsets is None:  # computed once: every call then costs one exp over N
-            self._offsets = favoured_offsets(self.difficulty, self.strategy)
-        return probabilities_from_offsets(self._offsets, beta)
+            drawable = np.full(self.n_valid, 1.0 / self.n_valid)
+        else:
+            if self._offsets is None:  # computed once: every call then costs one exp over N
+                self._offsets = favoured_offsets(self._drawable_difficulty(), self.strategy)
+            drawable = probabilities_from_offsets(self._offsets, beta)
+        if self._valid_index is None:
+            return drawable
+        out = np.zeros(self.n_samples)
+        out[self._valid_index] = drawable
+        return out
+
+    def effective_fraction(self, iteration: int = 0, *, temperature: float | None = None) -> float:
+        """Effective fraction ``F`` of :meth:`probabilities` over the drawable samples.
+
+        Uniform sampling over the drawable samples gives exactly 1 (excluded samples, which
+        can never be drawn, do not count as missing).
+
+        Parameters
+        ----------
+        iteration : int >= 0
+        temperature : float > 0, optional
+            As in :meth:`probabilities`.
+
+        Returns
+        -------
+        float
+        """
+        p = self.probabilities(iteration, temperature=temperature)
+        return float(effective_fraction(p if self._valid_index is None else p[self._valid_index]))
+
+    def _drawable_difficulty(self) -> np.ndarray:
+        """Difficulty of the drawable samples (all of them when nothing is excluded)."""
+        if self._valid_index is None:
+            return self.difficulty
+        return self.difficulty[self._valid_index]
+
+    def _to_sample_index(self, positions: np.ndarray) -> np.ndarray:
+        """Map positions among the drawable samples to dataset indices, in place (int64)."""
+        if self._valid_index is not None:
+            np.take(self._valid_index, positions, out=positions)
+        return positions
 
     def _draw_table(self, max_beta: float) -> _GroupedDraws:
-        """The grouped sampling table for betas up to ``max_beta`` (built once, then cached)."""
+        """The grouped sampling table for betas up to ``max_beta`` (built once, then cached).
+
+        Built over the drawable samples only; its draws are positions among them (map them with
+        :meth:`_to_sample_index`).
+        """
         table = self._draw_tables.get(max_beta)
         if table is None:
-            key = self.difficulty if self.strategy == "easy" else -self.difficulty
+            drawable = self._drawable_difficulty()
+            key = drawable if self.strategy == "easy" else -drawable
             table = _GroupedDraws(key, max_beta)
             self._draw_tables[max_beta] = table
         return table
@@ -289,13 +365,15 @@ def _inverse_of_temperature(temperature: object) -> float:
     return 0.0 if math.isinf(value) else 1.0 / value
 
 
-def load_curriculum(path: str | os.PathLike[str]) -> Curriculum:
+def load_curriculum(path: str | os.PathLike[str] | ObjectPath) -> Curriculum:
     """Load and verify a published curriculum artifact.
 
     Parameters
     ----------
-    path : str or PathLike
-        A version directory, ``<root>/<name>/latest``, or ``<root>/<name>`` (meaning latest).
+    path : str, PathLike or ObjectPath
+        A version directory, ``<root>/<name>/latest``, or ``<root>/<name>`` (meaning latest);
+        a local path or an fsspec URL (``s3://bucket/artifacts/digits/latest``, needs fsspec
+        and s3fs; they are imported only for URLs).
 
     Returns
     -------
@@ -321,10 +399,16 @@ def load_curriculum(path: str | os.PathLike[str]) -> Curriculum:
     if "assignment.npy" in manifest["files"]:
         assignment = load_array(version_dir, "assignment.npy")
     schedule = Schedule.from_json(load_json(version_dir, "schedule.json"))
+    sample_mask = load_sample_mask(version_dir, manifest)
     for filename in sorted(set(manifest["files"]) - set(_LOADED_FILES)):
         verify_file(version_dir, filename, manifest)  # centroids, sweep, plots: checked, not kept
     return Curriculum(
-        difficulty, schedule, assignment=assignment, manifest=manifest, path=version_dir
+        difficulty,
+        schedule,
+        assignment=assignment,
+        manifest=manifest,
+        path=version_dir,
+        sample_mask=sample_mask,
     )
 
 
@@ -502,7 +586,8 @@ class CurriculumSampler:
     batch_size : int >= 1
         Per-rank batch size (use the DataLoader's).
     num_samples : int >= 1, optional
-        Global draws per epoch, rounded up to whole global steps; default N.
+        Global draws per epoch, rounded up to whole global steps; default the number of
+        drawable samples (``curriculum.n_valid``, N when no sample is excluded).
     seed : int >= 0
         Same seed on every rank.
     rank, world_size : int
@@ -547,7 +632,7 @@ class CurriculumSampler:
                 f"rank must lie in [0, world_size) = [0, {self.world_size}), got {rank}; pass "
                 f"torch.distributed.get_rank() and get_world_size()"
             )
-        default_samples = curriculum.n_samples if num_samples is None else num_samples
+        default_samples = curriculum.n_valid if num_samples is None else num_samples
         self.num_samples = _check_int(
             "num_samples", default_samples, 1, "leave it None for one pass of N draws"
         )
@@ -630,12 +715,13 @@ class CurriculumSampler:
         )
         size = steps * self.global_batch_size
         if beta == 0.0:  # uniform: no table needed (a job resumed after warmup never builds one)
-            indices = rng.integers(0, self.curriculum.n_samples, size=size, dtype=np.int64)
+            indices = rng.integers(0, self.curriculum.n_valid, size=size, dtype=np.int64)
             if out is not None:
                 out[:] = indices
                 indices = out
         else:
             indices = self._draw_table().draw(rng, beta, size, out)
+        indices = self.curriculum._to_sample_index(indices)  # excluded samples are never drawn
         return indices.reshape(steps, self.world_size, self.batch_size)
 
     def _rank_block(self, epoch: int, block: int) -> np.ndarray:
@@ -688,6 +774,7 @@ class CurriculumSampler:
             "start_iteration": self.start_iteration,
             "refresh_every": self.refresh_every,
             "n_samples": self.curriculum.n_samples,
+            "n_valid": self.curriculum.n_valid,
         }
 
     def state_dict(self) -> dict[str, Any]:

@@ -76,6 +76,7 @@ from cl_core._validation import (
     check_finite,
     check_fraction,
     check_non_negative_int,
+    check_valid_mask,
 )
 
 STRATEGIES = ("easy", "hard")
@@ -1154,15 +1155,23 @@ def _uncertified_intervals(
     return candidates[error.max(axis=1) > _PROBE_TOL]
 
 
-def build_schedule(difficulty: object, config: ScheduleConfig | None = None) -> Schedule:
+def build_schedule(
+    difficulty: object, config: ScheduleConfig | None = None, valid: object = None
+) -> Schedule:
     """Solve the temperature table of a curriculum once (see the module docstring).
 
     Parameters
     ----------
     difficulty : array-like of shape (N,)
         Finite per-sample scores (normally in ``[0, 1]``); the same values the sampler will use.
+        Entries of excluded samples (``valid`` False) are ignored.
     config : ScheduleConfig, optional
         Defaults to ``ScheduleConfig()``.
+    valid : array-like of shape (N,), bool, optional
+        True for the samples that can be drawn. The effective fraction and the temperature
+        table are then those of the ``n_valid`` drawable samples: ``F`` counts distinct valid
+        samples in ``n_valid`` draws, so uniform sampling over the valid samples gives exactly
+        1, and the schedule's ``n_samples`` is ``n_valid``. ``None`` (or all True): all N.
 
     Returns
     -------
@@ -1172,7 +1181,12 @@ def build_schedule(difficulty: object, config: ScheduleConfig | None = None) -> 
     cfg = config if config is not None else ScheduleConfig()
     if not isinstance(cfg, ScheduleConfig):
         raise TypeError(f"config must be a ScheduleConfig, got {type(cfg).__name__}")
-    values = _as_difficulty(difficulty)
+    raw = np.asarray(difficulty)
+    if valid is not None and raw.ndim == 1:
+        mask = check_valid_mask("valid", valid, raw.shape[0])
+        if mask is not None:
+            raw = raw[mask]
+    values = _as_difficulty(raw)
     offsets = _favoured_offsets(values, cfg.strategy)
     floor = _minimum_fraction_of_offsets(offsets)
     n_samples = values.size

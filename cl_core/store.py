@@ -6,6 +6,7 @@ Layout of a store (one Zarr v3 group, local path, fsspec URL or zarr ``Store``):
     labels       (N,)    int64, same row chunks (only when created ``with_labels=True``)
     shard_done   (S,)    uint8, one chunk (= one storage object) per shard: 1 once written
     shard_stats  (S, 3, D) float64, one chunk per shard: count, mean, M2 of the stored rows
+    shard_skipped (S,)   string, one chunk per shard: JSON list of the shard's skipped samples
     attrs["cl_curriculum"]  layout, provenance, fingerprints, feature mean/std, ``complete``
 
 A *shard* is a range of ``shard_rows`` rows (a multiple of ``chunk_rows``; the last shard may be
@@ -19,6 +20,16 @@ leaves the shard "missing" and a rerun writes it again. Feature statistics are c
 readers get) and merged in shard order by :meth:`EmbeddingStore.finalize`; the result therefore does
 not depend on the order, the number of processes or the number of restarts that wrote the shards.
 
+Samples that could not be loaded (``on_bad_sample="skip"``) are recorded per shard (index, path,
+reason); their rows hold zeros and are left out of the statistics, so nothing downstream sees NaN.
+:attr:`EmbeddingStore.skipped_indices` lists them.
+
+One writer per shard across processes: for local stores :meth:`EmbeddingStore.try_lock` takes a
+lock file (``O_CREAT | O_EXCL``, holding pid, host and process start time) in the sibling folder
+``<store>.locks``; a lock whose process is gone is stale and taken over. (zarr-python issue 3682:
+concurrent partial writes to one shard lose data.) Stores at fsspec URLs are not locked: give each
+shard to one worker.
+
 The store is keyed by :attr:`EmbeddingStore.fingerprint` (dataset fingerprint + model identity +
 shape + dtype): :func:`create_store` on an existing store with a different fingerprint refuses
 (or, with ``overwrite=True``, deletes and recreates it), so embeddings of another dataset or another
@@ -27,13 +38,17 @@ model are never reused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+import socket
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -71,7 +86,15 @@ package does not throw away hours of embeddings whose model and inputs are uncha
 
 _LAYOUT_KEYS = ("schema", "n_rows", "dim", "dtype", "chunk_rows", "shard_rows", "with_labels")
 _MANAGED_KEYS = frozenset(
-    {*_LAYOUT_KEYS, "fingerprint", "feature_mean", "feature_std", "complete", "n_shards"}
+    {
+        *_LAYOUT_KEYS,
+        "fingerprint",
+        "feature_mean",
+        "feature_std",
+        "complete",
+        "n_shards",
+        "n_skipped",
+    }
 )
 _LABEL_DTYPE = "int64"
 _LABEL_FILL = -1
@@ -151,22 +174,34 @@ def normalize_block(
     return rows
 
 
-def _moments(rows: np.ndarray) -> np.ndarray:
-    """Per-dimension (count, mean, M2) of ``rows`` in float64, stacked as shape (3, D)."""
+def _moments(rows: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+    """Per-dimension (count, mean, M2) of ``rows`` (those where ``keep``) in float64, (3, D).
+
+    No rows give count 0, mean 0, M2 0 (never NaN).
+    """
     values = np.asarray(rows, dtype=np.float64)
+    if keep is not None:
+        values = values[keep]
+    if values.shape[0] == 0:
+        return np.zeros((_N_MOMENTS, values.shape[1]), dtype=np.float64)
     mean = values.mean(axis=0)
     m2 = np.square(values - mean).sum(axis=0)
     return np.stack([np.full_like(mean, values.shape[0]), mean, m2])
 
 
 def _merge_moments(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Merge two (count, mean, M2) stacks (Chan et al.'s parallel update, stable in float64)."""
+    """Merge two (count, mean, M2) stacks (Chan et al.'s parallel update, stable in float64).
+
+    An empty side (count 0) leaves the other unchanged; two empty sides stay empty.
+    """
     n_a, mean_a, m2_a = left
     n_b, mean_b, m2_b = right
     n = n_a + n_b
     delta = mean_b - mean_a
-    mean = mean_a + delta * (n_b / n)
-    m2 = m2_a + m2_b + np.square(delta) * (n_a * n_b / n)
+    share = np.divide(n_b, n, out=np.zeros_like(n), where=n > 0)
+    cross = np.divide(n_a * n_b, n, out=np.zeros_like(n), where=n > 0)
+    mean = mean_a + delta * share
+    m2 = m2_a + m2_b + np.square(delta) * cross
     return np.stack([n, mean, m2])
 
 
@@ -475,20 +510,22 @@ def create_store(
     meta.update(layout, feature_mean=None, feature_std=None, complete=False)
     meta["fingerprint"] = _content_fingerprint(meta)
 
-    existing = _existing_group(location, options)
-    if existing is not None:
-        existing_meta = _meta_of(existing, location)  # never delete what we did not make
-        differences = _mismatch(existing_meta, meta)
-        if not overwrite and not differences:
-            return EmbeddingStore(location, read_only=False, storage_options=options)
-        if not overwrite:
-            raise StoreMismatchError(
-                f"the embedding store at {_describe(location)} was made for other data, another "
-                f"model or another layout ({'; '.join(differences)}); refusing to reuse it. Pass "
-                "overwrite=True to delete and recreate it, or choose another path"
-            )
-    _write_new_store(location, meta, options, overwrite=existing is not None)
-    return EmbeddingStore(location, read_only=False, storage_options=options)
+    # Two processes creating the same new store at once would both write its arrays.
+    with _held(location, "create"):
+        existing = _existing_group(location, options)
+        if existing is not None:
+            existing_meta = _meta_of(existing, location)  # never delete what we did not make
+            differences = _mismatch(existing_meta, meta)
+            if not overwrite and not differences:
+                return EmbeddingStore(location, read_only=False, storage_options=options)
+            if not overwrite:
+                raise StoreMismatchError(
+                    f"the embedding store at {_describe(location)} was made for other data, "
+                    f"another model or another layout ({'; '.join(differences)}); refusing to "
+                    "reuse it. Pass overwrite=True to delete and recreate it, or choose another path"
+                )
+        _write_new_store(location, meta, options, overwrite=existing is not None)
+        return EmbeddingStore(location, read_only=False, storage_options=options)
 
 
 def _write_new_store(
@@ -526,6 +563,8 @@ def _write_new_store(
         dtype="float64",
         fill_value=np.nan,
     )
+    # JSON list of {"index", "path", "reason"} per shard; "" = nothing skipped.
+    group.create_array("shard_skipped", shape=(n_shards,), chunks=(1,), dtype=str)
     group.attrs.update({ATTRS_KEY: dict(meta)})
 
 
@@ -673,6 +712,38 @@ def _check_labels(name: str, labels: Any, n_rows: int, offset: int = 0) -> np.nd
             f"got {values.shape}"
         )
     return values.astype(np.int64, copy=False)
+
+
+def _check_skipped(
+    skipped: Sequence[Mapping[str, Any]] | None, start: int, stop: int
+) -> list[dict[str, Any]]:
+    """Validated, sorted skipped-sample records of rows ``start..stop-1``."""
+    if not skipped:
+        return []
+    records = []
+    for position, record in enumerate(skipped):
+        if not isinstance(record, Mapping) or "index" not in record:
+            raise TypeError(
+                f"skipped[{position}] must be a dict with 'index', 'path' and 'reason', got "
+                f"{record!r}"
+            )
+        index = record["index"]
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"skipped[{position}]['index'] must be an integer, got {index!r}")
+        if not start <= index < stop:
+            raise ValueError(
+                f"skipped[{position}]['index'] = {int(index)} is outside this shard's rows "
+                f"{start}..{stop - 1}; record each skipped sample with the shard that holds it"
+            )
+        path = record.get("path")
+        records.append(
+            {
+                "index": int(index),
+                "path": None if path is None else str(path),
+                "reason": str(record.get("reason", "")),
+            }
+        )
+    return sorted(records, key=lambda record: record["index"])
 
 
 def _cast_for_storage(rows: Any, dtype: str, offset: int) -> np.ndarray:
@@ -855,7 +926,14 @@ class EmbeddingStore:
                 "stored mean/std stale. Recreate it with create_store(..., overwrite=True)"
             )
 
-    def write_shard(self, shard: int, features: Any, labels: Any = None) -> None:
+    def write_shard(
+        self,
+        shard: int,
+        features: Any,
+        labels: Any = None,
+        *,
+        skipped: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
         """Write one shard's rows (and labels) and then mark it done.
 
         Parameters
@@ -864,8 +942,14 @@ class EmbeddingStore:
             Shard index in ``[0, n_shards)``.
         features : array-like of shape (stop - start, D)
             Rows ``shard_range(shard)``, real and finite; cast to the store dtype (overflow raises).
+            Rows of skipped samples are stored as zeros whatever they hold.
         labels : array-like of shape (stop - start,), optional
-            Integer labels; required exactly when the store was created ``with_labels=True``.
+            Integer labels; required exactly when the store was created ``with_labels=True``
+            (skipped samples' labels are stored as -1).
+        skipped : sequence of dict, optional
+            Samples of this shard that could not be loaded: ``{"index": int, "path": str or None,
+            "reason": str}`` with ``index`` in ``shard_range(shard)``. Recorded in the store
+            (:attr:`skipped_samples`) and left out of the feature statistics.
 
         Raises
         ------
@@ -891,15 +975,29 @@ class EmbeddingStore:
                 "labels were given but the store was created with_labels=False; recreate it with "
                 "with_labels=True or drop labels"
             )
+        records = _check_skipped(skipped, start, stop)
+        keep = np.ones(stop - start, dtype=bool)
+        keep[[record["index"] - start for record in records]] = False
+        if not keep.all():
+            values = np.where(keep[:, None], np.asarray(values), 0)
         stored = _cast_for_storage(values, self.dtype, start)
         label_values = (
             None if labels is None else _check_labels("labels", labels, stop - start, start)
         )
+        if label_values is not None and not keep.all():
+            label_values = np.where(keep, label_values, _LABEL_FILL)
 
         self._group["features"][start:stop] = stored
         if label_values is not None:
             self._group["labels"][start:stop] = label_values
-        self._group["shard_stats"][shard] = _moments(stored)
+        self._group["shard_stats"][shard] = _moments(stored, keep)
+        if records and "shard_skipped" in self._group:
+            self._group["shard_skipped"][shard] = json.dumps(records, sort_keys=True)
+        elif records:
+            raise ValueError(
+                f"store {_describe(self.path)} predates skipped-sample records; recreate it "
+                "(create_store(..., overwrite=True)) to embed with on_bad_sample='skip'"
+            )
         # Last: a crash before this line leaves the shard missing, so a rerun rewrites it.
         self._group["shard_done"][shard] = 1
 
@@ -923,11 +1021,70 @@ class EmbeddingStore:
         for part in stats[1:]:
             total = _merge_moments(total, part)
         count, mean, m2 = total
+        skipped = self.skipped_samples
+        if not np.all(count > 0):
+            raise ValueError(
+                f"cannot finalize {_describe(self.path)}: all {self.n_rows} samples were skipped "
+                f"as unloadable (first: {skipped[:1]}); check the dataset path and files"
+            )
         std = np.sqrt(m2 / count)
         meta = dict(self._meta)
-        meta.update(feature_mean=mean.tolist(), feature_std=std.tolist(), complete=True)
+        meta.update(
+            feature_mean=mean.tolist(),
+            feature_std=std.tolist(),
+            complete=True,
+            n_skipped=len(skipped),
+        )
         self._group.attrs.update({ATTRS_KEY: meta})
         self._load_meta()
+
+    # -- skipped samples ------------------------------------------------------------------
+
+    @property
+    def skipped_samples(self) -> list[dict[str, Any]]:
+        """Samples that could not be loaded, ascending by index (of the shards written so far).
+
+        Each is ``{"index": int, "path": str or None, "reason": str}``; their feature rows hold
+        zeros and are not part of :attr:`feature_mean` / :attr:`feature_std`.
+        """
+        if "shard_skipped" not in self._group:
+            return []
+        if self._meta.get("complete") and self._meta.get("n_skipped") == 0:
+            return []
+        records: list[dict[str, Any]] = []
+        for text in np.asarray(self._group["shard_skipped"][:]).tolist():
+            if text:
+                records.extend(json.loads(text))
+        return sorted(records, key=lambda record: record["index"])
+
+    @property
+    def skipped_indices(self) -> np.ndarray:
+        """Dataset indices of the skipped samples, int64, sorted (empty when none)."""
+        indices = [record["index"] for record in self.skipped_samples]
+        return np.asarray(indices, dtype=np.int64)
+
+    # -- one writer per shard ---------------------------------------------------------------
+
+    def try_lock(self, name: int | str) -> StoreLock | None:
+        """Take the lock named ``name`` (a shard index, or e.g. ``"finalize"``) if it is free.
+
+        Returns
+        -------
+        StoreLock or None
+            The held lock (release it, or use it as a context manager), or None while another
+            live process holds it. Stores that are not local directories are never locked (a
+            lock that is always free is returned).
+        """
+        return _try_lock(self.path, name)
+
+    def lock(self, name: int | str, *, poll_s: float = 0.2) -> StoreLock:
+        """Wait for and take the lock ``name`` (see :meth:`try_lock`)."""
+        return _wait_lock(self.path, name, poll_s)
+
+    def is_shard_done(self, shard: int) -> bool:
+        """Whether ``shard`` is marked done (read from storage now, not cached)."""
+        index = self._check_shard(shard)
+        return bool(np.asarray(self._group["shard_done"][index]))
 
     # -- reading --------------------------------------------------------------------------
 
@@ -1082,6 +1239,149 @@ class EmbeddingStore:
                 )
         raw = self._group["features"].get_orthogonal_selection((unique, slice(None)))
         return normalize_block(raw, normalize, self._mean, self._std)[inverse.reshape(-1)]
+
+
+# --------------------------------------------------------------------------------------------
+# Lock files: one writer per shard across processes (local stores)
+# --------------------------------------------------------------------------------------------
+
+
+class StoreLock:
+    """A held lock file (or, for non-local stores, a placeholder that guards nothing).
+
+    Use as a context manager or call :meth:`release`; releasing twice is harmless, and a lock
+    taken over by another process (after this one was presumed dead) is left alone.
+    """
+
+    def __init__(self, path: Path | None, token: str) -> None:
+        self.path = path
+        self.token = token
+        self.released = False
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        if self.path is None:
+            return
+        with contextlib.suppress(OSError):
+            if self.path.read_text() == self.token:
+                self.path.unlink()
+        with contextlib.suppress(OSError):
+            self.path.parent.rmdir()  # only succeeds once no lock is left
+
+    def __enter__(self) -> StoreLock:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"StoreLock({str(self.path) if self.path else 'unlocked store'!r})"
+
+
+def _lock_dir(location: Any) -> Path | None:
+    """``<store>.locks`` next to a local store; None for URLs and zarr Store objects."""
+    if isinstance(location, os.PathLike):
+        location = os.fspath(location)
+    if not isinstance(location, str):
+        return None
+    if location.startswith("file://"):
+        location = location.removeprefix("file://")
+    elif "://" in location:
+        return None
+    return Path(os.path.normpath(os.path.abspath(location)) + ".locks")
+
+
+def _process_start(pid: int) -> str:
+    """Start time of process ``pid`` (Linux ``/proc``), to tell a reused pid apart; "" elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _holder_alive(token: str, age_s: float) -> bool:
+    """Whether the process named in a lock file's ``token`` may still hold it."""
+    parts = token.split()
+    if len(parts) < 2:
+        return age_s < 60  # a lock being written right now; empty for a minute = abandoned
+    pid, host = int(parts[0]), parts[1]
+    if host != socket.gethostname():
+        return True  # cannot tell from here; remove the lock file by hand if its host is gone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    started = parts[2] if len(parts) > 2 else ""
+    return not started or _process_start(pid) in ("", started)
+
+
+def _try_lock(location: Any, name: int | str) -> StoreLock | None:
+    folder = _lock_dir(location)
+    if folder is None:
+        return StoreLock(None, "")
+    pid = os.getpid()
+    token = f"{pid} {socket.gethostname()} {_process_start(pid)}\n"
+    path = folder / (f"shard-{name}.lock" if isinstance(name, int) else f"{name}.lock")
+    for _ in range(3):
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:  # the folder was removed by a releasing process: again
+            continue
+        else:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(token)
+            return StoreLock(path, token)
+        if not _take_over_stale(folder, path):
+            return None
+    return None
+
+
+def _take_over_stale(folder: Path, path: Path) -> bool:
+    """Remove ``path`` if its holder is gone; True when the caller should try again."""
+    try:
+        held = path.read_text()
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return True  # released meanwhile
+    if _holder_alive(held, age):
+        return False
+    import fcntl
+
+    # Serialise takeovers: two processes seeing the same stale lock must not both remove it
+    # (the second would remove the first's fresh lock).
+    with open(folder / ".takeover", "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        try:
+            if path.read_text() == held:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+        finally:
+            fcntl.flock(guard, fcntl.LOCK_UN)
+    return True
+
+
+def _wait_lock(location: Any, name: int | str, poll_s: float = 0.2) -> StoreLock:
+    while (lock := _try_lock(location, name)) is None:
+        time.sleep(poll_s)
+    return lock
+
+
+@contextlib.contextmanager
+def _held(location: Any, name: str) -> Iterator[StoreLock]:
+    lock = _wait_lock(location, name)
+    try:
+        yield lock
+    finally:
+        lock.release()
 
 
 def _reopen(

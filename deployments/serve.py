@@ -41,7 +41,6 @@ def build_deployments(cron: str | None = None, path: Path = PREFECT_YAML) -> lis
     cron : str, optional
         Replaces the file's cron schedule (e.g. for a quick test every minute).
     """
-    import flows  # noqa: F401  (environment defaults before prefect is imported)
     from flows.pipeline import curriculum_pipeline
 
     deployments = []
@@ -77,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cron", help="override the cron schedule from prefect.yaml")
     args = parser.parse_args(argv)
+    from flows._prefect_env import configure_environment
+
+    configure_environment()  # embedded-server defaults, before Prefect is first imported
     from prefect import serve
 
     serve(*build_deployments(cron=args.cron))

@@ -1,7 +1,6 @@
 """Prefect 3 flows, thin tasks, parameter models and the ``cl-curriculum`` CLI.
 
-``flows._prefect_env`` runs first so that the embedded-server defaults are in the environment
-before any submodule imports prefect.
+Importing this package changes nothing: the embedded-server defaults of
+:mod:`flows._prefect_env` are applied explicitly when a run starts (the CLI does it before it
+imports Prefect).
 """
-
-from flows import _prefect_env  # noqa: F401  (side effect: environment defaults)

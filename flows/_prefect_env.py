@@ -1,4 +1,4 @@
-"""Environment defaults for embedded Prefect runs; imported before anything imports prefect.
+"""Environment defaults for embedded Prefect runs, applied explicitly before Prefect is imported.
 
 With no ``PREFECT_API_URL`` a flow run starts Prefect's ephemeral (temporary, in-process) server.
 Three of its defaults do not suit a command-line tool, so we change them, but only with
@@ -18,19 +18,17 @@ server. Heartbeats let a server notice crashed runs of deployments; a temporary 
 the process, so there is nothing to notice, and in Prefect 3.8 every flow run waits up to a
 second for its heartbeat thread to stop (about 0.7 s per stage flow, measured).
 
-:func:`share_client_tls_context` makes Prefect's API clients share one TLS context (see there).
+Nothing here runs at import time: :func:`configure_environment` is called by the CLI when a run
+starts, before it imports Prefect (Prefect reads these settings when it is first imported).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import fcntl
 import os
-import ssl
-import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 STARTUP_TIMEOUT_SECONDS = 90
 
@@ -62,7 +60,7 @@ def profile_api_url(environ: Mapping[str, str]) -> str | None:
     """
     import tomllib
 
-    home = Path(environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    home = prefect_home(environ)
     path = Path(environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -92,57 +90,38 @@ def embedded_run_settings() -> Iterator[None]:
         yield
 
 
-class _SharedContextSSL(types.ModuleType):
-    """Stands in for the ``ssl`` module inside ``prefect.client.orchestration``.
+def prefect_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The Prefect home a run uses (``$PREFECT_HOME``, default ``~/.prefect``)."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
 
-    Everything is the real module's except ``create_default_context``, which returns one shared
-    context per (CA file, its mtime) for the verified-client case that Prefect's clients use.
-    Any other call (the insecure-skip-verify path, which mutates its context) gets a fresh one.
+
+@contextlib.contextmanager
+def one_embedded_server_at_a_time(on_wait: Callable[[str], None]) -> Iterator[None]:
+    """Let runs that would start an embedded server on the same Prefect home take turns.
+
+    Each embedded run starts its own temporary server on ``$PREFECT_HOME/prefect.db``; two of
+    them on one SQLite file at once race for its write lock (migrations, run records), and a
+    run can fail on "database is locked". So a run holds an exclusive lock on
+    ``$PREFECT_HOME/cl-curriculum-run.lock`` (released by the OS if the process dies) and a
+    second run waits, telling the user why (``on_wait``). With a Prefect server configured the
+    server serialises its database and runs go ahead at once.
     """
-
-    def __init__(self) -> None:
-        super().__init__("ssl")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(ssl, name)
-
-    @staticmethod
-    def create_default_context(
-        purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH,
-        *,
-        cafile: str | None = None,
-        capath: str | None = None,
-        cadata: str | bytes | None = None,
-    ) -> ssl.SSLContext:
-        if purpose is ssl.Purpose.SERVER_AUTH and cafile and not capath and not cadata:
-            return _verified_context(cafile, os.stat(cafile).st_mtime_ns)
-        return ssl.create_default_context(purpose, cafile=cafile, capath=capath, cadata=cadata)
-
-
-@functools.lru_cache(maxsize=4)
-def _verified_context(cafile: str, mtime_ns: int) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=cafile)
-
-
-def share_client_tls_context() -> bool:
-    """Build the TLS context of Prefect's API clients once per process, not once per client.
-
-    Prefect 3.8 parses certifi's CA bundle (``ssl.create_default_context(cafile=...)``, about
-    25 ms of CPU on a small machine) in every ``PrefectClient`` / ``SyncPrefectClient`` it
-    creates, even for a plain-HTTP API, and it creates one per subflow run and one per task run
-    on a Dask worker. A verified context is immutable configuration and safe to share between
-    clients and threads. Returns whether the hand-over is in place (False if Prefect's client
-    module no longer has the layout this relies on; then nothing is changed).
-    """
-    import prefect.client.orchestration as orchestration
-
-    current = getattr(orchestration, "ssl", None)
-    if isinstance(current, _SharedContextSSL):
-        return True
-    if current is not ssl:
-        return False
-    orchestration.ssl = _SharedContextSSL()  # type: ignore[assignment]
-    return True
-
-
-configure_environment()
+    if server_configured(os.environ):
+        yield
+        return
+    home = prefect_home()
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "cl-curriculum-run.lock", "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_wait(
+                f"waiting for another run that uses the embedded Prefect server of {home} "
+                "(runs with a Prefect server, PREFECT_API_URL, run side by side)"
+            )
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

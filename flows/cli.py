@@ -1,8 +1,11 @@
 """``cl-curriculum``: run the pipeline, inspect and preview artifacts, deploy and serve.
 
-Exit codes: 0 success, 1 a run failed, 2 bad input (one line on stderr saying what and how to fix).
-Input is checked before Prefect starts (parameter models, dataset, model), so a typo costs a second,
-not a server start, and prints no traceback.
+Exit codes: 0 success; 2 bad input found before the run starts (one line on stderr saying what and
+how to fix); 1 a run that failed, for whatever reason (one line naming what failed, how to fix it
+where known, and the flow run; the traceback is in the run's log, ``--verbose`` prints it).
+Everything checkable from the parameters and the dataset's length (ranges, k against N, the
+device, the model name, the weights file) is checked before Prefect starts, so a typo costs a
+second, not a server start.
 """
 
 from __future__ import annotations
@@ -67,12 +70,16 @@ def _one_line(error: BaseException) -> str:
 
 @contextmanager
 def _bad_input_exits() -> Iterator[None]:
-    """Turn the validation errors of the library and the parameter models into exit code 2."""
+    """Turn the validation errors of the library and the parameter models into exit code 2.
+
+    Also a model that cannot be loaded (``RuntimeError``: offline without weights) and a file
+    that cannot be read (``OSError``): before the run starts, the fix is always the user's.
+    """
     from pydantic import ValidationError
 
     try:
         yield
-    except (BadInput, ValidationError, ValueError, TypeError, FileNotFoundError) as error:
+    except (BadInput, ValidationError, ValueError, TypeError, RuntimeError, OSError) as error:
         _fail(_one_line(error))
 
 
@@ -87,70 +94,181 @@ def _parse_range(text: str) -> tuple[int, int]:
 
 
 def preflight(params: dict[str, Any]) -> None:
-    """Build every cl_core config, open the dataset and load the model now, so that bad input
-    fails before Prefect starts. Model and dataset are memoised per process: the run that
-    follows reuses them instead of loading twice."""
-    from flows import tasks
+    """Check everything a run needs before Prefect starts; raise :class:`BadInput` (or the
+    library's ValueError/TypeError) naming the argument, the value and the fix.
 
+    Cheap checks go first (configs, weights file, device); then the model is loaded and the
+    dataset opened, both memoised per process so the run that follows reuses them.
+    """
     dataset: DatasetParams = params["dataset"]
-    embedding: EmbedParams = params["embedding"]
-    params["clustering"].to_config()
+    clustering: ClusterParams = params["clustering"]
+    clustering.to_config()
     params["curriculum"].schedule_config()
-    if dataset.kind != "zarr":
-        embedding.to_config()
-
     if dataset.kind == "zarr":
-        from flows.pipeline import _existing_store
+        n_samples = _store_rows(dataset)
+    else:
+        n_samples = _dataset_rows(dataset, params["embedding"])
+    check_clusters_fit(clustering, n_samples, dataset.spec)
 
-        if not Path(dataset.location).expanduser().exists():
-            raise BadInput(
-                f"dataset {dataset.spec!r}: no embedding store at {dataset.location!r}; "
-                "pass zarr:PATH of a store written by a previous run (runs/embeddings/*.zarr)"
-            )
-        _existing_store(dataset)
-        return
+
+def _store_rows(dataset: DatasetParams) -> int:
+    from flows import inputs
+
+    if not Path(dataset.location).expanduser().exists():
+        raise BadInput(
+            f"dataset {dataset.spec!r}: no embedding store at {dataset.location!r}; "
+            "pass zarr:PATH of a store written by a previous run (runs/embeddings/*.zarr)"
+        )
+    return int(inputs.open_complete_store(dataset)["n_rows"])
+
+
+def _dataset_rows(dataset: DatasetParams, embedding: EmbedParams) -> int:
+    from flows import inputs
+
+    if embedding.weights and not Path(embedding.weights).expanduser().is_file():
+        raise BadInput(
+            f"--weights {embedding.weights!r}: no such file; pass the path of a local "
+            ".safetensors file or torch state dict"
+        )
     if dataset.kind == "imagefolder" and not Path(dataset.location).expanduser().is_dir():
         raise BadInput(
             f"dataset {dataset.spec!r}: {dataset.location!r} is not a directory; pass "
             "imagefolder:PATH with PATH/<class>/<image files>"
         )
-    tasks.resolve_inputs(dataset, embedding)
+    embedding.to_config()  # imports torch: after the checks that need nothing
+    if embedding.device is not None:
+        from cl_core.embed import resolve_device
+
+        resolve_device(embedding.device)  # --device cuda without CUDA fails here
+    _, resolved = inputs.resolve_inputs(dataset, embedding)
+    return int(resolved.n_samples)
 
 
-def _quiet_console_logs() -> None:
-    """Keep the terminal to flow-level lines: per-task INFO lines and Dask's cluster chatter
-    are dropped from the console (task lines still reach the Prefect UI)."""
+def check_clusters_fit(clustering: ClusterParams, n_samples: int, spec: str) -> None:
+    """k (or the low end of the k range) must not exceed the number of samples."""
+    if clustering.n_clusters is not None and not clustering.use_labels:
+        if clustering.n_clusters > n_samples:
+            raise BadInput(
+                f"--k {clustering.n_clusters} is more than the {n_samples:,} samples of "
+                f"{spec!r}; pass --k {n_samples} or less"
+            )
+        return
+    low, high = clustering.cluster_range
+    if clustering.n_clusters is None and not clustering.use_labels and low > n_samples:
+        raise BadInput(
+            f"--k-range {low}:{high} starts above the {n_samples:,} samples of {spec!r}; "
+            f"pass a range within 2:{n_samples}"
+        )
+
+
+def _keep_on_console(record: logging.LogRecord) -> bool:
+    """Console filter of a quiet run: flow-level lines and warnings only.
+
+    Per-task INFO lines, Dask's cluster chatter, tracebacks and the engine's error lines are
+    dropped from the console (all of them still reach the run's log in Prefect); the CLI prints
+    one line for a failure instead.
+    """
+    if record.exc_info or record.levelno >= logging.ERROR:
+        return False
+    if record.levelno >= logging.WARNING:
+        return True
+    noisy = record.name == "prefect.task_runs" or record.name.startswith("distributed")
+    return not noisy
+
+
+@contextmanager
+def _console_logs(verbose: bool) -> Iterator[None]:
+    """Everything on the console with ``verbose``; otherwise :func:`_keep_on_console` only."""
+    if verbose:
+        yield
+        return
     from flows.progress import prefect_console_handlers
 
-    def keep(record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING:
-            return True
-        noisy = record.name == "prefect.task_runs" or record.name.startswith("distributed")
-        return not noisy
-
-    for handler in prefect_console_handlers():
-        handler.addFilter(keep)
+    handlers = prefect_console_handlers()
+    for handler in handlers:
+        handler.addFilter(_keep_on_console)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(_keep_on_console)
 
 
 def execute(params: dict[str, Any], *, show_progress: bool = True, verbose: bool = False) -> Any:
-    """Validate, run ``curriculum-pipeline`` and print where the results are."""
+    """Validate (exit 2), run ``curriculum-pipeline`` (exit 1 on failure), print the results."""
     with _bad_input_exits():
         preflight(params)
+    if params["dataset"].kind != "zarr":
+        from cl_core.inference import start_worker_server
+
+        start_worker_server()  # loader workers' imports overlap the Prefect server's start
+    from flows import _prefect_env
+
+    _prefect_env.configure_environment()  # before Prefect is first imported
+    with _prefect_env.one_embedded_server_at_a_time(_note):
+        started = time.perf_counter()
+        result = _run_pipeline(params, show_progress=show_progress, verbose=verbose)
+    _print_result(result, time.perf_counter() - started)
+    return result
+
+
+def _note(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _run_pipeline(params: dict[str, Any], *, show_progress: bool, verbose: bool) -> Any:
+    """The pipeline's result; any failure inside the run exits 1 with one line."""
     from flows import progress
     from flows._prefect_env import embedded_run_settings
     from flows.pipeline import curriculum_pipeline
 
-    if not verbose:
-        _quiet_console_logs()
-    started = time.perf_counter()
     try:
-        with embedded_run_settings(), progress.terminal_progress(show_progress):
-            result = curriculum_pipeline(**params)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        _fail(_one_line(error))
-    except Exception as error:  # the run failed; Prefect has logged the details
-        _fail(f"the run failed: {_one_line(error)}", EXIT_FAILED)
-    seconds = time.perf_counter() - started
+        with (
+            _console_logs(verbose),
+            embedded_run_settings(),
+            progress.terminal_progress(show_progress),
+        ):
+            state = curriculum_pipeline(**params, return_state=True)
+    except Exception as error:  # the run could not start (server, API): no flow run to name
+        _fail(f"the run failed: {_error_line(error)}", EXIT_FAILED)
+    if not state.is_completed():
+        from prefect.states import get_state_exception
+
+        where = _flow_run_label(state.state_details.flow_run_id)
+        error_line = _error_line(get_state_exception(state))
+        hint = "" if verbose else "; --verbose prints the traceback"
+        _fail(f"the run failed: {error_line} ({where}{hint})", EXIT_FAILED)
+    return state.result()
+
+
+def _error_line(error: BaseException) -> str:
+    """One line for a run failure: the error's own message (with its type if it is a bug)."""
+    from cl_core.embed import BadSampleError
+
+    text = _one_line(error)
+    if isinstance(error, (BadSampleError, BadInput)):
+        return text
+    return f"{type(error).__name__}: {text}"
+
+
+def _flow_run_label(flow_run_id: Any) -> str:
+    """``flow run 'name' <link or id>``: where the run's log and traceback are."""
+    name = None
+    try:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            name = client.read_flow_run(flow_run_id).name
+    except Exception:  # the label is a courtesy; the error line is what matters
+        pass
+    from prefect.settings import get_current_settings
+
+    ui_url = get_current_settings().ui_url
+    where = f"{ui_url}/runs/flow-run/{flow_run_id}" if ui_url else f"id {flow_run_id}"
+    return f"flow run {name!r}, {where}" if name else f"flow run {where}"
+
+
+def _print_result(result: Any, seconds: float) -> None:
     typer.echo(f"artifact: {result.artifact_path}")
     typer.echo(f"report:   {result.report_path}")
     typer.echo(
@@ -158,7 +276,8 @@ def execute(params: dict[str, Any], *, show_progress: bool = True, verbose: bool
         f"k={result.n_clusters} ({result.chosen_by}); {seconds:.1f} s; "
         f"tasks: {result.count('Cached')} cached, {result.count('Completed')} computed"
     )
-    return result
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,6 +310,20 @@ def run(
         "runs"
     ),
     name: Annotated[str | None, typer.Option(help="artifact name (default from dataset)")] = None,
+    dataset_id: Annotated[
+        str | None,
+        typer.Option(help="name the dataset's version explicitly (instead of computing it)"),
+    ] = None,
+    verify_content: Annotated[
+        bool,
+        typer.Option(help="identify an image folder by its files' sha256, not path/size/mtime"),
+    ] = False,
+    on_bad_sample: Annotated[
+        str, typer.Option(help="a sample that cannot be loaded: error (fail) or skip it")
+    ] = "error",
+    decode: Annotated[
+        str, typer.Option(help="where images are decoded: auto, cpu or gpu")
+    ] = "auto",
     dask_address: Annotated[
         str | None, typer.Option(help="run the k sweep on this Dask scheduler")
     ] = None,
@@ -202,12 +335,16 @@ def run(
         bool, typer.Option(help="random init instead of pretrained weights (testing)")
     ] = False,
     progress_bars: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
-    verbose: Annotated[bool, typer.Option(help="also log every task run")] = False,
+    verbose: Annotated[
+        bool, typer.Option(help="log every task run and print tracebacks of a failed run")
+    ] = False,
 ) -> None:
     """Build and publish a curriculum for a dataset."""
     with _bad_input_exits():
         params = {
-            "dataset": DatasetParams(spec=dataset, name=name),
+            "dataset": DatasetParams(
+                spec=dataset, name=name, dataset_id=dataset_id, verify_content=verify_content
+            ),
             "embedding": EmbedParams(
                 model=model,
                 weights=str(weights) if weights else None,
@@ -215,6 +352,8 @@ def run(
                 batch_size=batch_size,
                 device=device,
                 image_size=image_size,
+                on_bad_sample=on_bad_sample,  # type: ignore[arg-type]
+                decode=decode,  # type: ignore[arg-type]
             ),
             "clustering": ClusterParams(
                 n_clusters=k, cluster_range=_parse_range(k_range), use_labels=supervised
@@ -258,11 +397,14 @@ def demo(
     ),
     sweep_runner: Annotated[str, typer.Option(help="dask or threads")] = "dask",
     progress_bars: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    verbose: Annotated[
+        bool, typer.Option(help="log every task run and print tracebacks of a failed run")
+    ] = False,
 ) -> None:
     """Digits (1,797 images) + EfficientNet-Lite0 (bundled weights), k by Davies-Bouldin."""
     with _bad_input_exits():
         params = demo_params(output, work_dir, sweep_runner)
-    execute(params, show_progress=progress_bars)
+    execute(params, show_progress=progress_bars, verbose=verbose)
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,17 +489,17 @@ def preview(
             raise BadInput(f"--top must be >= 1, got {top}")
         curriculum = load_curriculum(path)
         probabilities = curriculum.probabilities(iteration)
-    from cl_core.schedule import effective_fraction
-
     order = np.argsort(-probabilities, kind="stable")
+    if curriculum.sample_mask is not None:  # excluded samples are never drawn: not "least likely"
+        order = order[curriculum.sample_mask[order]]
     console = _console()
     temperature = curriculum.temperature(iteration)
     console.print(
         f"iteration {iteration}: target fraction {curriculum.target_fraction(iteration):.4f}, "
-        f"effective fraction {effective_fraction(probabilities):.4f}, temperature "
+        f"effective fraction {curriculum.effective_fraction(iteration):.4f}, temperature "
         + ("inf (uniform)" if not np.isfinite(temperature) else f"{temperature:.4g}")
     )
-    uniform = 1.0 / curriculum.n_samples
+    uniform = 1.0 / curriculum.n_valid
     for title, indices in (
         (f"top {top} (most likely)", order[:top]),
         (f"bottom {top} (least likely)", order[::-1][:top]),
@@ -422,6 +564,9 @@ def serve(
     cron: Annotated[str | None, typer.Option(help="override the nightly cron schedule")] = None,
 ) -> None:
     """Serve the nightly deployment from this process (no work pool or worker needed)."""
+    from flows._prefect_env import configure_environment
+
+    configure_environment()  # before Prefect is first imported
     with _bad_input_exits():
         _require_checkout(SERVE_SCRIPT)
         module = _load_serve_module()
@@ -440,6 +585,11 @@ def _load_serve_module() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+from flows.cli_ab import ab  # noqa: E402  (the A/B harness command lives in its own module)
+
+app.command(name="ab")(ab)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -36,6 +36,20 @@ class DatasetParams(_Params):
         default=None,
         description="Artifact name under the output directory (default: from the spec)",
     )
+    dataset_id: str | None = Field(
+        default=None,
+        description=(
+            "Names the dataset's version explicitly (e.g. 'pets-2026-11-26'); used instead of "
+            "computing an identity from the data"
+        ),
+    )
+    verify_content: bool = Field(
+        default=False,
+        description=(
+            "Identify an image folder by the sha256 of every file's content instead of its listing "
+            "(path, size, mtime): for file systems with unreliable modification times"
+        ),
+    )
 
     @field_validator("spec")
     @classmethod
@@ -62,6 +76,16 @@ class DatasetParams(_Params):
                 "e.g. 'digits-effnet'"
             )
         return name
+
+    @field_validator("dataset_id")
+    @classmethod
+    def _valid_dataset_id(cls, dataset_id: str | None) -> str | None:
+        if dataset_id is not None and not dataset_id.strip():
+            raise ValueError(
+                "dataset_id must be a non-empty string naming the dataset's version, "
+                "e.g. 'pets-2026-11-26'; or leave it unset"
+            )
+        return dataset_id
 
     @property
     def kind(self) -> str:
@@ -111,6 +135,20 @@ class EmbedParams(_Params):
         description="Rows per embedding shard = per Prefect task; a multiple of chunk_rows",
     )
     image_size: int | None = Field(default=None, ge=8, description="Input size (default: model's)")
+    decode: Literal["auto", "cpu", "gpu"] = Field(
+        default="auto",
+        description=(
+            "Where image files are decoded: gpu (batched on the model's CUDA device), cpu (in "
+            "the loader workers), auto (gpu when the model runs on CUDA and the decoder exists)"
+        ),
+    )
+    on_bad_sample: Literal["error", "skip"] = Field(
+        default="error",
+        description=(
+            "A sample that cannot be loaded: fail the run naming it (error), or leave it out of "
+            "the curriculum and record it in the store and the manifest (skip)"
+        ),
+    )
 
     def to_config(self) -> Any:
         from cl_core.embed import EmbedConfig

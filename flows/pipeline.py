@@ -9,7 +9,6 @@ reading and writing of data happens inside tasks; tasks exchange paths, ids and 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import time
@@ -24,18 +23,15 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.context import SettingsContext
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict
 
-from flows import progress, tasks
-from flows._prefect_env import share_client_tls_context
+from cl_core.artifacts import point_latest
+from flows import inputs, progress, tasks
 from flows.ids import WorkDir, content_id
 from flows.params import ClusterParams, CurriculumParams, DatasetParams, EmbedParams, OutputParams
 from flows.ui import ui_artifacts
-
-share_client_tls_context()
 
 SHARD_RETRY_DELAYS = [2, 10]  # seconds; a transient failure (OOM, I/O) usually clears quickly
 # Options that change how fast, not what, is computed: left out of the content ids so that e.g.
@@ -62,6 +58,8 @@ class EmbeddingOutcome(_Outcome):
     source: str  # "embedded" or "zarr"
     n_shards: int = 0
     shards_computed: int = 0
+    identity_method: str | None = None  # how the dataset identity was computed (embedded only)
+    skipped: list[dict[str, Any]] = []  # samples left out (on_bad_sample="skip")
     task_states: list[tuple[str, str]] = []
 
 
@@ -72,6 +70,7 @@ class ClusterOutcome(_Outcome):
     chosen_by: str
     sweep: list[dict[str, Any]]
     clusters: list[dict[str, Any]]
+    warning: str | None = None  # e.g. Davies-Bouldin chose an end of the k range
     task_states: list[tuple[str, str]] = []
 
 
@@ -100,6 +99,9 @@ class PipelineResult(_Outcome):
     stage_runs: dict[str, str]
     task_states: dict[str, list[str]]
     seconds: float
+    dataset_identity: str | None = None  # identity method: listing, content, sampled, ...
+    warnings: list[str] = []
+    skipped: list[dict[str, Any]] = []
 
     def count(self, state_name: str) -> int:
         """How many task runs ended in ``state_name`` (e.g. ``Cached``)."""
@@ -140,6 +142,20 @@ class TaskLedger:
 # --------------------------------------------------------------------------------------------
 
 
+IDENTITY_METHODS = {
+    "listing": "full file listing (relative path, size and mtime of every file)",
+    "content": "sha256 of every file's content (--verify-content)",
+    "explicit": "the given dataset id (--dataset-id)",
+    "array": "hash of the array data",
+    "sampled": "a hash of the length and ~16 sampled items",
+}
+SAMPLED_IDENTITY_WARNING = (
+    "the dataset identity is a hash of ~16 sampled items: a change elsewhere in the data is "
+    "not noticed and a rerun may serve the old embeddings; pass --dataset-id (dataset_id=) "
+    "naming the data's version"
+)
+
+
 def embed_identity(dataset_fingerprint: str, loaded: Any, embedding: EmbedParams) -> str:
     """Content id of an embedding: dataset, model identity and every value-affecting option."""
     from cl_core.embed import resolve_device, resolve_precision
@@ -161,17 +177,7 @@ def embed_identity(dataset_fingerprint: str, loaded: Any, embedding: EmbedParams
 
 
 def _existing_store(dataset: DatasetParams) -> EmbeddingOutcome:
-    from cl_core.store import open_store
-
-    store = open_store(dataset.location, read_only=True)
-    if not store.is_complete:
-        missing = store.missing_shards()
-        raise ValueError(
-            f"dataset spec {dataset.spec!r}: the store is not complete ({len(missing)} of "
-            f"{store.n_shards} shards missing, or not finalized); finish the embedding first "
-            "or pass the original dataset instead of zarr:PATH"
-        )
-    return EmbeddingOutcome(**tasks.describe_store(store), source="zarr", n_shards=store.n_shards)
+    return EmbeddingOutcome(**inputs.open_complete_store(dataset), source="zarr")
 
 
 @flow(name="embed", task_runner=ThreadPoolTaskRunner(max_workers=1))
@@ -187,16 +193,21 @@ def embed_flow(
         )
         return outcome
 
-    from cl_core.datasets import dataset_fingerprint
+    from cl_core.datasets import dataset_identity
 
     work = WorkDir.at(output.work_dir)
-    loaded, resolved = tasks.resolve_inputs(dataset, embedding)
-    embed_id = embed_identity(dataset_fingerprint(resolved), loaded, embedding)
+    loaded, resolved = inputs.resolve_inputs(dataset, embedding)
+    identity = dataset_identity(resolved, dataset.dataset_id, verify_content=dataset.verify_content)
+    logger.info("Dataset identity: %s", identity.detail)
+    if identity.method == "sampled":
+        logger.warning(SAMPLED_IDENTITY_WARNING)
+    embed_id = embed_identity(identity.fingerprint, loaded, embedding)
     plan = tasks.EmbedPlan(
         embed_id=embed_id,
         store_path=str(work.store(embed_id)),
         dataset=dataset,
         embedding=embedding,
+        identity=dataclasses.asdict(identity),
     )
     ledger = TaskLedger()
     layout = ledger.call(
@@ -227,6 +238,7 @@ def embed_flow(
         source="embedded",
         n_shards=int(layout["n_shards"]),
         shards_computed=computed,
+        identity_method=identity.method,
         task_states=ledger.entries,
     )
 
@@ -274,69 +286,11 @@ def _embed_shards(
 # --------------------------------------------------------------------------------------------
 
 
-class _LiveSettingsContext(SettingsContext):
-    """A settings context that hands over its live objects instead of a dict of every setting.
-
-    Prefect serialises the settings into each Dask submission and every task rebuilds them from
-    that dict, re-reading the environment, ``.env`` files and profiles (~0.15 s of GIL-holding
-    CPU per task on a small machine, which slows the sweep jobs running beside it). Workers of
-    the in-process local cluster share this process, so they can take the objects as they are.
-    """
-
-    def serialize(self, include_secrets: bool = True) -> dict[str, Any]:
-        return {"profile": self.profile, "settings": self.settings}
-
-
-def _live_settings() -> _LiveSettingsContext:
-    current = SettingsContext.get()
-    assert current is not None  # Prefect falls back to its global context, never None
-    return _LiveSettingsContext(profile=current.profile, settings=current.settings)
-
-
-@functools.lru_cache(maxsize=1)
-def _untokenized_dask_runner() -> Any:
-    """``DaskTaskRunner`` whose submissions skip Dask's argument hashing (and, on the in-process
-    local cluster, the settings' round trip through a dict: :class:`_LiveSettingsContext`).
-
-    ``distributed.Client.submit`` names a job by hashing its function and arguments unless told
-    the job is impure. A Prefect submission carries the task, its parameters and the serialised
-    run context, and its task-run id is fresh every time, so the hash can never match an earlier
-    job: it only costs CPU in the flow's thread (~50 ms per k task on a small machine), stolen
-    from the sweep jobs running beside it. ``pure=False`` gives the job a random key instead.
-    """
-    from prefect_dask import DaskTaskRunner
-    from prefect_dask.task_runners import PrefectDaskFuture
-
-    class SweepDaskTaskRunner(DaskTaskRunner):
-        def submit(
-            self,
-            task: Any,
-            parameters: dict[str, Any],
-            wait_for: Any = None,
-            dependencies: dict[str, Any] | None = None,
-        ) -> Any:
-            if not self._started:
-                raise RuntimeError("The task runner must be started before submitting work.")
-            in_process = not self.address and self.cluster_kwargs.get("processes") is False
-            with _live_settings() if in_process else contextlib.nullcontext():
-                future = self.client.submit(
-                    task,
-                    parameters=self._optimize_futures(parameters),
-                    wait_for=self._optimize_futures(wait_for) if wait_for else None,
-                    dependencies=dependencies,
-                    return_type="state",
-                    pure=False,
-                )
-            return PrefectDaskFuture(wrapped_future=future, task_run_id=future.task_run_id)
-
-    return SweepDaskTaskRunner
-
-
 def sweep_runner(output: OutputParams) -> Any:
     """The task runner of the k sweep: Dask (local cluster or ``dask_address``) or threads."""
     if output.sweep_runner == "threads":
         return ThreadPoolTaskRunner(max_workers=output.dask_workers)
-    DaskTaskRunner = _untokenized_dask_runner()
+    from prefect_dask import DaskTaskRunner
 
     if output.dask_address:
         return DaskTaskRunner(address=output.dask_address)
@@ -395,7 +349,7 @@ def cluster_flow(
             )
         summary = ledger.call(
             tasks.configured(
-                tasks.cluster_task, work, done=tasks.files_exist(out_dir / tasks.CLUSTER_FILE)
+                tasks.cluster_task, work, done=tasks.cluster_outputs_verified(out_dir)
             ),
             content_id=cluster_id,
             store_path=embedded.store_path,
@@ -404,11 +358,27 @@ def cluster_flow(
             n_clusters=n_clusters,
             sweep=sweep,
         )
-        outcome = ClusterOutcome(cluster_id=cluster_id, **summary, task_states=ledger.entries)
+        outcome = ClusterOutcome(
+            cluster_id=cluster_id,
+            **summary,
+            warning=_edge_warning(summary, clustering),
+            task_states=ledger.entries,
+        )
+        if outcome.warning:
+            logger.warning(outcome.warning)
         if sweep is None and outcome.sweep:
             ui.create(_publish_sweep_table, outcome.sweep, outcome.n_clusters, name)
         ui.create(_publish_clusters_table, outcome.clusters, name)
     return outcome
+
+
+def _edge_warning(summary: dict[str, Any], clustering: ClusterParams) -> str | None:
+    """The sentence users see when Davies-Bouldin chose an end of the swept k range."""
+    from cl_core.cluster import edge_of_range_warning
+
+    return edge_of_range_warning(
+        summary["n_clusters"], clustering.cluster_range, summary["chosen_by"]
+    )
 
 
 def _choose_k(sweep: list[dict[str, Any]]) -> int:
@@ -437,7 +407,7 @@ def _sweep(
     )
     sample_path = work.sweep(sample_id) / "sample.npy"
     sample = ledger.call(
-        tasks.configured(tasks.sample_task, work, done=tasks.files_exist(sample_path)),
+        tasks.configured(tasks.sample_task, work, done=tasks.files_verified(sample_path)),
         content_id=sample_id,
         store_path=embedded.store_path,
         clustering=clustering,
@@ -458,10 +428,11 @@ def _sweep(
     # workers, concurrent jobs could restore it out of order. The outer limit restores it last.
     with threadpool_limits(limits=1, user_api="blas"):
         futures = [
-            task_for[tasks.files_exist(sweep_dir / f"k-{k}.json")].submit(
+            task_for[tasks.files_verified(sweep_dir / f"k-{k}.json")].submit(
                 content_id=content_id("evaluate-k", {**job_config, "k": k}),
                 sample_path=str(sample_path),
                 k=k,
+                sweep_seed=sample["sweep_seed"],
                 clustering=clustering,
                 out_path=str(sweep_dir / f"k-{k}.json"),
             )
@@ -523,7 +494,7 @@ def curriculum_flow(
     difficulty_path = work.difficulty(difficulty_id)
     ledger = TaskLedger()
     ledger.call(
-        tasks.configured(tasks.difficulty_task, work, done=tasks.files_exist(difficulty_path)),
+        tasks.configured(tasks.difficulty_task, work, done=tasks.files_verified(difficulty_path)),
         content_id=difficulty_id,
         cluster_dir=clustered.cluster_dir,
         store_path=embedded.store_path,
@@ -535,9 +506,10 @@ def curriculum_flow(
     schedule_id = content_id("schedule", {"difficulty": difficulty_id, "config": schedule_config})
     schedule_path = work.schedule(schedule_id)
     ledger.call(
-        tasks.configured(tasks.schedule_task, work, done=tasks.files_exist(schedule_path)),
+        tasks.configured(tasks.schedule_task, work, done=tasks.files_verified(schedule_path)),
         content_id=schedule_id,
         difficulty_path=str(difficulty_path),
+        store_path=embedded.store_path,
         curriculum=curriculum,
         out_path=str(schedule_path),
     )
@@ -563,6 +535,8 @@ def curriculum_flow(
         content_id=publish_id,
         plan=plan,
     )
+    # Cached or computed, `latest` names the version this run reports (A, B, A leaves it at A).
+    point_latest(plan.output_dir, receipt["name"], receipt["version"])
     return CurriculumOutcome(
         artifact_path=receipt["artifact_path"],
         version=receipt["version"],
@@ -572,6 +546,34 @@ def curriculum_flow(
         schedule_id=schedule_id,
         task_states=ledger.entries,
     )
+
+
+def run_warnings(embedded: EmbeddingOutcome, clustered: ClusterOutcome) -> list[str]:
+    """What a person should know about this run's choices (shown by the CLI, UI and report)."""
+    warnings = []
+    if embedded.identity_method == "sampled":
+        warnings.append(SAMPLED_IDENTITY_WARNING)
+    if clustered.warning:
+        warnings.append(clustered.warning)
+    if embedded.skipped:
+        warnings.append(
+            f"{len(embedded.skipped)} sample(s) could not be loaded and were left out of the "
+            "curriculum (probability 0): " + _skipped_listing(embedded.skipped)
+        )
+    return warnings
+
+
+def _skipped_listing(skipped: list[dict[str, Any]], limit: int = 5) -> str:
+    shown = ", ".join(f"{s['index']} ({s.get('path') or 'no path'})" for s in skipped[:limit])
+    more = len(skipped) - limit
+    return shown + (f" and {more} more (see the run summary)" if more > 0 else "")
+
+
+def _identity_fact(embedded: EmbeddingOutcome) -> dict[str, str]:
+    if embedded.identity_method is None:
+        return {}
+    method = embedded.identity_method
+    return {"dataset identity": IDENTITY_METHODS.get(method, method)}
 
 
 def _publish_plan(
@@ -618,6 +620,8 @@ def _publish_plan(
         "initial fraction": curriculum.initial_fraction,
         "warmup iterations": curriculum.warmup_iterations,
         "embedding store": embedded.fingerprint,
+        **_identity_fact(embedded),
+        **({"skipped samples": len(embedded.skipped)} if embedded.skipped else {}),
     }
     return tasks.PublishPlan(
         name=name,
@@ -626,6 +630,8 @@ def _publish_plan(
         cluster_dir=clustered.cluster_dir,
         difficulty_path=str(difficulty_path),
         schedule_path=str(schedule_path),
+        store_path=embedded.store_path,
+        warnings=run_warnings(embedded, clustered),
         parents=[embedded.fingerprint, clustered.cluster_id],
         schedule_config=schedule_config,
         pipeline_config=pipeline_config,
@@ -720,8 +726,11 @@ def _run_pipeline(
         stage_runs=stage_runs,
         task_states=_collect_states(embedded, clustered, published),
         seconds=round(time.perf_counter() - started, 3),
+        dataset_identity=embedded.identity_method,
+        warnings=run_warnings(embedded, clustered),
+        skipped=embedded.skipped,
     )
-    _publish_run_summary(result, dataset, clustered)
+    _publish_run_summary(result, dataset)
     logger.info("Published %s version %s at %s", result.name, result.version, result.artifact_path)
     return result
 
@@ -745,30 +754,11 @@ def _collect_states(*outcomes: Any) -> dict[str, list[str]]:
     return states
 
 
-def _publish_run_summary(
-    result: PipelineResult, dataset: DatasetParams, clustered: ClusterOutcome
-) -> None:
-    from cl_core.report import summary_markdown
-
-    why = {
-        "explicit": "explicit n_clusters",
-        "davies_bouldin": "lowest Davies-Bouldin index over the sweep",
-        "per_class": "per class (supervised)",
-    }.get(result.chosen_by, result.chosen_by)
-    facts = {
-        "dataset": dataset.spec,
-        "N": result.n_samples,
-        "D": result.dim,
-        "model": result.model_id,
-        "k": f"{result.n_clusters} ({why})",
-        "artifact": f"{result.name} version {result.version}",
-        "path": result.artifact_path,
-        "report": result.report_path,
-    }
+def _publish_run_summary(result: PipelineResult, dataset: DatasetParams) -> None:
     with ui_artifacts() as ui:  # the two round trips overlap
         ui.create(
             create_markdown_artifact,
-            f"# Curriculum `{result.name}` @ `{result.version}`\n\n" + summary_markdown(facts),
+            run_summary_markdown(result, dataset),
             key=artifact_key(result.name, "summary"),
             description="Run summary: dataset, N, D, model, k and why, artifact version and path",
         )
@@ -779,3 +769,37 @@ def _publish_run_summary(
             key=artifact_key(result.name, "artifact"),
             description="The published artifact version (manifest.json, arrays, plots, report.md)",
         )
+
+
+def run_summary_markdown(result: PipelineResult, dataset: DatasetParams) -> str:
+    """The run's markdown summary: facts, warnings, and the samples left out."""
+    from cl_core.report import summary_markdown
+
+    why = {
+        "explicit": "explicit n_clusters",
+        "davies_bouldin": "lowest Davies-Bouldin index over the sweep",
+        "per_class": "per class (supervised)",
+    }.get(result.chosen_by, result.chosen_by)
+    facts = {
+        "dataset": dataset.spec,
+        "dataset identity": IDENTITY_METHODS.get(
+            result.dataset_identity or "", result.dataset_identity or "an existing store"
+        ),
+        "N": result.n_samples,
+        "D": result.dim,
+        "model": result.model_id,
+        "k": f"{result.n_clusters} ({why})",
+        "artifact": f"{result.name} version {result.version}",
+        "path": result.artifact_path,
+        "report": result.report_path,
+    }
+    parts = [f"# Curriculum `{result.name}` @ `{result.version}`", summary_markdown(facts)]
+    if result.warnings:
+        parts.append("## Warnings\n\n" + "\n".join(f"- {w}" for w in result.warnings))
+    if result.skipped:
+        rows = [f"| {s['index']} | `{s.get('path')}` | {s.get('reason')} |" for s in result.skipped]
+        parts.append(
+            "## Skipped samples (probability 0)\n\n| index | path | reason |\n|---|---|---|\n"
+            + "\n".join(rows)
+        )
+    return "\n\n".join(parts)

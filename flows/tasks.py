@@ -8,17 +8,24 @@ state without running, a changed parameter gives a new id only for the stages th
 Results are small JSON documents (paths, ids, summary rows) persisted under the work directory
 (:func:`configured`), next to the files they describe.
 
-A cache record alone is never trusted: before submitting a task the flow checks that its output
-is on disk (the ``*_done`` predicates below) and, where it is not, submits the task with
-``refresh_cache=True`` so it recomputes and overwrites the stale record. Task bodies are
-idempotent as well (an embedding shard already marked done is not recomputed), which covers a
-run killed between writing a file and persisting its record.
+A cache record alone is never trusted: before submitting a task the flow verifies its output on
+disk (the predicates below: files whose size and sha256 match what was recorded when they were
+written, a published artifact that passes ``verify_artifact``, a store's done markers) and, where
+it does not verify, submits the task with ``refresh_cache=True`` so it recomputes and overwrites
+the stale record. Task bodies are idempotent as well (an embedding shard already marked done is
+not recomputed), which covers a run killed between writing a file and persisting its record.
+
+Bad samples
+-----------
+A sample that cannot be loaded raises ``cl_core.embed.BadSampleError``. Data errors are
+deterministic, so the shard task does not retry them (:func:`retry_unless_bad_sample`); retries
+stay for infrastructure errors. With ``on_bad_sample="skip"`` the store records the skipped rows and
+every later task reads the mask of usable rows from the store (:func:`usable_rows`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import threading
 from pathlib import Path
@@ -27,15 +34,18 @@ from typing import Any
 import numpy as np
 from prefect import task
 from prefect.cache_policies import CachePolicy
+from prefect.states import get_state_exception
 from pydantic import BaseModel, ConfigDict
 
 from flows import _files
 from flows.ids import WorkDir
+from flows.inputs import describe_store, resolve_inputs
 from flows.params import ClusterParams, CurriculumParams, DatasetParams, EmbedParams
 
 logger = logging.getLogger(__name__)
 
 CLUSTER_FILE = "cluster.json"
+CLUSTER_ARRAYS = ("centroids.npy", "assignment.npy", "distances.npy")
 RECEIPT_FILE = "published.json"
 
 
@@ -85,43 +95,27 @@ class _Plan(BaseModel):
 
 
 class EmbedPlan(_Plan):
-    """What an embedding task needs to rebuild its inputs in any process."""
+    """What an embedding task needs to rebuild its inputs in any process.
+
+    ``identity`` is the dataset's identity (``cl_core.datasets.DatasetIdentity`` as a dict)
+    computed once by the flow; it is handed to cl_core as ``dataset_id`` so that the store records
+    it and no shard task lists the dataset again.
+    """
 
     embed_id: str
     store_path: str
     dataset: DatasetParams
     embedding: EmbedParams
+    identity: dict[str, str]
 
+    def dataset_identity(self) -> Any:
+        from cl_core.datasets import DatasetIdentity
 
-# --------------------------------------------------------------------------------------------
-# Process-local resolution of models and datasets (tasks receive specs, not objects)
-# --------------------------------------------------------------------------------------------
+        return DatasetIdentity(**self.identity)
 
-
-def load_encoder(embedding: EmbedParams) -> Any:
-    """The encoder for ``embedding`` (cl_core caches loaded models per process)."""
-    from cl_core.models import load_model
-
-    return load_model(embedding.model, embedding.weights, pretrained=embedding.pretrained)
-
-
-@functools.lru_cache(maxsize=4)
-def _resolved_dataset(spec: str, image_size: int | None, data_config_key: str) -> Any:
-    import json
-
-    from cl_core.datasets import resolve_dataset
-
-    data_config = json.loads(data_config_key) or None
-    return resolve_dataset(spec, image_size=image_size, data_config=data_config)
-
-
-def resolve_inputs(dataset: DatasetParams, embedding: EmbedParams) -> tuple[Any, Any]:
-    """(LoadedModel, DatasetSpec) for an embedding plan, memoised per process."""
-    import json
-
-    loaded = load_encoder(embedding)
-    key = json.dumps(loaded.data_config or {}, sort_keys=True, default=str)
-    return loaded, _resolved_dataset(dataset.spec, embedding.image_size, key)
+    def resolved(self) -> tuple[Any, Any]:
+        """(LoadedModel, DatasetSpec), memoised per process and dataset identity."""
+        return resolve_inputs(self.dataset, self.embedding, self.identity["fingerprint"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,7 +124,14 @@ def resolve_inputs(dataset: DatasetParams, embedding: EmbedParams) -> tuple[Any,
 
 
 def store_created(store_path: str) -> bool:
-    return (Path(store_path) / "zarr.json").is_file()
+    """The store exists and opens (its layout is readable)."""
+    from cl_core.store import open_store
+
+    try:
+        open_store(store_path, read_only=True)
+    except (OSError, ValueError, KeyError):
+        return False
+    return True
 
 
 def missing_shards(store_path: str) -> list[int]:
@@ -140,21 +141,57 @@ def missing_shards(store_path: str) -> list[int]:
 
 
 def store_complete(store_path: str) -> bool:
+    """Every shard's done marker is set and the store is finalized."""
     from cl_core.store import open_store
 
-    return store_created(store_path) and open_store(store_path).is_complete
+    return store_created(store_path) and open_store(store_path, read_only=True).is_complete
 
 
-def files_exist(*paths: str | Path) -> bool:
-    return all(Path(path).is_file() for path in paths)
+def files_verified(*paths: str | Path) -> bool:
+    """Every file exists with the size and sha256 recorded when it was written."""
+    return _files.all_verified(*paths)
+
+
+def cluster_outputs_verified(out_dir: str | Path) -> bool:
+    """The cluster stage's files (centroids, assignment, distances, summary) are intact."""
+    directory = Path(out_dir)
+    required = [directory / name for name in CLUSTER_ARRAYS] + [directory / CLUSTER_FILE]
+    optional = [path for path in [directory / "cluster_class.npy"] if path.exists()]
+    return files_verified(*required, *optional)
 
 
 def published(receipt_dir: str | Path) -> bool:
+    """The publish receipt is intact and the version it names passes ``verify_artifact``."""
+    from cl_core.artifacts import verify_artifact
+
     receipt = Path(receipt_dir) / RECEIPT_FILE
-    if not receipt.is_file():
+    if not files_verified(receipt):
         return False
-    version_dir = Path(_files.load_json(receipt)["artifact_path"])
-    return (version_dir / "manifest.json").is_file()
+    try:
+        verify_artifact(_files.load_json(receipt)["artifact_path"])
+    except (ValueError, OSError, KeyError):  # ArtifactIntegrityError is a ValueError
+        return False
+    return True
+
+
+def usable_rows(store: Any) -> np.ndarray | None:
+    """Bool mask (N,) of the rows a curriculum may use: False for samples skipped while embedding.
+
+    None when nothing was skipped (the stages then behave exactly as without a mask).
+    """
+    skipped = np.asarray(store.skipped_indices, dtype=np.int64)
+    if skipped.size == 0:
+        return None
+    valid = np.ones(int(store.n_rows), dtype=bool)
+    valid[skipped] = False
+    return valid
+
+
+def retry_unless_bad_sample(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: retry infrastructure errors, never a bad sample."""
+    from cl_core.embed import BadSampleError
+
+    return not isinstance(get_state_exception(state), BadSampleError)
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,12 +204,14 @@ def create_store_task(content_id: str, plan: EmbedPlan) -> dict[str, Any]:
     """Create (or reopen, if it matches) the embedding store; return its layout."""
     from cl_core.embed import plan_store
 
-    _, dataset = resolve_inputs(plan.dataset, plan.embedding)
-    store = plan_store(dataset, plan.store_path, plan.embedding.to_config())
+    _, dataset = plan.resolved()
+    store = plan_store(
+        dataset, plan.store_path, plan.embedding.to_config(), dataset_id=plan.dataset_identity()
+    )
     return {"store_path": plan.store_path, "n_shards": store.n_shards, "n_rows": store.n_rows}
 
 
-@task(name="embed-shard", **_TASK_OPTIONS)
+@task(name="embed-shard", retry_condition_fn=retry_unless_bad_sample, **_TASK_OPTIONS)
 def embed_shard_task(content_id: str, plan: EmbedPlan, shard: int) -> int:
     """Embed the rows of one shard into the store (skipped if the shard is already done)."""
     from cl_core.embed import embed_shards
@@ -181,8 +220,14 @@ def embed_shard_task(content_id: str, plan: EmbedPlan, shard: int) -> int:
     store = open_store(plan.store_path)
     if shard not in store.missing_shards():
         return shard
-    _, dataset = resolve_inputs(plan.dataset, plan.embedding)
-    embed_shards(store, dataset, plan.embedding.to_config(), shards=[shard])
+    _, dataset = plan.resolved()
+    embed_shards(
+        store,
+        dataset,
+        plan.embedding.to_config(),
+        shards=[shard],
+        dataset_id=plan.dataset_identity(),
+    )
     return shard
 
 
@@ -197,20 +242,6 @@ def finalize_store_task(content_id: str, store_path: str) -> dict[str, Any]:
     return describe_store(store)
 
 
-def describe_store(store: Any) -> dict[str, Any]:
-    """The facts downstream stages and the report need about a store (no arrays)."""
-    attrs = store.attrs
-    return {
-        "store_path": str(store.path),
-        "fingerprint": store.fingerprint,
-        "dataset_fingerprint": store.dataset_fingerprint,
-        "n_rows": int(store.n_rows),
-        "dim": int(store.dim),
-        "model_id": attrs.get("model_id"),
-        "has_labels": bool(store.has_labels),
-    }
-
-
 # --------------------------------------------------------------------------------------------
 # Cluster stage
 # --------------------------------------------------------------------------------------------
@@ -222,32 +253,27 @@ def _store_source(store_path: str) -> Any:
     return open_store(store_path, read_only=True)
 
 
-def sweep_seeds(config: Any) -> tuple[int, int]:
-    """(subsample seed, sweep seed) exactly as ``cl_core.cluster.cluster_embeddings`` derives them.
-
-    The Prefect sweep must choose the same k as the library's own sweep, so it draws the same
-    subsample and seeds every k the same way. cl_core keeps these helpers private; this is the
-    one place that reaches for them (a public ``cluster.sweep_plan`` would remove the need).
-    """
-    from cl_core.cluster import _KEY_SAMPLE, _KEY_SWEEP, _derive_seed, _entropy
-
-    entropy = _entropy(config.random_state)
-    return _derive_seed(entropy, _KEY_SAMPLE), _derive_seed(entropy, _KEY_SWEEP)
-
-
 @task(name="sweep-sample", **_TASK_OPTIONS)
 def sample_task(
     content_id: str, store_path: str, clustering: ClusterParams, out_path: str
 ) -> dict[str, Any]:
-    """Draw the k-sweep subsample, save it as ``.npy``; return its path and the feasible ks."""
-    from cl_core.cluster import _candidate_ks, as_source, sample_rows
+    """Draw the k-sweep subsample (usable rows only), save it; return its path and the ks.
 
-    config = clustering.to_config()
-    source = as_source(_store_source(store_path), normalize=config.normalize)
-    sample = sample_rows(source, config.sweep_samples, sweep_seeds(config)[0])
-    ks = _candidate_ks(config.cluster_range, sample, source.n_rows)
+    ``cl_core.cluster.plan_sweep`` draws exactly the subsample and seeds that
+    ``cluster_embeddings`` uses, so the fanned-out sweep chooses the k the library would.
+    """
+    from cl_core.cluster import plan_sweep
+
+    store = _store_source(store_path)
+    plan = plan_sweep(store, clustering.to_config(), valid=usable_rows(store))
+    sample = np.asarray(plan.sample)
     _remember_sample(_files.save_npy(out_path, sample), sample)
-    return {"sample_path": out_path, "ks": [int(k) for k in ks], "n_samples": len(sample)}
+    return {
+        "sample_path": out_path,
+        "ks": [int(k) for k in plan.ks],
+        "n_samples": len(sample),
+        "sweep_seed": int(plan.sweep_seed),
+    }
 
 
 _sample_lock = threading.Lock()
@@ -285,7 +311,12 @@ def _sweep_sample(sample_path: str) -> np.ndarray:
 
 @task(name="evaluate-k", **_TASK_OPTIONS)
 def evaluate_k_task(
-    content_id: str, sample_path: str, k: int, clustering: ClusterParams, out_path: str
+    content_id: str,
+    sample_path: str,
+    k: int,
+    sweep_seed: int,
+    clustering: ClusterParams,
+    out_path: str,
 ) -> dict[str, Any]:
     """Fit one k on the sweep sample; save and return its Davies-Bouldin index and inertia."""
     from cl_core.cluster import evaluate_k
@@ -294,7 +325,7 @@ def evaluate_k_task(
     point = evaluate_k(
         _sweep_sample(sample_path),
         k,
-        sweep_seeds(config)[1],
+        sweep_seed,
         config.sweep_batch_size,
         n_init=config.sweep_n_init,
         n_threads=1,  # one core per job: parallel jobs must not oversubscribe
@@ -326,7 +357,7 @@ def cluster_task(
         config = dataclasses.replace(config, n_clusters=int(n_clusters))
     store = _store_source(store_path)
     labels = store.labels() if clustering.use_labels else None
-    result = cluster_embeddings(store, config, labels=labels)
+    result = cluster_embeddings(store, config, labels=labels, valid=usable_rows(store))
     directory = Path(out_dir)
     _files.save_npy(directory / "centroids.npy", result.centroids)
     _files.save_npy(directory / "assignment.npy", result.assignment)
@@ -364,24 +395,31 @@ def difficulty_task(
 
     directory = Path(cluster_dir)
     distances = _files.load_npy(directory / "distances.npy")
-    groups = (
-        _store_source(store_path).labels()
-        if use_labels
-        else _files.load_npy(directory / "assignment.npy")
+    store = _store_source(store_path)
+    groups = store.labels() if use_labels else _files.load_npy(directory / "assignment.npy")
+    difficulty = normalize_difficulty(
+        distances, groups, method=curriculum.difficulty, valid=usable_rows(store)
     )
-    difficulty = normalize_difficulty(distances, groups, method=curriculum.difficulty)
     _files.save_npy(out_path, difficulty)
     return out_path
 
 
 @task(name="schedule", **_TASK_OPTIONS)
 def schedule_task(
-    content_id: str, difficulty_path: str, curriculum: CurriculumParams, out_path: str
+    content_id: str,
+    difficulty_path: str,
+    store_path: str,
+    curriculum: CurriculumParams,
+    out_path: str,
 ) -> str:
-    """Solve the temperature table of the schedule and save ``Schedule.to_json()``."""
+    """Solve the temperature table of the schedule (usable rows only), save ``to_json()``."""
     from cl_core.schedule import build_schedule
 
-    schedule = build_schedule(_files.load_npy(difficulty_path), curriculum.schedule_config())
+    schedule = build_schedule(
+        _files.load_npy(difficulty_path),
+        curriculum.schedule_config(),
+        valid=usable_rows(_store_source(store_path)),
+    )
     _files.save_json(out_path, schedule.to_json())
     return out_path
 
@@ -395,12 +433,14 @@ class PublishPlan(_Plan):
     cluster_dir: str
     difficulty_path: str
     schedule_path: str
+    store_path: str
     parents: list[str]
     schedule_config: dict[str, Any]
     pipeline_config: dict[str, Any]
     summary: dict[str, Any]
     dataset: DatasetParams
     dataset_fingerprint: str | None = None
+    warnings: list[str] = []
 
 
 @task(name="publish", **_TASK_OPTIONS)
@@ -417,13 +457,21 @@ def publish_task(content_id: str, plan: PublishPlan) -> dict[str, Any]:
     }
     cluster_summary = _files.load_json(cluster_dir / CLUSTER_FILE)
     schedule_json = _files.load_json(plan.schedule_path)
+    store = _store_source(plan.store_path)
+    sample_mask = usable_rows(store)
     # The same identity as publish_curriculum: the arrays' digests are parents, so different
     # scores never share a version even if an upstream stage were not bit-reproducible.
     parents, config = curriculum_identity(
-        arrays, ScheduleConfig.from_json(plan.schedule_config), plan.pipeline_config, plan.parents
+        arrays,
+        ScheduleConfig.from_json(plan.schedule_config),
+        plan.pipeline_config,
+        plan.parents,
+        sample_mask=sample_mask,
     )
-    title = f"Curriculum `{plan.name}` version `{compute_version(parents, config)}`"
-    plots = render_report(plan, arrays, cluster_summary, schedule_json, title)
+    version = compute_version(parents, config)
+    title = f"Curriculum `{plan.name}` version `{version}`"
+    skipped = [dict(sample) for sample in store.skipped_samples]
+    plots = render_report(plan, arrays, cluster_summary, schedule_json, title, skipped)
     json_files: dict[str, Any] = {"schedule": schedule_json, "sweep": cluster_summary["sweep"]}
     version_dir = publish_artifact(
         plan.output_dir,
@@ -435,6 +483,8 @@ def publish_task(content_id: str, plan: PublishPlan) -> dict[str, Any]:
         metrics=_metrics(arrays["difficulty"], cluster_summary),
         extra_files={path.name: path for path in plots.values()},
         dataset_fingerprint=plan.dataset_fingerprint,
+        sample_mask=sample_mask,
+        replace_damaged=True,  # the flow verified it before: a damaged version is republished
     )
     receipt = {
         "artifact_path": str(version_dir),
@@ -463,6 +513,7 @@ def render_report(
     cluster_summary: dict[str, Any],
     schedule_json: dict[str, Any],
     title: str,
+    skipped: list[dict[str, Any]],
 ) -> dict[str, Path]:
     """Write the plots and report.md for this publication into ``plan.report_dir``."""
     from cl_core.report import order_by_prototypicality, schedule_curve, write_report
@@ -483,6 +534,8 @@ def render_report(
         chosen_k=cluster_summary["n_clusters"],
         sample_images=images,
         title=title,
+        warnings=plan.warnings,
+        skipped=skipped,
     )
 
 

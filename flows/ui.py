@@ -1,11 +1,13 @@
-"""Prefect UI artifacts created off a flow's critical path (tables, summaries, links)."""
+"""Prefect UI artifacts created off a flow's critical path (tables, summaries, links, plots)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import contextvars
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 
@@ -65,3 +67,79 @@ def ui_artifacts() -> Iterator[UIArtifacts]:
             yield ui
         finally:
             _ui_scope.reset(token)
+
+
+# --------------------------------------------------------------------------------------------
+# Plots in the Prefect UI
+# --------------------------------------------------------------------------------------------
+
+#: Largest PNG embedded in a markdown artifact. The API stores artifact data in its database
+#: and every artifacts page load ships it to the browser; plots of a few hundred KB are fine.
+MAX_EMBEDDED_PNG_BYTES = 2_000_000
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_markdown(png: bytes | str | Path, alt: str = "plot") -> str:
+    """Markdown that shows a PNG inline: ``![alt](data:image/png;base64,...)``.
+
+    Both Prefect UIs render it: the Vue UI (the default of Prefect 3.8) turns markdown images into
+    ``<img src=...>`` without rewriting the URL, and the React UI (the default from 3.9) keeps
+    ``data:image/`` sources on purpose (its markdown renderer whitelists them). An *image*
+    artifact (``create_image_artifact``) would need a URL the browser can fetch (a ``file://``
+    path on the flow's machine is not one) and prints the URL under the image.
+
+    Parameters
+    ----------
+    png : bytes or path
+        PNG file contents, or the path of a PNG file.
+    alt : str
+        Alternative text (brackets are removed).
+    """
+    data = Path(png).read_bytes() if isinstance(png, (str, Path)) else bytes(png)
+    if not data.startswith(_PNG_SIGNATURE):
+        raise ValueError(f"{alt!r}: not a PNG (the data does not start with the PNG signature)")
+    if len(data) > MAX_EMBEDDED_PNG_BYTES:
+        raise ValueError(
+            f"{alt!r}: the PNG has {len(data)} bytes, more than {MAX_EMBEDDED_PNG_BYTES} embeddable "
+            "in a UI artifact; save it with a lower dpi or size"
+        )
+    text = alt.replace("[", "").replace("]", "")
+    return f"![{text}](data:image/png;base64,{base64.b64encode(data).decode('ascii')})"
+
+
+def publish_png(
+    png: bytes | str | Path,
+    key: str,
+    *,
+    title: str | None = None,
+    text: str = "",
+    description: str | None = None,
+) -> Any:
+    """Create a markdown artifact showing a PNG in the Prefect UI (see :func:`png_markdown`).
+
+    Parameters
+    ----------
+    png : bytes or path
+        The image (a matplotlib figure saved as PNG).
+    key : str
+        Artifact key (lowercase letters, digits, dashes); the artifacts page lists it by key.
+    title : str, optional
+        A heading above the image (also the image's alt text).
+    text : str
+        Markdown shown below the image (a caption, a verdict, the path of the file on disk).
+    description : str, optional
+        The artifact's description.
+
+    Returns
+    -------
+    UUID
+        The artifact id. Call it through :meth:`UIArtifacts.create` to keep it off the flow's
+        critical path: ``ui.create(publish_png, path, key=..., title=...)``.
+    """
+    from prefect.artifacts import create_markdown_artifact
+
+    parts = [f"## {title}"] if title else []
+    parts.append(png_markdown(png, alt=title or key))
+    if text:
+        parts.append(text)
+    return create_markdown_artifact("\n\n".join(parts), key=key, description=description)

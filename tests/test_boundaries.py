@@ -28,7 +28,11 @@ def _is_forbidden(module: str) -> bool:
     return any(module == bad or module.startswith(bad + ".") for bad in CORE_FORBIDDEN)
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "cl_core").glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted((ROOT / "cl_core").rglob("*.py")),
+    ids=lambda p: str(p.relative_to(ROOT / "cl_core")),
+)
 def test_cl_core_module_imports_no_orchestration(path: Path) -> None:
     bad = sorted(m for m in _imported_modules(path) if _is_forbidden(m))
     assert not bad, f"{path.name} imports {bad}; cl_core must stay free of Prefect/dask.distributed"

@@ -139,7 +139,8 @@ def test_sweep_gives_identical_metrics_on_every_local_scheduler(
 def test_sweep_on_a_distributed_local_cluster_matches_the_local_path(
     blobs7: tuple[np.ndarray, np.ndarray],
 ) -> None:
-    distributed = pytest.importorskip("distributed")
+    import distributed  # required (dask[distributed]): a broken install must fail, not skip
+
     features, _ = blobs7
     config = ClusterConfig(cluster_range=(2, 9), sweep_samples=900)
     local = cluster_embeddings(features, config)
@@ -381,7 +382,8 @@ def test_per_class_mode_streams_classes_larger_than_the_subsample() -> None:
 
 
 def test_labels_as_list_array_or_tensor_give_the_same_result() -> None:
-    torch = pytest.importorskip("torch")
+    import torch  # required: a broken install must fail, not skip
+
     features, labels, _ = _classes_of_blobs([2, 2], rows_per_class=200)
     config = ClusterConfig(use_labels=True, n_clusters=2)
     results = [
@@ -591,7 +593,8 @@ _RSS_CHILD = textwrap.dedent(
     # VmHWM is this process image's own peak, and writing 5 to clear_refs resets it.
     Path("/proc/self/clear_refs").write_text("5")
     floor = status_mib("VmRSS")
-    result = cluster_embeddings(store, ClusterConfig(cluster_range=(2, 10)))
+    # The CPU streaming path is what this budget is about (a GPU fit holds a device copy).
+    result = cluster_embeddings(store, ClusterConfig(cluster_range=(2, 10), fit_device="cpu"))
     peak = status_mib("VmHWM")
     print(json.dumps({"floor": floor, "peak": peak, "k": result.n_clusters}))
     """
@@ -630,3 +633,86 @@ def test_peak_rss_stays_under_budget_for_a_store_larger_than_it(tmp_path: Path) 
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     assert figures["k"] == 8
     assert figures["peak"] - figures["floor"] < budget_mib, figures
+
+
+# ---------------------------------------------------------------------------- fit device, client
+
+
+def test_fit_device_cuda_without_cuda_fails_before_any_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    from cl_core.cluster import resolve_fit_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = ClusterConfig(n_clusters=2, fit_device="cuda")
+    with pytest.raises(ValueError, match="fit_device='cuda' asks for a CUDA GPU"):
+        cluster_embeddings(np.full((4, 2), np.nan), config)  # NaN is never reached
+    assert resolve_fit_device(ClusterConfig(fit_device="auto")) == "cpu"
+    assert resolve_fit_device(ClusterConfig(fit_device="cpu")) == "cpu"
+
+
+def test_auto_fit_device_does_not_import_torch_without_a_gpu_driver() -> None:
+    code = (
+        "import sys, numpy as np\n"
+        "from cl_core.cluster import ClusterConfig, cluster_embeddings, resolve_fit_device\n"
+        "x = np.random.default_rng(0).normal(size=(3000, 4))\n"
+        "cluster_embeddings(x, ClusterConfig(n_clusters=3, sweep_samples=500))\n"
+        "print(resolve_fit_device(ClusterConfig()), 'torch' in sys.modules)"
+    )
+    driver = Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/gpus").is_dir()
+    if driver or not sys.platform.startswith("linux"):
+        pytest.skip("an NVIDIA driver (or a non-Linux OS): torch is asked, so it is imported")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout.split()
+    assert out == ["cpu", "False"]
+    with pytest.raises(ValueError, match="unknown fit_device 'tpu'"):
+        ClusterConfig(fit_device="tpu")
+
+
+def test_small_data_is_fitted_on_the_cpu_whatever_the_device(
+    monkeypatch: pytest.MonkeyPatch, blobs7: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """N <= sweep_samples is exact KMeans on the CPU: the same result on every machine."""
+    import cl_core.cluster.fit as fit_module  # where _fit_centers looks the device up
+
+    features, _ = blobs7
+    plain = cluster_embeddings(features, ClusterConfig(n_clusters=7, fit_device="cpu"))
+    monkeypatch.setattr(fit_module, "resolve_fit_device", lambda config: "cuda")
+    pretend = cluster_embeddings(features, ClusterConfig(n_clusters=7, fit_device="auto"))
+    np.testing.assert_array_equal(plain.centroids, pretend.centroids)
+
+
+@pytest.mark.gpu
+def test_cuda_fit_matches_the_cpu_partition() -> None:
+    features, truth = make_blobs(30_000, 6, dim=16, seed=5)
+    config = ClusterConfig(n_clusters=6, sweep_samples=2_000)
+    gpu = cluster_embeddings(features, dataclasses.replace(config, fit_device="cuda"))
+    cpu = cluster_embeddings(features, dataclasses.replace(config, fit_device="cpu"))
+    assert purity_pairs(gpu.assignment, truth)
+    assert purity_pairs(cpu.assignment, truth)
+    assert gpu.inertia <= cpu.inertia * 1.001
+
+
+def test_assignment_on_a_dask_client_equals_the_local_one(tmp_path: Path) -> None:
+    import distributed  # required (dask[distributed]): a broken install must fail, not skip
+
+    features, _ = make_blobs(3_000, 4, dim=8, seed=9)
+    path = str(tmp_path / "c.zarr")
+    store_from_array(path, features, chunk_rows=512)
+    valid = np.ones(3_000, dtype=bool)
+    valid[[3, 700, 2999]] = False
+    config = ClusterConfig(n_clusters=4, sweep_samples=1_000)
+    local = cluster_embeddings(path, config, valid=valid)
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        remote = cluster_embeddings(path, config, client=client, valid=valid)
+    np.testing.assert_array_equal(local.assignment, remote.assignment)
+    np.testing.assert_array_equal(local.distances, remote.distances)
+    np.testing.assert_array_equal(remote.assignment[~valid], -1)

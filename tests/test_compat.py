@@ -9,18 +9,19 @@ that returns the rows of a generated ``TensorDataset``; no model runs here (the 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-import curriculum_learning as cl  # noqa: E402
-from cl_core.difficulty import normalize_difficulty  # noqa: E402
-from cl_core.sampler import load_curriculum  # noqa: E402
-from cl_core.schedule import effective_fraction, pacing_fraction  # noqa: E402
+import curriculum_learning as cl
+from cl_core.difficulty import normalize_difficulty
+from cl_core.sampler import load_curriculum
+from cl_core.schedule import effective_fraction, pacing_fraction
 
 
 class RowFeatures(cl.FeatureExtractor):
@@ -80,6 +81,29 @@ def reference_like_difficulty(n: int, n_clusters: int = 100, seed: int = 0) -> n
     """Gamma distances min-max normalised per cluster (the reference's difficulty shape)."""
     rng = np.random.default_rng(seed)
     return normalize_difficulty(rng.gamma(2.0, 1.0, n), rng.integers(0, n_clusters, n), "minmax")
+
+
+# --------------------------------------------------------------------------------------------
+# The installed package
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_installed_package_imports_light_from_anywhere(tmp_path: Path) -> None:
+    # run outside the repository: the package must come from the installation, not the cwd
+    code = (
+        "import sys, curriculum_learning as cl; "
+        "print(cl.__file__); "
+        "print(sorted(m for m in ('torch', 'timm', 'zarr', 'sklearn', 'prefect') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    location, heavy = done.stdout.splitlines()
+    assert Path(location).parent.name == "curriculum_learning"  # the package, not a module
+    assert heavy == "[]"
+    for name in cl.__all__:
+        assert getattr(cl, name) is not None
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,11 +316,62 @@ def test_k_is_chosen_per_class() -> None:
         RowFeatures(), use_labels=True, cluster_range=(2, 6), warmup_iterations=10
     ).fit(data)
     assert model.clusters_per_class_ == {0: 2, 1: 4}
-    assert model.optimal_clusters_ == 6
+    assert model.optimal_clusters_ == 4  # k per class (the largest choice), the reference's meaning
+    assert model.n_clusters_total_ == 6
+    assert model.cluster_class_.tolist() == [0, 0, 1, 1, 1, 1]
     labels = np.asarray(data.targets)
     for label in (0, 1):  # difficulty is normalised within each class
         assert model.weights_[labels == label].min() == 0.0
         assert model.weights_[labels == label].max() == pytest.approx(1.0)
+
+
+def test_optimal_clusters_is_the_per_class_k_with_labels(
+    dataset: LabelledRows, tmp_path: Path
+) -> None:
+    # README v1 Example 2: n_clusters=5 with use_labels=True is "5 clusters per class"; the
+    # reference reported that k, and so does optimal_clusters_ (the total is n_clusters_total_)
+    model = curriculum(n_clusters=3, use_labels=True).fit(dataset)
+    assert model.clusters_per_class_ == {0: 3, 1: 3}
+    assert model.optimal_clusters_ == 3
+    assert model.n_clusters_total_ == 6 and model.centroids_.shape == (6, 6)
+    assert np.unique(model.assignment_).size == 6
+    restored = curriculum().load_weights(model.save_weights(tmp_path / "w.npz"))
+    assert (restored.optimal_clusters_, restored.n_clusters_total_) == (3, 6)
+    assert restored.clusters_per_class_ == {0: 3, 1: 3}
+    unsupervised = curriculum(n_clusters=3).fit(dataset)
+    assert unsupervised.optimal_clusters_ == unsupervised.n_clusters_total_ == 3
+    assert unsupervised.clusters_per_class_ is None and unsupervised.cluster_class_ is None
+
+
+def test_a_class_smaller_than_k_keeps_the_requested_per_class_k() -> None:
+    rng = np.random.default_rng(8)
+    features = rng.normal(size=(43, 4)).astype(np.float32)
+    data = LabelledRows(features, [0] * 40 + [1] * 3)
+    with pytest.warns(UserWarning):  # the small class's k is capped at its size
+        model = curriculum(n_clusters=5, use_labels=True).fit(data)
+    assert model.clusters_per_class_[0] == 5 and model.clusters_per_class_[1] <= 3
+    assert model.optimal_clusters_ == 5
+    assert model.n_clusters_total_ == sum(model.clusters_per_class_.values())
+
+
+def test_weights_files_from_before_n_clusters_total_load(
+    dataset: LabelledRows, tmp_path: Path
+) -> None:
+    # earlier files stored the total as optimal_clusters and had no n_clusters_total
+    import json
+
+    model = curriculum(n_clusters=2, use_labels=True).fit(dataset)
+    path = model.save_weights(tmp_path / "w.npz")
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["n_clusters_total"]
+    meta["optimal_clusters"] = 4
+    arrays["meta"] = np.array(json.dumps(meta))
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+    restored = curriculum().load_weights(path)
+    assert (restored.optimal_clusters_, restored.n_clusters_total_) == (2, 4)
 
 
 @pytest.mark.parametrize("strategy", ["easy", "difficulty"])
@@ -388,6 +463,7 @@ def test_calls_never_re_solve_the_temperature(
 
     for name in ("build_schedule", "solve_inverse_temperature", "_solve_fractions"):
         monkeypatch.setattr(schedule, name, forbidden)
+    monkeypatch.setattr(cl.estimator, "build_schedule", forbidden)  # its imported reference
     for iteration in range(0, 100, 3):
         fitted.get_curriculum_weights(strategy="easy", current_iteration=iteration)
     # a different warmup reuses the table (it is over target fractions, not iterations)
@@ -450,7 +526,7 @@ def test_dino_offline_without_a_file_says_how_to_give_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dataset: LabelledRows
 ) -> None:
     monkeypatch.setenv(cl.WEIGHTS_DIR_ENV, str(tmp_path))
-    monkeypatch.setattr(cl, "_weight_directories", lambda: [tmp_path])
+    monkeypatch.setattr(cl.factories, "_weight_directories", lambda: [tmp_path])
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError) as raised:
         cl.create_curriculum_learning_with_dino(dataset, "cpu", dino_model="dino_vits8")

@@ -131,8 +131,8 @@ def test_collator_names_the_first_sample_with_another_shape() -> None:
     items = [(7, torch.zeros(3, 4)), (8, torch.zeros(3, 4)), (9, torch.zeros(3, 5))]
     with pytest.raises(ValueError, match=r"first bad index 9"):
         collate(items)
-    indices, batch = collate(items[:2])
-    assert indices.tolist() == [7, 8] and batch.shape == (2, 3, 4)
+    indices, batch, failures = collate(items[:2])
+    assert indices.tolist() == [7, 8] and batch.shape == (2, 3, 4) and failures == []
 
 
 def test_image_transform_normalises_with_the_model_config() -> None:

@@ -13,7 +13,13 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset, TensorDataset  # noqa: E402
 
 from cl_core.datasets import fingerprint_indices  # noqa: E402
-from cl_core.embed import EmbedConfig, embed_dataset, embed_shards, plan_store  # noqa: E402
+from cl_core.embed import (  # noqa: E402
+    BadSampleError,
+    EmbedConfig,
+    embed_dataset,
+    embed_shards,
+    plan_store,
+)
 from cl_core.store import StoreMismatchError, open_store  # noqa: E402
 
 N, SIZE = 40, 8
@@ -153,7 +159,8 @@ def test_restart_after_failure_recomputes_only_missing_shards_identically(tmp_pa
     fail_at = next(i for i in range(17, 24) if i not in fingerprint_indices(N))
     flaky = FlakyDataset(x, y, fail_at)
     path = tmp_path / "resumed.zarr"
-    with pytest.raises(RuntimeError, match=f"injected failure at sample {fail_at}"):
+    # A sample that raises is a bad sample: named, never a generic worker error.
+    with pytest.raises(BadSampleError, match=f"sample {fail_at} could not be loaded: Runtime"):
         embed_dataset(flaky, path, cfg)
     assert open_store(path).missing_shards() == [2, 3, 4]  # shards 0 and 1 survived
 

@@ -382,7 +382,7 @@ def test_load_state_dict_refuses_a_different_sequence() -> None:
 
 
 def test_works_as_a_dataloader_sampler() -> None:
-    torch = pytest.importorskip("torch")
+    import torch  # a required dependency: a broken install must fail, not skip
     from torch.utils.data import DataLoader, TensorDataset
 
     cur = _curriculum(n=64)

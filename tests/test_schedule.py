@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -255,6 +255,7 @@ def test_property_effective_fraction_is_monotone_in_temperature(
 
 @PROPERTY
 @given(d=difficulty_arrays, beta=st.floats(1e-3, 1e3))
+@example(d=np.array([0.0] + [0.5] * 14), beta=1.0)  # both low-half sums are 1 up to rounding
 def test_property_easy_favours_low_difficulty_more_than_hard(d: np.ndarray, beta: float) -> None:
     easy_mean = float(curriculum_probabilities(d, beta, "easy") @ d)
     hard_mean = float(curriculum_probabilities(d, beta, "hard") @ d)
@@ -264,7 +265,7 @@ def test_property_easy_favours_low_difficulty_more_than_hard(d: np.ndarray, beta
         low = d <= np.median(d)
         easy_low = curriculum_probabilities(d, beta, "easy")[low].sum()
         hard_low = curriculum_probabilities(d, beta, "hard")[low].sum()
-        assert easy_low >= hard_low
+        assert easy_low >= hard_low - 1e-12  # both sums can be 1 up to rounding
 
 
 # --------------------------------------------------------------------------- bad input

@@ -45,13 +45,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+import timm
+import torch
+import torchvision
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
-timm = pytest.importorskip("timm")
-
-import curriculum_learning as cl  # noqa: E402
-from cl_core.schedule import effective_fraction  # noqa: E402
+import curriculum_learning as cl
+from cl_core.schedule import effective_fraction
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS_DIR = Path(os.environ.get("CL_CURRICULUM_SEEDS_DIR", ROOT / "tests" / "data" / "seeds"))
@@ -381,7 +380,10 @@ def check_v1_advanced_usage(ns: dict[str, Any], ctx: dict[str, Any]) -> None:
     per_class = curriculum.clusters_per_class_
     assert set(per_class) == set(range(NUM_CLASSES))
     assert all(5 <= k <= n // NUM_CLASSES - 1 for k in per_class.values())
-    assert curriculum.optimal_clusters_ == sum(per_class.values())
+    # the reference's meaning: k per class (chosen per class here: the largest choice)
+    assert curriculum.optimal_clusters_ == max(per_class.values())
+    assert curriculum.n_clusters_total_ == sum(per_class.values())
+    assert curriculum.centroids_.shape[0] == curriculum.n_clusters_total_
     assert curriculum.features_.shape[1] == 256  # ResNet layer3 has 256 channels
     saved = Path("my_curriculum_weights.npy")
     assert saved.is_file(), "save_weights must write exactly the path given"
@@ -403,7 +405,11 @@ def check_v1_example_1(ns: dict[str, Any], ctx: dict[str, Any]) -> None:
 def check_v1_example_2(ns: dict[str, Any], ctx: dict[str, Any]) -> None:
     curriculum, weights = ns["curriculum"], ns["weights"]
     assert curriculum.clusters_per_class_ == {c: 5 for c in range(NUM_CLASSES)}
-    assert curriculum.optimal_clusters_ == 5 * NUM_CLASSES
+    # "n_clusters=5  # 5 clusters per class": optimal_clusters_ is that per-class k, as in the
+    # reference; the total (5 per class x NUM_CLASSES) is n_clusters_total_
+    assert curriculum.optimal_clusters_ == 5
+    assert curriculum.n_clusters_total_ == 5 * NUM_CLASSES
+    assert curriculum.centroids_.shape[0] == 5 * NUM_CLASSES
     labels = np.array(ns["dataset"].targets)
     np.testing.assert_array_equal(curriculum.labels_, labels)
     for class_index in range(NUM_CLASSES):  # min-max normalised within each class

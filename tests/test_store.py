@@ -148,7 +148,7 @@ def test_crash_before_marker_leaves_shard_missing(tmp_path, monkeypatch):
     store = new_store(tmp_path / "e.zarr")
     features = make_features()
 
-    def crash(rows):
+    def crash(*args):
         raise KeyboardInterrupt("killed while writing shard statistics")
 
     monkeypatch.setattr(store_module, "_moments", crash)

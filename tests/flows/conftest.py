@@ -7,7 +7,7 @@ file (so its weights sha256, and with it every content id, is the same in every 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,19 +40,29 @@ def _blob_image(rng: np.random.Generator, label: int) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def write_image_folder(root: Path, per_class: int, seed: int) -> Path:
+    """``per_class`` generated PNGs in each of 3 class folders (torchvision ImageFolder layout)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for label in range(N_CLASSES):
+        folder = root / f"class{label}"
+        folder.mkdir(parents=True)
+        for index in range(per_class):
+            Image.fromarray(_blob_image(rng, label)).save(folder / f"{index:03d}.png")
+    return root
+
+
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """72 generated PNGs in 3 class folders (torchvision ImageFolder layout)."""
-    from PIL import Image
+    return write_image_folder(tmp_path_factory.mktemp("images"), IMAGES_PER_CLASS, seed=7)
 
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(7)
-    for label in range(N_CLASSES):
-        folder = root / f"class{label}"
-        folder.mkdir()
-        for index in range(IMAGES_PER_CLASS):
-            Image.fromarray(_blob_image(rng, label)).save(folder / f"{index:03d}.png")
-    return root
+
+@pytest.fixture(scope="session")
+def image_folder_writer() -> Callable[[Path, int, int], Path]:
+    """:func:`write_image_folder`, for tests that need a folder of another size."""
+    return write_image_folder
 
 
 @pytest.fixture(scope="session")
@@ -89,3 +99,40 @@ def pipeline_params(image_folder: Path, tiny_weights: Path) -> dict:
         "clustering": ClusterParams(cluster_range=(2, 5)),
         "curriculum": CurriculumParams(warmup_iterations=100),
     }
+
+
+@pytest.fixture(scope="session")
+def blob_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished embedding store of 3 well-separated blobs (60 x 8, labels): no model needed.
+
+    Runs on ``zarr:`` of it skip embedding, so they test the cluster and curriculum stages, the
+    CLI and the cache in a few seconds.
+    """
+    from cl_core.store import store_from_array
+
+    rng = np.random.default_rng(3)
+    centres = np.eye(3, 8) * 6.0
+    labels = np.repeat(np.arange(3), 20)
+    features = centres[labels] + rng.normal(0.0, 0.5, (60, 8))
+    path = tmp_path_factory.mktemp("store") / "blobs.zarr"
+    store_from_array(path, features.astype(np.float32), labels, chunk_rows=16, dtype="float32")
+    return path
+
+
+@pytest.fixture(scope="session")
+def server_env(prefect_server: None) -> dict[str, str]:
+    """Environment for a subprocess that reports to the session's test server (no embedded
+    server start in the child): PREFECT_API_URL of the harness, telemetry off, offline."""
+    import os
+
+    from prefect.settings import PREFECT_API_URL
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_API_URL=str(PREFECT_API_URL.value()),
+        PREFECT_HOME=os.environ["PREFECT_HOME"],
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        HF_HUB_OFFLINE="1",
+        MPLBACKEND="Agg",
+    )
+    return env

@@ -230,7 +230,10 @@ def test_dask_sweep_on_an_existing_store_matches_cl_core(
     )
 
 
-def test_explicit_k_and_supervised_mode(pipeline_params: dict, workspace: Path) -> None:
+def test_explicit_k_and_supervised_mode(
+    clean_run: Any, pipeline_params: dict, workspace: Path
+) -> None:
+    """Reuses the embedding of ``clean_run`` (requested here, not assumed from test order)."""
     explicit = _run(
         pipeline_params,
         _output(workspace),

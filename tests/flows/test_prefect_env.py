@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from flows._prefect_env import embedded_defaults, profile_api_url
 
 PROFILES = """
@@ -50,3 +52,87 @@ def test_the_selected_profile_decides(tmp_path: Path) -> None:
 def test_an_unreadable_profiles_file_means_no_server(tmp_path: Path) -> None:
     (tmp_path / "profiles.toml").write_text("active = [unterminated", encoding="utf-8")
     assert profile_api_url({"PREFECT_HOME": str(tmp_path)}) is None
+
+
+def test_importing_flows_changes_nothing(tmp_path: Path) -> None:
+    """No import-time side effects: the environment and Prefect's modules stay as they were."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, os, ssl; before = dict(os.environ)\n"
+        "import flows, flows.pipeline, flows.cli\n"
+        "import prefect.client.orchestration as o\n"
+        "print(json.dumps({'env_same': dict(os.environ) == before, 'ssl_real': o.ssl is ssl}))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "home")
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+    )
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == {
+        "env_same": True,
+        "ssl_real": True,
+    }
+
+
+def test_configure_environment_applies_defaults_without_overriding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows._prefect_env import configure_environment
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "mine"))
+    monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED", raising=False)
+    configure_environment()
+    import os
+
+    assert os.environ["PREFECT_HOME"] == str(tmp_path / "mine")  # the user's setting wins
+    assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+
+
+def test_embedded_runs_on_one_prefect_home_take_turns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    from flows._prefect_env import one_embedded_server_at_a_time
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    monkeypatch.setenv("PREFECT_PROFILES_PATH", str(tmp_path / "none.toml"))
+    holder = (
+        "import sys, time; from flows._prefect_env import one_embedded_server_at_a_time as lock\n"
+        "with lock(print):\n    print('held', flush=True); sys.stdin.readline()"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", holder],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "held"
+        notes: list[str] = []
+
+        def release_holder(message: str) -> None:
+            notes.append(message)
+            assert process.stdin is not None
+            process.stdin.write("\n")
+            process.stdin.flush()
+
+        with one_embedded_server_at_a_time(release_holder):
+            pass
+        assert len(notes) == 1 and "waiting for another run" in notes[0]
+    finally:
+        process.wait(timeout=30)

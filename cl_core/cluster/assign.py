@@ -1,0 +1,163 @@
+"""Assignment: every row to its nearest centroid, chunk by chunk, with its true distance.
+
+With a Dask client and a store at a path or URL the same arithmetic runs as tasks over row ranges
+(:mod:`cl_core.cluster.assign_dask`, imported only then), each worker reading its own chunks.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from cl_core._validation import check_finite
+from cl_core.sources import ChunkSource, StoreSource, _RowSubset, _to_numpy, as_source
+
+_ASSIGN_MAX_SCORES = 1 << 22  # rows x centroids scores per GEMM in assign (16 MiB float32)
+
+
+def assign(
+    source: Any,
+    centroids: np.ndarray,
+    *,
+    row_groups: np.ndarray | None = None,
+    centroid_groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Assign every row to its nearest centroid, chunk by chunk.
+
+    Parameters
+    ----------
+    source : ChunkSource, EmbeddingStore, path or array-like of shape (N, D)
+        The data (``standard`` normalisation unless already a :class:`ChunkSource`).
+    centroids : ndarray of shape (k, D)
+        Centres in the same normalised space.
+    row_groups : ndarray of shape (N,), optional
+        Group (class index) of every row; with ``centroid_groups`` each row may only go to a
+        centroid of its own group (supervised mode).
+    centroid_groups : ndarray of shape (k,), optional
+        Group of every centroid.
+
+    Returns
+    -------
+    assignment : ndarray of shape (N,), int32
+        Index of the nearest (allowed) centroid.
+    distances : ndarray of shape (N,), float32
+        ``||x_i - centroids[assignment[i]]||``, computed directly from the difference (no
+        cancellation error), so rows at a centroid get exactly 0.
+    """
+    src = as_source(source)
+    centers = _check_centroids(centroids, src.dim)
+    groups = _check_groups(row_groups, centroid_groups, src.n_rows, centers.shape[0])
+    assignment = np.empty(src.n_rows, dtype=np.int32)
+    distances = np.empty(src.n_rows, dtype=np.float32)
+    for start, block in src.iter_chunks():
+        check_finite("features", block, offset=start)
+        stop = start + block.shape[0]
+        if groups is None:
+            nearest = _nearest(block, centers)
+        else:
+            nearest = _nearest_within_groups(block, centers, groups[0][start:stop], groups[1])
+        difference = block - centers[nearest]
+        assignment[start:stop] = nearest
+        distances[start:stop] = np.sqrt(np.einsum("ij,ij->i", difference, difference))
+    return assignment, distances
+
+
+def _assign_rows(
+    src: ChunkSource,
+    centroids: np.ndarray,
+    client: Any,
+    *,
+    row_groups: np.ndarray | None = None,
+    centroid_groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`assign`, or with a Dask client the same arithmetic as tasks over store row ranges.
+
+    Every task opens the store itself (path / fsspec URL) and returns only its int32/float32
+    slices; the results are identical to :func:`assign`. In-memory sources stay local.
+    """
+    base, rows = (src.base, src.rows) if isinstance(src, _RowSubset) else (src, None)
+    if (
+        client is None
+        or not isinstance(base, StoreSource)
+        or not isinstance(getattr(base.store, "path", None), (str, os.PathLike))
+    ):
+        return assign(src, centroids, row_groups=row_groups, centroid_groups=centroid_groups)
+    from cl_core.cluster.assign_dask import assign_chunks
+
+    valid = full_groups = None
+    if rows is not None:
+        valid = np.zeros(base.n_rows, dtype=bool)
+        valid[rows] = True
+    if row_groups is not None and centroid_groups is not None:
+        # Excluded rows need *some* group that has a centroid; they get -1 / 0.0 anyway.
+        full_groups = np.full(base.n_rows, np.asarray(centroid_groups)[0], dtype=np.int64)
+        full_groups[slice(None) if rows is None else rows] = row_groups
+    result = assign_chunks(
+        base.store,
+        centroids,
+        normalize=base.normalize,
+        valid=valid,
+        row_groups=full_groups,
+        centroid_groups=centroid_groups,
+        scheduler=client,
+    )
+    if rows is None:
+        return result.assignment, result.distances
+    return result.assignment[rows], result.distances[rows]  # _expand_result spreads them back
+
+
+def _check_centroids(centroids: Any, dim: int) -> np.ndarray:
+    centers = np.ascontiguousarray(_to_numpy(centroids), dtype=np.float32)
+    if centers.ndim != 2 or centers.shape[0] == 0 or centers.shape[1] != dim:
+        raise ValueError(
+            f"centroids must have shape (k, {dim}) to match the features, got {centers.shape}"
+        )
+    check_finite("centroids", centers)
+    return centers
+
+
+def _check_groups(
+    row_groups: Any, centroid_groups: Any, n_rows: int, k: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    if row_groups is None and centroid_groups is None:
+        return None
+    if row_groups is None or centroid_groups is None:
+        raise ValueError("give both row_groups and centroid_groups, or neither")
+    rows = np.asarray(row_groups, dtype=np.int64)
+    cents = np.asarray(centroid_groups, dtype=np.int64)
+    if rows.shape != (n_rows,) or cents.shape != (k,):
+        raise ValueError(
+            f"row_groups must have shape ({n_rows},) and centroid_groups ({k},), got "
+            f"{rows.shape} and {cents.shape}"
+        )
+    orphans = np.setdiff1d(np.unique(rows), cents)
+    if orphans.size:
+        raise ValueError(
+            f"row_groups contains groups without any centroid (e.g. {orphans[:5].tolist()}); "
+            "every group needs at least one centroid"
+        )
+    return rows, cents
+
+
+def _nearest(block: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """argmin_j ||x - c_j||^2 = argmin_j (||c_j||^2 - 2 x.c_j), in row steps of bounded size."""
+    half_sq = 0.5 * np.einsum("ij,ij->i", centers, centers)
+    step = max(1, _ASSIGN_MAX_SCORES // centers.shape[0])
+    out = np.empty(block.shape[0], dtype=np.intp)
+    for start in range(0, block.shape[0], step):
+        scores = block[start : start + step] @ centers.T
+        out[start : start + step] = np.argmin(half_sq - scores, axis=1)
+    return out
+
+
+def _nearest_within_groups(
+    block: np.ndarray, centers: np.ndarray, row_groups: np.ndarray, centroid_groups: np.ndarray
+) -> np.ndarray:
+    out = np.empty(block.shape[0], dtype=np.intp)
+    for group in np.unique(row_groups).tolist():
+        rows = np.flatnonzero(row_groups == group)
+        allowed = np.flatnonzero(centroid_groups == group)
+        out[rows] = allowed[_nearest(block[rows], centers[allowed])]
+    return out

@@ -1,0 +1,465 @@
+"""Assignment and per-sample distances as Dask tasks over row ranges of an embedding store.
+
+:func:`assign_chunks` splits the store's rows into ranges of ``chunk_rows`` rows and makes one
+``dask.delayed`` task per range (:func:`assign_range`). Each task opens the store itself (a path
+or fsspec URL, or an :class:`~cl_core.store.EmbeddingStore`, which pickles as its location),
+streams its range chunk by chunk, and returns only its int32 assignment, its float32 distances
+and a few task statistics. Nothing large passes through the scheduler: the graph holds the
+``k x D`` centroids once (one shared key) and, when given, the per-range slices of the mask or
+class groups.
+
+The tasks run with ``dask.compute``, i.e. on whatever scheduler is current: a
+``dask.distributed.Client`` that the caller created (or passed as ``scheduler=client``), or
+else Dask's local threaded scheduler. This module never imports ``dask.distributed``.
+
+The arithmetic is the one of :func:`cl_core.cluster.assign`, block by block on the same store
+chunks: ``argmin_j (||c_j||^2 / 2 - x.c_j)`` in float32 for the nearest centroid (in row steps
+of at most 2**22 scores), then the distance from the difference ``x - c``. So the result is
+identical to ``cl_core.cluster.assign`` on the same store, whatever ``chunk_rows`` and however
+many workers (the tests check equality).
+
+Memory per task: one store chunk of normalised float32 rows, its score matrix (at most 16 MiB),
+the centroids and the range's output (8 bytes per row). The caller holds the (N,) outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cl_core._validation import check_choice, check_finite, check_valid_mask
+from cl_core.cluster.assign import _ASSIGN_MAX_SCORES
+
+NORMALIZATIONS = ("standard", "l2", "none")
+"""Row normalisations (as :data:`cl_core.store.NORMALIZATIONS`)."""
+
+DEFAULT_TASK_ROWS = 65_536
+"""Rows per task (rounded up to whole store chunks): 16 chunks of the default 4096 rows, ~77
+tasks for 5 M rows. A task reads its range chunk by chunk, so this sets scheduling granularity,
+not memory."""
+
+_MAX_SCORES = _ASSIGN_MAX_SCORES  # rows x centroids per GEMM, as cl_core.cluster.assign
+
+
+@dataclass(frozen=True)
+class AssignTaskStats:
+    """What one :func:`assign_range` task did, measured inside the worker.
+
+    Attributes
+    ----------
+    start, stop : int
+        Row range ``[start, stop)``.
+    seconds : float
+        Wall time of the task.
+    cpu_seconds : float
+        CPU time of the task's thread (``time.thread_time``).
+    pid : int
+        Process that ran it.
+    peak_rss_bytes : int
+        Peak resident memory of that process so far (:func:`peak_rss_bytes`).
+    """
+
+    start: int
+    stop: int
+    seconds: float
+    cpu_seconds: float
+    pid: int
+    peak_rss_bytes: int
+
+
+@dataclass(frozen=True, eq=False)
+class ChunkedAssignment:
+    """Result of :func:`assign_chunks`; unpacks like :func:`cl_core.cluster.assign`.
+
+    ``assignment, distances = assign_chunks(...)`` works.
+
+    Attributes
+    ----------
+    assignment : ndarray of shape (N,), int32
+        Nearest (allowed) centroid of every row; -1 for rows excluded by ``valid``.
+    distances : ndarray of shape (N,), float32
+        ``||x_i - c_a(i)||``; 0.0 for excluded rows.
+    tasks : tuple of AssignTaskStats
+        One per task, in row order.
+    """
+
+    assignment: np.ndarray
+    distances: np.ndarray
+    tasks: tuple[AssignTaskStats, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.assignment.shape != self.distances.shape or self.assignment.ndim != 1:
+            raise ValueError(
+                f"assignment {self.assignment.shape} and distances {self.distances.shape} must "
+                "both have shape (N,)"
+            )
+        for array in (self.assignment, self.distances):
+            array.flags.writeable = False
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter((self.assignment, self.distances))
+
+    @property
+    def inertia(self) -> float:
+        """Sum of squared distances (float64)."""
+        return float(np.square(self.distances, dtype=np.float64).sum())
+
+    def per_process(self) -> dict[int, dict[str, float]]:
+        """Per worker process: tasks, rows, CPU seconds, busy seconds and peak RSS (MiB)."""
+        summary: dict[int, dict[str, float]] = {}
+        for task in self.tasks:
+            entry = summary.setdefault(
+                task.pid,
+                {
+                    "tasks": 0,
+                    "rows": 0,
+                    "cpu_seconds": 0.0,
+                    "busy_seconds": 0.0,
+                    "peak_rss_mib": 0.0,
+                },
+            )
+            entry["tasks"] += 1
+            entry["rows"] += task.stop - task.start
+            entry["cpu_seconds"] += task.cpu_seconds
+            entry["busy_seconds"] += task.seconds
+            entry["peak_rss_mib"] = max(entry["peak_rss_mib"], task.peak_rss_bytes / 2**20)
+        return summary
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of the calling process, in bytes.
+
+    Linux: ``VmHWM`` of ``/proc/self/status`` (the peak of this process image;
+    ``getrusage``'s ``ru_maxrss`` would also count a parent's peak inherited through
+    fork/exec). Elsewhere ``getrusage(RUSAGE_SELF).ru_maxrss``.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+# --------------------------------------------------------------------------------------------
+# The task
+# --------------------------------------------------------------------------------------------
+
+
+def _open(store: Any, storage_options: dict[str, Any] | None) -> Any:
+    from cl_core.store import EmbeddingStore, open_store
+
+    if isinstance(store, EmbeddingStore):
+        return store
+    return open_store(store, read_only=True, storage_options=storage_options)
+
+
+def _nearest(block: np.ndarray, centers: np.ndarray, half_sq: np.ndarray) -> np.ndarray:
+    step = max(1, _MAX_SCORES // centers.shape[0])
+    out = np.empty(block.shape[0], dtype=np.intp)
+    for start in range(0, block.shape[0], step):
+        scores = block[start : start + step] @ centers.T
+        out[start : start + step] = np.argmin(half_sq - scores, axis=1)
+    return out
+
+
+def _nearest_within_groups(
+    block: np.ndarray, centers: np.ndarray, row_groups: np.ndarray, centroid_groups: np.ndarray
+) -> np.ndarray:
+    out = np.empty(block.shape[0], dtype=np.intp)
+    for group in np.unique(row_groups).tolist():
+        rows = np.flatnonzero(row_groups == group)
+        allowed = np.flatnonzero(centroid_groups == group)
+        sub = centers[allowed]
+        half_sq = 0.5 * np.einsum("ij,ij->i", sub, sub)
+        out[rows] = allowed[_nearest(block[rows], sub, half_sq)]
+    return out
+
+
+def assign_range(
+    store: Any,
+    centroids: np.ndarray,
+    start: int,
+    stop: int,
+    *,
+    normalize: str = "standard",
+    valid: np.ndarray | None = None,
+    row_groups: np.ndarray | None = None,
+    centroid_groups: np.ndarray | None = None,
+    storage_options: dict[str, Any] | None = None,
+    n_threads: int | None = 1,
+) -> tuple[int, np.ndarray, np.ndarray, AssignTaskStats]:
+    """Assign rows ``[start, stop)`` of a store: the body of one Dask task.
+
+    A pure function of picklable arguments; it opens the store itself and reads its range
+    chunk by chunk (memory: one chunk, not the range).
+
+    Parameters
+    ----------
+    store : str, os.PathLike or EmbeddingStore
+        Local path or fsspec URL of the store (or an open handle).
+    centroids : ndarray of shape (k, D), float32
+        Checked by :func:`assign_chunks`.
+    start, stop : int
+        Row range, ``0 <= start < stop <= N``.
+    normalize : {"standard", "l2", "none"}
+    valid : ndarray of shape (stop - start,), bool, optional
+        False = excluded row (assignment -1, distance 0.0, not read for finiteness).
+    row_groups : ndarray of shape (stop - start,), int64, optional
+        Group of every row; with ``centroid_groups`` a row only goes to a centroid of its group.
+    centroid_groups : ndarray of shape (k,), int64, optional
+    storage_options : dict, optional
+        fsspec options for URL stores.
+    n_threads : int or None
+        BLAS threads inside the task (1: one core per task; None: the library default).
+
+    Returns
+    -------
+    start : int
+    assignment : ndarray of shape (stop - start,), int32
+    distances : ndarray of shape (stop - start,), float32
+    stats : AssignTaskStats
+    """
+    started, cpu_started = time.perf_counter(), time.thread_time()
+    handle = _open(store, storage_options)
+    centers = np.ascontiguousarray(centroids, dtype=np.float32)
+    half_sq = 0.5 * np.einsum("ij,ij->i", centers, centers)
+    assignment = np.empty(stop - start, dtype=np.int32)
+    distances = np.empty(stop - start, dtype=np.float32)
+    if n_threads is None:
+        from contextlib import nullcontext
+
+        limit: Any = nullcontext()
+    else:
+        from threadpoolctl import threadpool_limits
+
+        limit = threadpool_limits(limits=n_threads, user_api="blas")
+    with limit:
+        for first, block in handle.iter_chunks(normalize, rows=(start, stop), prefetch=False):
+            lo, hi = first - start, first - start + block.shape[0]
+            keep = None if valid is None else valid[lo:hi]
+            if keep is not None and not keep.all():
+                block = np.where(keep[:, None], block, np.float32(0.0))  # excluded: never read
+            check_finite("features", block, offset=first)
+            if row_groups is None or centroid_groups is None:
+                nearest = _nearest(block, centers, half_sq)
+            else:
+                nearest = _nearest_within_groups(block, centers, row_groups[lo:hi], centroid_groups)
+            difference = block - centers[nearest]
+            assignment[lo:hi] = nearest
+            distances[lo:hi] = np.sqrt(np.einsum("ij,ij->i", difference, difference))
+    if valid is not None:
+        assignment[~valid] = -1
+        distances[~valid] = 0.0
+    stats = AssignTaskStats(
+        start=int(start),
+        stop=int(stop),
+        seconds=time.perf_counter() - started,
+        cpu_seconds=time.thread_time() - cpu_started,
+        pid=os.getpid(),
+        peak_rss_bytes=peak_rss_bytes(),
+    )
+    return int(start), assignment, distances, stats
+
+
+# --------------------------------------------------------------------------------------------
+# The driver
+# --------------------------------------------------------------------------------------------
+
+
+def _check_store_ref(store: Any) -> Any:
+    from cl_core.store import EmbeddingStore
+
+    if isinstance(store, EmbeddingStore):
+        return store
+    if isinstance(store, os.PathLike):
+        return os.fspath(store)
+    if isinstance(store, str) and store:
+        return store
+    raise TypeError(
+        f"store must be a store path / fsspec URL or an EmbeddingStore, got {store!r}; the "
+        "tasks reopen it in their own process, so an in-memory zarr Store cannot be used"
+    )
+
+
+def assign_chunks(
+    store: Any,
+    centroids: Any,
+    *,
+    normalize: str = "standard",
+    chunk_rows: int | None = None,
+    valid: Any = None,
+    row_groups: Any = None,
+    centroid_groups: Any = None,
+    scheduler: Any = None,
+    storage_options: dict[str, Any] | None = None,
+    n_threads: int | None = 1,
+) -> ChunkedAssignment:
+    """Assign every row of a store to its nearest centroid with one Dask task per row range.
+
+    Parameters
+    ----------
+    store : str, os.PathLike or EmbeddingStore
+        The embedding store: a local path or fsspec URL every worker can open, or a handle
+        (pickled as its location).
+    centroids : array-like of shape (k, D)
+        Centres in the normalised space of ``normalize``.
+    normalize : {"standard", "l2", "none"}
+        Row normalisation (``standard`` needs a finalized store).
+    chunk_rows : int, optional
+        Rows per task; rounded up to a multiple of the store's chunk rows. Default
+        :data:`DEFAULT_TASK_ROWS`.
+    valid : array-like of shape (N,), bool, optional
+        False for excluded rows: assignment -1 and distance 0.0 there.
+    row_groups, centroid_groups : array-like of shape (N,) and (k,), optional
+        Supervised mode: a row may only go to a centroid of its own group (give both or neither).
+    scheduler : optional
+        Passed to ``dask.compute``: None uses the current ``dask.distributed.Client`` if there is
+        one, else Dask's threaded scheduler; a Client, ``"threads"``, ``"processes"`` or
+        ``"synchronous"`` picks one explicitly.
+    storage_options : dict, optional
+        fsspec options for URL stores (sent to every task).
+    n_threads : int or None
+        BLAS threads per task (default 1: one core per task; the parallelism is the tasks').
+
+    Returns
+    -------
+    ChunkedAssignment
+        ``assignment`` int32 (N,), ``distances`` float32 (N,) and per-task statistics; equal to
+        :func:`cl_core.cluster.assign` on the same store.
+
+    Raises
+    ------
+    ValueError
+        Wrong centroid shape or NaN/inf centroids, a mask or groups of the wrong length,
+        ``standard`` on a store that is not finalized, NaN/inf rows (first bad index).
+    """
+    import dask
+
+    ref = _check_store_ref(store)
+    check_choice("normalize", normalize, NORMALIZATIONS)
+    handle = _open(ref, storage_options)
+    n_rows, dim, store_chunk = int(handle.n_rows), int(handle.dim), int(handle.chunk_rows)
+    if normalize == "standard" and handle.feature_mean is None:
+        raise ValueError(
+            f"normalize='standard' needs the dataset mean/std, but the store {handle!r} is not "
+            "finalized; call store.finalize() after writing every shard, or use "
+            "normalize='l2' or 'none'"
+        )
+    centers = _check_centroids(centroids, dim)
+    task_rows = _task_rows(chunk_rows, store_chunk)
+    mask = check_valid_mask("valid", valid, n_rows)
+    groups = _check_groups(row_groups, centroid_groups, n_rows, centers.shape[0])
+    if n_threads is not None:
+        if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)):
+            raise TypeError(f"n_threads must be an integer >= 1 or None, got {n_threads!r}")
+        if n_threads < 1:
+            raise ValueError(f"n_threads must be >= 1 or None, got {n_threads}")
+
+    from dask.base import tokenize
+
+    token = tokenize(str(getattr(handle, "path", ref)), centers, normalize, task_rows, mask, groups)
+    shared_centers = dask.delayed(centers, name=f"cl-assign-centroids-{token}")
+    shared_cgroups = (
+        None if groups is None else dask.delayed(groups[1], name=f"cl-assign-cgroups-{token}")
+    )
+    tasks = []
+    for start in range(0, n_rows, task_rows):
+        stop = min(start + task_rows, n_rows)
+        tasks.append(
+            dask.delayed(assign_range, pure=True)(
+                ref,
+                shared_centers,
+                start,
+                stop,
+                normalize=normalize,
+                valid=None if mask is None else mask[start:stop],
+                row_groups=None if groups is None else groups[0][start:stop],
+                centroid_groups=shared_cgroups,
+                storage_options=storage_options,
+                n_threads=n_threads,
+                dask_key_name=f"cl-assign-{start}-{token}",
+            )
+        )
+    results = dask.compute(*tasks, scheduler=scheduler)
+    assignment = np.empty(n_rows, dtype=np.int32)
+    distances = np.empty(n_rows, dtype=np.float32)
+    stats = []
+    for first, part_assignment, part_distances, part_stats in results:
+        assignment[first : first + part_assignment.shape[0]] = part_assignment
+        distances[first : first + part_distances.shape[0]] = part_distances
+        stats.append(part_stats)
+    return ChunkedAssignment(
+        assignment=assignment,
+        distances=distances,
+        tasks=tuple(sorted(stats, key=lambda item: item.start)),
+    )
+
+
+def _task_rows(chunk_rows: Any, store_chunk: int) -> int:
+    if chunk_rows is None:
+        chunk_rows = DEFAULT_TASK_ROWS
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)):
+        raise TypeError(f"chunk_rows must be a positive integer or None, got {chunk_rows!r}")
+    if chunk_rows < 1:
+        raise ValueError(
+            f"chunk_rows must be >= 1, got {chunk_rows}; e.g. chunk_rows={DEFAULT_TASK_ROWS}"
+        )
+    return -(-int(chunk_rows) // store_chunk) * store_chunk
+
+
+def _check_centroids(centroids: Any, dim: int) -> np.ndarray:
+    values = centroids.detach().cpu().numpy() if hasattr(centroids, "detach") else centroids
+    centers = np.ascontiguousarray(values, dtype=np.float32)
+    if centers.ndim != 2 or centers.shape[0] == 0 or centers.shape[1] != dim:
+        raise ValueError(
+            f"centroids must have shape (k, {dim}) to match the store's features, got "
+            f"{centers.shape}; fit them on this store (same normalisation)"
+        )
+    check_finite("centroids", centers)
+    return centers
+
+
+def _check_groups(
+    row_groups: Any, centroid_groups: Any, n_rows: int, k: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    if row_groups is None and centroid_groups is None:
+        return None
+    if row_groups is None or centroid_groups is None:
+        raise ValueError(
+            "give both row_groups and centroid_groups (supervised assignment), or neither"
+        )
+    rows = np.asarray(row_groups, dtype=np.int64)
+    cents = np.asarray(centroid_groups, dtype=np.int64)
+    if rows.shape != (n_rows,) or cents.shape != (k,):
+        raise ValueError(
+            f"row_groups must have shape ({n_rows},) and centroid_groups ({k},), got "
+            f"{rows.shape} and {cents.shape}"
+        )
+    orphans = np.setdiff1d(np.unique(rows), cents)
+    if orphans.size:
+        raise ValueError(
+            f"row_groups contains groups without any centroid (e.g. {orphans[:5].tolist()}); "
+            "every group needs at least one centroid"
+        )
+    return rows, cents
+
+
+__all__ = [
+    "DEFAULT_TASK_ROWS",
+    "AssignTaskStats",
+    "ChunkedAssignment",
+    "assign_chunks",
+    "assign_range",
+    "peak_rss_bytes",
+]

@@ -1,0 +1,159 @@
+"""The clustering stage as one step.
+
+:func:`cluster_embeddings` = subsample -> k sweep (or the explicit k) -> fit -> assign, over all
+rows or within each class (:mod:`cl_core.cluster.supervised`), honouring a row mask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+import numpy as np
+
+from cl_core.cluster._threads import _thread_limit
+from cl_core.cluster.assign import _assign_rows
+from cl_core.cluster.config import ClusterConfig, ClusterWarning, _check_config, resolve_fit_device
+from cl_core.cluster.fit import _check_k_for_rows, _fit_centers, _init_sample_size
+from cl_core.cluster.results import ClusterResult, SweepPoint
+from cl_core.cluster.sampling import sample_rows
+from cl_core.cluster.seeds import _KEY_SAMPLE, _KEY_SWEEP, _derive_seed, _entropy
+from cl_core.cluster.supervised import _cluster_per_class
+from cl_core.cluster.sweep import _candidate_ks, choose_k, sweep_k
+from cl_core.sources import ChunkSource, _as_label_array, _resolve_valid, _RowSubset, as_source
+
+
+def cluster_embeddings(
+    source: Any,
+    config: ClusterConfig | None = None,
+    labels: Any = None,
+    *,
+    client: Any = None,
+    valid: Any = None,
+) -> ClusterResult:
+    """Cluster the embeddings: choose k, fit the centroids, assign every row.
+
+    Parameters
+    ----------
+    source : EmbeddingStore, store path, ChunkSource or array-like of shape (N, D)
+        The embeddings; read with ``config.normalize`` (a :class:`ChunkSource` keeps its own).
+    config : ClusterConfig, optional
+        Defaults to ``ClusterConfig()`` (auto k over 2..20, unsupervised).
+    labels : list, ndarray or tensor of shape (N,), optional
+        Class of every row for ``use_labels=True`` (default: the store's labels).
+    client : dask.distributed.Client, optional
+        Run the k sweep, and for a store at a path or URL the assignment (one task per row
+        range, each worker reading its own chunks), on this cluster instead of locally.
+    valid : array-like of shape (N,), bool, optional
+        True for the rows to cluster. Excluded rows (samples that could not be loaded) take no
+        part in the sweep subsample, the fit or the statistics of an array source, and get
+        assignment -1 and distance 0.0; they may hold anything (zeros, NaN). ``None``: every
+        row, except that a store's recorded skipped samples (``store.skipped_indices``) are
+        excluded. All True behaves exactly like no mask.
+
+    Returns
+    -------
+    ClusterResult
+        Over all N rows; ``result.valid`` is the mask used (None when nothing was excluded).
+
+    Raises
+    ------
+    ValueError
+        Empty data, NaN/inf rows (first bad index named), ``n_clusters > N``, constant
+        features, fewer distinct rows than clusters, labels of the wrong length, supervised
+        mode without labels, a mask of the wrong shape or one that excludes every row.
+    """
+    config = ClusterConfig() if config is None else _check_config(config)
+    if config.fit_device == "cuda":
+        resolve_fit_device(config)  # no CUDA: fail before reading anything
+    src = as_source(source, normalize=config.normalize, valid=valid)
+    if src.normalize != config.normalize:
+        warnings.warn(
+            f"the given ChunkSource reads with normalize={src.normalize!r}, which wins over "
+            f"config.normalize={config.normalize!r}; pass the store or array itself to use "
+            "the config's normalisation",
+            ClusterWarning,
+            stacklevel=2,
+        )
+    mask = _resolve_valid(valid, src)
+    data = src if mask is None else _RowSubset(src, np.flatnonzero(mask))
+    entropy = _entropy(config.random_state)
+    if config.use_labels:
+        label_values = _resolve_labels(labels, src)
+        if mask is not None:
+            label_values = label_values[mask]
+        with _thread_limit(config.n_threads):
+            result = _cluster_per_class(data, config, label_values, entropy, client)
+        return result if mask is None else _expand_result(result, mask)
+    if labels is not None:
+        warnings.warn(
+            "labels were given but config.use_labels is False, so they are ignored; set "
+            "ClusterConfig(use_labels=True) to cluster within each class",
+            ClusterWarning,
+            stacklevel=2,
+        )
+    with _thread_limit(config.n_threads):
+        result = _cluster_all(data, config, entropy, client)
+    return result if mask is None else _expand_result(result, mask)
+
+
+def _expand_result(result: ClusterResult, mask: np.ndarray) -> ClusterResult:
+    """A result over the valid rows, spread back to all N rows (-1 / 0.0 where excluded)."""
+    assignment = np.full(mask.shape[0], -1, dtype=np.int32)
+    assignment[mask] = result.assignment
+    distances = np.zeros(mask.shape[0], dtype=np.float32)
+    distances[mask] = result.distances
+    return dataclasses.replace(
+        result, assignment=assignment, distances=distances, valid=mask.copy()
+    )
+
+
+def _resolve_labels(labels: Any, src: ChunkSource) -> np.ndarray:
+    if labels is None:
+        labels = src.labels()
+    if labels is None:
+        raise ValueError(
+            "use_labels=True needs labels: pass labels=... (one class per row) or use a store "
+            "written with labels; or set use_labels=False"
+        )
+    return _as_label_array(labels, src.n_rows)
+
+
+def _cluster_all(
+    src: ChunkSource, config: ClusterConfig, entropy: int, client: Any
+) -> ClusterResult:
+    sweep: tuple[SweepPoint, ...] = ()
+    if config.n_clusters is not None:
+        k = _check_k_for_rows(config.n_clusters, src.n_rows)
+        sample = sample_rows(
+            src, _init_sample_size(k, config, src.n_rows), _derive_seed(entropy, _KEY_SAMPLE)
+        )
+        chosen_by = "explicit"
+    else:
+        sample = sample_rows(src, config.sweep_samples, _derive_seed(entropy, _KEY_SAMPLE))
+        candidates = _candidate_ks(config.cluster_range, sample, src.n_rows)
+        sweep = sweep_k(
+            sample,
+            candidates,
+            _derive_seed(entropy, _KEY_SWEEP),
+            client=client,
+            scheduler=config.scheduler,
+            n_workers=config.n_workers,
+            batch_size=config.sweep_batch_size,
+            n_init=config.sweep_n_init,
+        )
+        k = choose_k(sweep)
+        chosen_by = "davies_bouldin"
+    centroids = _fit_centers(src, k, config, entropy, sample)
+    assignment, distances = _assign_rows(src, centroids, client)
+    return ClusterResult(
+        centroids=centroids,
+        assignment=assignment,
+        distances=distances,
+        n_clusters=k,
+        chosen_by=chosen_by,
+        sweep=sweep,
+        inertia=float(np.square(distances, dtype=np.float64).sum()),
+        config=config,
+    )

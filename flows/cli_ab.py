@@ -1,0 +1,246 @@
+"""``cl-curriculum ab``: does the curriculum help this model on this data?
+
+Registered in :mod:`flows.cli` with ``app.command(name="ab")(ab)``. Everything checkable before
+training (the artifact, the dataset, its length against the artifact's N, the arms, the seeds,
+the budget) is checked before Prefect starts: bad input exits with code 2 and one line; a failed
+run exits with 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+QUICK_STEPS = 200
+DEFAULT_STEPS = 600
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def ab(
+    artifact: Annotated[
+        Path, typer.Argument(help="artifacts/<name>/<version> or artifacts/<name>/latest")
+    ],
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="the data the artifact scores: digits | imagefolder:PATH | zarr:PATH (a store)"
+        ),
+    ] = "digits",
+    seeds: Annotated[int, typer.Option(help="seeds per arm (0 .. N-1); >= 3 for a verdict")] = 3,
+    steps: Annotated[
+        int | None, typer.Option(help="optimiser steps per run (default 600, --quick 200)")
+    ] = None,
+    quick: Annotated[bool, typer.Option(help="a short run (200 steps), under a minute")] = False,
+    probe: Annotated[
+        bool, typer.Option(help="linear probe on the frozen embeddings of --dataset zarr:PATH")
+    ] = False,
+    arms: Annotated[str, typer.Option(help="comma-separated arms")] = "easy,uniform,hard,shuffled",
+    batch_size: Annotated[int, typer.Option(help="samples per step")] = 32,
+    eval_every: Annotated[
+        int | None, typer.Option(help="steps between held-out evaluations (default steps/20)")
+    ] = None,
+    lr: Annotated[float, typer.Option(help="learning rate")] = 1e-3,
+    optimizer: Annotated[str, typer.Option(help="adam or sgd")] = "adam",
+    warmup_fraction: Annotated[
+        float,
+        typer.Option(help="curriculum warmup as a fraction of the steps; 0: the artifact's own"),
+    ] = 0.5,
+    holdout: Annotated[float, typer.Option(help="held-out fraction (stratified)")] = 0.2,
+    model: Annotated[
+        str | None,
+        typer.Option(help="timm model (image datasets; default: small CNN on digits, else Lite0)"),
+    ] = None,
+    weights: Annotated[Path | None, typer.Option(help="local weights file for --model")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto)")] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="results root (<output>/<version>/<config id>)")
+    ] = Path("runs/ab"),
+    verbose: Annotated[bool, typer.Option(help="also log every task run")] = False,
+) -> None:
+    """Train the same model under the curriculum (easy), uniform, hard and shuffled; print the
+    per-arm table and the verdict."""
+    with _bad_input_exits():
+        params = ab_params(
+            artifact=artifact,
+            dataset=dataset,
+            seeds=seeds,
+            steps=steps if steps is not None else (QUICK_STEPS if quick else DEFAULT_STEPS),
+            probe=probe,
+            arms=arms,
+            batch_size=batch_size,
+            eval_every=eval_every,
+            lr=lr,
+            optimizer=optimizer,
+            warmup_fraction=warmup_fraction,
+            holdout=holdout,
+            model=model,
+            weights=weights,
+            device=device,
+            output=output,
+        )
+    execute_ab(params, verbose=verbose)
+
+
+def ab_params(
+    *,
+    artifact: Path,
+    dataset: str,
+    seeds: int,
+    steps: int,
+    probe: bool,
+    arms: str,
+    batch_size: int,
+    eval_every: int | None,
+    lr: float,
+    optimizer: str,
+    warmup_fraction: float,
+    holdout: float,
+    model: str | None,
+    weights: Path | None,
+    device: str | None,
+    output: Path,
+) -> dict[str, Any]:
+    """Validate everything before Prefect starts; return the flow's parameters.
+
+    Raises ValueError / TypeError / FileNotFoundError with a one-line message (exit code 2).
+    """
+    from cl_core.ab import check_arms, check_artifact_matches, check_seeds
+    from flows.ab import ab_config, build_task, load_artifact
+
+    check_seeds(seeds)
+    arm_names = check_arms(arms)
+    if warmup_fraction < 0:
+        raise ValueError(
+            f"--warmup-fraction must be >= 0 (0: the artifact's), got {warmup_fraction}"
+        )
+    if weights is not None and not weights.is_file():
+        raise FileNotFoundError(f"--weights {str(weights)!r} is not a file")
+    params: dict[str, Any] = {
+        "artifact": str(artifact),
+        "dataset": dataset,
+        "seeds": seeds,
+        "arms": arm_names,
+        "steps": steps,
+        "batch_size": batch_size,
+        "eval_every": eval_every,
+        "lr": lr,
+        "optimizer": optimizer,
+        "warmup_fraction": warmup_fraction or None,
+        "holdout_fraction": holdout,
+        "probe": probe,
+        "model": model,
+        "weights": str(weights) if weights else None,
+        "device": device,
+        "output": str(output),
+    }
+    ab_config(
+        arms=arm_names,
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        lr=lr,
+        optimizer=optimizer,
+        warmup_fraction=params["warmup_fraction"],
+        holdout_fraction=holdout,
+        split_seed=0,
+    )
+    curriculum = load_artifact(str(artifact))
+    ab_task = build_task(dataset, probe, model, params["weights"], device, None)
+    check_artifact_matches(curriculum, ab_task)
+    return params
+
+
+def execute_ab(params: dict[str, Any], *, verbose: bool = False) -> Any:
+    """Run ``curriculum-ab`` (exit 1 on failure) and print the table, the verdict and the paths."""
+    from flows import _prefect_env
+
+    _prefect_env.configure_environment()  # before Prefect is first imported
+    started = time.perf_counter()
+    with _prefect_env.one_embedded_server_at_a_time(_note):
+        outcome = _run_flow(params, verbose=verbose)
+    seconds = time.perf_counter() - started
+    typer.echo(outcome.table)
+    typer.echo("")
+    typer.echo(f"verdict: {outcome.verdict}")
+    for note in outcome.notes:
+        typer.echo(f"  {note}")
+    typer.echo("")
+    typer.echo(f"results: {outcome.results_dir}  (results.json, table.md, curves.png)")
+    typer.echo(
+        f"{len(outcome.task_states)} runs: {outcome.count('Completed')} computed, "
+        f"{outcome.count('Cached')} cached; {seconds:.1f} s"
+    )
+    return outcome
+
+
+def _run_flow(params: dict[str, Any], *, verbose: bool) -> Any:
+    from flows._prefect_env import embedded_run_settings
+    from flows.ab import curriculum_ab
+
+    try:
+        with _console_logs(verbose), embedded_run_settings():
+            state = curriculum_ab(**params, return_state=True)
+    except Exception as error:  # the run could not start (server, API)
+        _fail(f"the run failed: {type(error).__name__}: {_one_line(error)}", EXIT_FAILED)
+    if not state.is_completed():
+        from prefect.states import get_state_exception
+
+        error = get_state_exception(state)
+        hint = "" if verbose else " (--verbose prints the traceback)"
+        _fail(f"the run failed: {type(error).__name__}: {_one_line(error)}{hint}", EXIT_FAILED)
+    return state.result()
+
+
+# ---- one-line errors and a quiet console (as the other commands) ----------------------------
+
+
+def _note(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+@contextmanager
+def _bad_input_exits() -> Iterator[None]:
+    """Validation errors become one line on stderr and exit code 2."""
+    try:
+        yield
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        _fail(_one_line(error))
+
+
+def _keep_on_console(record: logging.LogRecord) -> bool:
+    if record.exc_info or record.levelno >= logging.ERROR:
+        return False
+    return record.levelno >= logging.WARNING or record.name != "prefect.task_runs"
+
+
+@contextmanager
+def _console_logs(verbose: bool) -> Iterator[None]:
+    if verbose:
+        yield
+        return
+    from flows.progress import prefect_console_handlers
+
+    handlers = prefect_console_handlers()
+    for handler in handlers:
+        handler.addFilter(_keep_on_console)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(_keep_on_console)

@@ -1,0 +1,180 @@
+"""One writer per shard across processes (issue 11, concurrency; zarr-python issue 3682).
+
+Two runs embedding the same store at the same moment used to both write every shard: concurrent
+partial writes to one storage object can lose data. Each shard now has a lock file; the result of
+two racing processes is byte-identical to one process's.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from cl_core.embed import EmbedConfig, embed_shards, plan_store
+from cl_core.store import create_store, open_store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Shared by the test process and the two racing child processes.
+SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    import torch
+    from torch import nn
+    from torch.utils.data import Dataset
+
+    from cl_core.embed import EmbedConfig, embed_dataset
+
+    class Slow(Dataset):
+        '''48 seeded images; each read sleeps, so the two processes overlap for seconds.'''
+
+        def __init__(self, delay):
+            self.x = torch.randn(48, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+            self.delay = delay
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, index):
+            time.sleep(self.delay)
+            if os.environ.get("RACE_LOG"):  # which process read which sample
+                with open(os.environ["RACE_LOG"], "a") as log:
+                    log.write(f"{os.getpid()} {index}\\n")
+            return self.x[index], index % 3
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    def run(path, delay):
+        config = EmbedConfig(model=Tiny(), device="cpu", batch_size=4, chunk_rows=8,
+                             num_workers=0, dtype="float32")
+        return embed_dataset(Slow(delay), path, config, dataset_id="race")
+
+    if __name__ == "__main__":
+        store = run(sys.argv[1], float(sys.argv[2]))
+        print("shards", store.n_shards, "complete", store.is_complete)
+    """
+)
+
+
+def _load_script(tmp_path: Path):
+    path = tmp_path / "race_script.py"
+    path.write_text(SCRIPT)
+    namespace: dict = {"__name__": "race_script"}
+    exec(compile(SCRIPT, str(path), "exec"), namespace)
+    return path, namespace
+
+
+def test_two_processes_embedding_one_store_give_the_single_process_result(tmp_path: Path) -> None:
+    script, namespace = _load_script(tmp_path)
+    reference = namespace["run"](str(tmp_path / "single.zarr"), 0.0)
+
+    target = tmp_path / "raced.zarr"
+    log = tmp_path / "reads.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RACE_LOG": str(log)}
+    racers = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(target), "0.05"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [racer.communicate(timeout=240) for racer in racers]
+    for racer, (out, err) in zip(racers, outputs, strict=True):
+        assert racer.returncode == 0, err[-3000:]
+        assert "complete True" in out
+    # Exactly one writer per shard: every sample was computed by one process only (sample 0 is
+    # also read once by each process to probe the feature size).
+    reads = [line.split() for line in log.read_text().splitlines()]
+    counts = np.bincount([int(index) for _, index in reads], minlength=48)
+    assert counts[0] == 3 and (counts[1:] == 1).all(), counts
+    raced = open_store(target, read_only=True)
+    assert raced.is_complete and raced.missing_shards() == []
+    assert raced.features[:].tobytes() == reference.features[:].tobytes()
+    np.testing.assert_array_equal(raced.labels(), reference.labels())
+    np.testing.assert_array_equal(raced.feature_mean, reference.feature_mean)
+    assert raced.dataset_fingerprint == reference.dataset_fingerprint
+    assert not Path(f"{target}.locks").exists() or not any(Path(f"{target}.locks").glob("*.lock"))
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_stale_lock_is_taken_over_and_a_live_one_respected(tmp_path: Path) -> None:
+    import socket
+
+    store = create_store(
+        tmp_path / "s.zarr", 8, 2, chunk_rows=4, attrs={"dataset_fingerprint": "x"}
+    )
+    locks = Path(f"{tmp_path / 's.zarr'}.locks")
+    locks.mkdir()
+    host = socket.gethostname()
+    (locks / "shard-0.lock").write_text(f"{_dead_pid()} {host} 1\n")  # its writer was killed
+    (locks / "shard-1.lock").write_text(f"{os.getppid()} {host}\n")  # a live process holds it
+    taken = store.try_lock(0)
+    assert taken is not None and str(os.getpid()) in (locks / "shard-0.lock").read_text()
+    assert store.try_lock(0) is None  # now held by us
+    assert store.try_lock(1) is None
+    taken.release()
+    assert not (locks / "shard-0.lock").exists()
+    again = store.try_lock(0)
+    assert again is not None
+    again.release()
+
+
+def test_a_shard_written_meanwhile_is_not_computed_again(tmp_path: Path) -> None:
+    from torch import nn
+
+    class Tiny(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x)
+
+    data = TensorDataset(torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(1)))
+    config = EmbedConfig(
+        model=Tiny(), device="cpu", batch_size=4, chunk_rows=4, shard_rows=4, num_workers=0
+    )
+    store = plan_store(data, tmp_path / "e.zarr", config)
+    assert embed_shards(store, data, config, shards=[1]) == [1]
+    # Another process finished shard 1 before this call took its lock: nothing to do for it.
+    assert embed_shards(store, data, config, shards=[1, 2]) == [2]
+
+
+@pytest.mark.parametrize("name", ["finalize", 3])
+def test_lock_names_and_urls(tmp_path: Path, name) -> None:
+    store = create_store(
+        "memory://locks-test.zarr", 8, 2, chunk_rows=4, attrs={"dataset_fingerprint": "x"}
+    )
+    with store.lock(name) as lock:  # stores at URLs are not locked (one worker per shard)
+        assert lock.path is None
+    local = create_store(
+        tmp_path / "l.zarr", 8, 2, chunk_rows=4, attrs={"dataset_fingerprint": "x"}
+    )
+    with local.lock(name) as lock:
+        assert lock.path is not None and lock.path.exists()
+    assert not lock.path.exists()

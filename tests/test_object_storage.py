@@ -1,0 +1,332 @@
+"""Artifacts on object storage: publish, point, verify and load at ``s3://`` URLs.
+
+Every test talks to a real S3-compatible server (moto in server mode, its own process on
+127.0.0.1) through the real s3fs client: nothing of the client is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import pytest
+import s3fs
+
+from cl_core.artifacts import (
+    MANIFEST_FILE,
+    ArtifactIntegrityError,
+    ObjectPath,
+    latest_version,
+    list_versions,
+    point_latest,
+    publish_artifact,
+    publish_curriculum,
+    remove_stale_temporaries,
+    verify_artifact,
+)
+from cl_core.sampler import load_curriculum
+
+ROOT = Path(__file__).resolve().parents[1]
+N = 300
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _start_moto(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
+            return process, endpoint
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"moto server did not start on {endpoint}") from None
+            time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _use_endpoint(monkeypatch: pytest.MonkeyPatch, endpoint: str, key: str, secret: str) -> None:
+    """Point every S3 client of this process at ``endpoint`` with these credentials."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    missing = str(ROOT / "no-such-aws-config")
+    monkeypatch.setenv("AWS_CONFIG_FILE", missing)  # the machine's own profiles stay out
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", missing)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    s3fs.S3FileSystem.clear_instance_cache()  # clients are cached per process
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[str]:
+    process, endpoint = _start_moto()
+    yield endpoint
+    _stop(process)
+
+
+@pytest.fixture
+def bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh, empty bucket on the local server; its name."""
+    _use_endpoint(monkeypatch, s3_server, "testing", "testing")
+    name = f"cl-{uuid.uuid4().hex[:12]}"
+    fsspec.filesystem("s3").mkdir(f"s3://{name}")
+    yield name
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture
+def scores() -> np.ndarray:
+    return np.random.default_rng(0).gamma(2.0, 1.0, N).astype(np.float32)
+
+
+def _options() -> dict[str, Any]:
+    return {"pacing": "linear", "initial_fraction": 0.3, "warmup_iterations": 20}
+
+
+def test_publish_and_load_curriculum_at_an_s3_url(
+    bucket: str, tmp_path: Path, scores: np.ndarray
+) -> None:
+    assignment = (np.arange(N) % 7).astype(np.int32)
+    local = publish_curriculum(tmp_path, "digits", scores, assignment=assignment, **_options())
+    root = f"s3://{bucket}/artifacts"
+    remote = publish_curriculum(root, "digits", scores, assignment=assignment, **_options())
+
+    assert isinstance(local, Path)
+    assert isinstance(remote, ObjectPath)
+    assert str(remote) == f"{root}/digits/{local.name}"  # same content, same version id
+    manifest = verify_artifact(remote)
+    assert manifest["version"] == local.name
+    assert set(manifest["files"]) == {p.name for p in local.iterdir()} - {MANIFEST_FILE}
+
+    loaded = load_curriculum(f"{root}/digits/latest")
+    reference = load_curriculum(local)
+    assert loaded.version == reference.version
+    assert loaded.path == remote
+    for iteration in (0, 10, 25):
+        np.testing.assert_array_equal(
+            loaded.probabilities(iteration), reference.probabilities(iteration)
+        )
+    np.testing.assert_array_equal(loaded.assignment, assignment)
+    assert load_curriculum(f"{root}/digits").version == local.name  # the name means latest
+    assert latest_version(root, "digits") == remote
+    assert list_versions(root, "digits") == [remote]
+    assert remove_stale_temporaries(root, "digits") == []  # nothing temporary on object storage
+
+
+def test_mask_and_extra_files_on_s3(bucket: str, tmp_path: Path, scores: np.ndarray) -> None:
+    plot = tmp_path / "plot.png"
+    plot.write_bytes(b"\x89PNG not really")
+    mask = np.ones(N, dtype=bool)
+    mask[[3, 50]] = False
+    root = f"s3://{bucket}/a"
+    path = publish_curriculum(
+        root, "masked", scores, sample_mask=mask, extra_files={"plot.png": plot}, **_options()
+    )
+    manifest = verify_artifact(path)
+    assert manifest["excluded"] == {"count": 2, "indices": [3, 50]}
+    loaded = load_curriculum(path)
+    assert loaded.probabilities(0)[[3, 50]].tolist() == [0.0, 0.0]
+    assert (path / "plot.png").read_bytes() == plot.read_bytes()
+
+
+def test_point_latest_moves_between_published_versions(bucket: str, scores: np.ndarray) -> None:
+    root = f"s3://{bucket}/artifacts"
+    first = publish_curriculum(root, "toy", scores, **_options())
+    second = publish_curriculum(root, "toy", scores[::-1].copy(), **_options())
+    assert load_curriculum(f"{root}/toy/latest").version == second.name
+    assert point_latest(root, "toy", first.name) == first
+    assert load_curriculum(f"{root}/toy/latest").version == first.name
+    assert {path.name for path in list_versions(root, "toy")} == {first.name, second.name}
+    with pytest.raises(FileNotFoundError, match=r"has no manifest\.json"):
+        point_latest(root, "toy", "0123456789ab")
+    assert load_curriculum(f"{root}/toy/latest").version == first.name  # unchanged
+
+
+def test_readers_never_see_a_version_without_its_manifest(bucket: str, scores: np.ndarray) -> None:
+    """Watch the bucket while publishing: files first, manifest next, ``latest`` last."""
+    root = f"s3://{bucket}/artifacts"
+    version_prefix: list[str] = []
+    snapshots: list[set[str]] = []
+    done = threading.Event()
+    watcher_fs = fsspec.filesystem("s3", skip_instance_cache=True, use_listings_cache=False)
+
+    def watch() -> None:
+        while not done.is_set():
+            try:
+                keys = set(watcher_fs.find(f"{bucket}/artifacts/big"))
+            except FileNotFoundError:
+                keys = set()
+            snapshots.append({key.rsplit("/", 1)[-1] for key in keys})
+
+    json_files = {f"part{index:02d}": {"rows": list(range(200))} for index in range(25)}
+    thread = threading.Thread(target=watch)
+    thread.start()
+    try:
+        path = publish_artifact(
+            root,
+            "big",
+            arrays={"difficulty": scores},
+            json_files=json_files,
+            config={"what": "ordering"},
+            parents=[],
+        )
+        version_prefix.append(path.name)
+    finally:
+        done.set()
+        thread.join()
+    files = {f"{name}.json" for name in json_files} | {"difficulty.npy"}
+    assert len(snapshots) > 3, "the watcher saw too little of the publish"
+    assert any(snap and MANIFEST_FILE not in snap for snap in snapshots), "saw no partial state"
+    for snap in snapshots:
+        if MANIFEST_FILE in snap:
+            assert files <= snap, f"manifest visible before {sorted(files - snap)}"
+        if "latest" in snap:
+            assert MANIFEST_FILE in snap, "latest visible before the manifest"
+    verify_artifact(f"{root}/big/latest")
+
+
+def test_an_interrupted_upload_is_invisible_and_republishing_completes_it(
+    bucket: str, scores: np.ndarray
+) -> None:
+    root = f"s3://{bucket}/artifacts"
+    path = publish_curriculum(root, "toy", scores, **_options())
+    (path / MANIFEST_FILE).unlink()  # as if the publisher died after the files, before this
+    (path.parent / "latest").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no manifest\.json"):
+        load_curriculum(path)
+    with pytest.raises(FileNotFoundError, match="no artifact named 'toy'"):
+        latest_version(root, "toy")
+    assert list_versions(root, "toy") == []
+    again = publish_curriculum(root, "toy", scores, **_options())
+    assert again == path
+    verify_artifact(again)
+
+
+def test_a_damaged_version_is_refused_then_replaced(bucket: str, scores: np.ndarray) -> None:
+    root = f"s3://{bucket}/artifacts"
+    path = publish_curriculum(root, "toy", scores, **_options())
+    (path / "difficulty.npy").write_bytes((path / "schedule.json").read_bytes())
+    with pytest.raises(ArtifactIntegrityError, match=r"difficulty\.npy has sha256"):
+        verify_artifact(path)
+    with pytest.raises(ArtifactIntegrityError, match="replace_damaged=True"):
+        publish_curriculum(root, "toy", scores, **_options())
+    again = publish_curriculum(root, "toy", scores, replace_damaged=True, **_options())
+    assert again == path
+    verify_artifact(again)
+    np.testing.assert_array_equal(load_curriculum(again).difficulty, scores)
+
+
+def test_a_missing_bucket_is_named_with_the_failed_operation(
+    bucket: str, scores: np.ndarray
+) -> None:
+    missing = f"{bucket}-missing"
+    with pytest.raises(FileNotFoundError, match=rf"bucket '{missing}' does not exist: cannot"):
+        publish_curriculum(f"s3://{missing}/artifacts", "toy", scores, **_options())
+    with pytest.raises(
+        FileNotFoundError, match=rf"bucket '{missing}' does not exist: cannot look up"
+    ):
+        load_curriculum(f"s3://{missing}/artifacts/toy/latest")
+    assert not fsspec.filesystem("s3").exists(f"s3://{missing}")  # and none was created
+
+
+def test_denied_access_names_the_bucket_and_the_operation(
+    monkeypatch: pytest.MonkeyPatch, scores: np.ndarray
+) -> None:
+    import boto3
+
+    # Authorisation is enforced after the first 4 requests (the setup below, as admin).
+    process, endpoint = _start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "4"})
+    try:
+        admin = {
+            "endpoint_url": endpoint,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+            "region_name": "us-east-1",
+        }
+        boto3.client("s3", **admin).create_bucket(Bucket="locked")
+        iam = boto3.client("iam", **admin)
+        iam.create_user(UserName="reader")
+        read_only = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}
+            ],
+        }
+        iam.put_user_policy(
+            UserName="reader", PolicyName="read-only", PolicyDocument=json.dumps(read_only)
+        )
+        key = iam.create_access_key(UserName="reader")["AccessKey"]
+        _use_endpoint(monkeypatch, endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+        with pytest.raises(
+            PermissionError, match=r"access denied to bucket 'locked': cannot write"
+        ):
+            publish_curriculum("s3://locked/artifacts", "toy", scores, **_options())
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+        _stop(process)
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+
+
+def test_an_s3_url_without_s3fs_says_what_to_install() -> None:
+    code = (
+        "import sys; sys.modules['s3fs'] = None  # as if s3fs were not installed\n"
+        "from cl_core.sampler import load_curriculum\n"
+        "try:\n"
+        "    load_curriculum('s3://bucket/artifacts/digits/latest')\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    result = _run(code)
+    assert "need the s3fs package: pip install s3fs" in result.stdout, result.stderr
+    assert "s3://bucket/artifacts/digits/latest" in result.stdout
+
+
+def test_sampler_imports_fsspec_only_for_urls(tmp_path: Path, scores: np.ndarray) -> None:
+    path = publish_curriculum(tmp_path, "toy", scores, **_options())
+    code = (
+        "import sys\n"
+        "from cl_core.sampler import load_curriculum\n"
+        "before = 'fsspec' in sys.modules\n"
+        f"load_curriculum({str(path)!r}).probabilities(0)\n"
+        "print(before, 'fsspec' in sys.modules)\n"
+    )
+    result = _run(code)
+    assert result.stdout.split() == ["False", "False"], result.stderr
