@@ -11,9 +11,10 @@ temporary directory (5 M x 384 is ~3.8 GB on disk; never the whole matrix in mem
 
 Measured side by side in this one run:
 
-(a) **The cluster stage at scale.** Fit at k (CUDA: :func:`cl_core.kmeans_torch.fit_kmeans_torch`;
-    otherwise the CPU path :func:`cl_core.cluster.fit_kmeans`, streaming ``MiniBatchKMeans``)
-    in this process, then the assignment as Dask tasks (:func:`cl_core.assign_dask.assign_chunks`)
+(a) **The cluster stage at scale.** Fit at k with :func:`cl_core.cluster.fit_kmeans` as the stage
+    runs it (``fit_device="auto"``: torch Lloyd on CUDA when present, else the streamed
+    ``MiniBatchKMeans`` CPU path) in this process, then the assignment as Dask tasks
+    (:func:`cl_core.cluster.assign_dask.assign_chunks`)
     on ``LocalCluster(n_workers=2, threads_per_worker=1, processes=True)``. Reports rows per
     second of fit + assignment and the peak RSS (``VmHWM``) of *every* process: this one, each
     worker and each nanny. Goal: <= 2 GiB everywhere.
@@ -48,7 +49,7 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from cl_core.assign_dask import assign_chunks, peak_rss_bytes  # noqa: E402
+from cl_core.cluster.assign_dask import assign_chunks, peak_rss_bytes  # noqa: E402
 
 DIM = 384
 CHUNK_ROWS = 4096
@@ -119,7 +120,7 @@ def _warm() -> int:
     import threadpoolctl  # noqa: F401
     import zarr  # noqa: F401
 
-    import cl_core.assign_dask
+    import cl_core.cluster.assign_dask
     import cl_core.store  # noqa: F401
 
     return os.getpid()
@@ -197,26 +198,25 @@ def run_assignment(
 # --------------------------------------------------------------------------------------------
 
 
-def fit_stage(store_path: str, k: int, cuda: bool) -> dict[str, Any]:
-    """Fit k centroids on the store the way the stage does on this machine."""
+def fit_stage(store_path: str, k: int) -> dict[str, Any]:
+    """Fit k centroids on the store exactly as the stage does on this machine."""
+    from cl_core.cluster import ClusterConfig, fit_kmeans, resolve_fit_device
+
+    config = ClusterConfig(n_clusters=k, random_state=SEED)
+    device = resolve_fit_device(config)
     started = time.perf_counter()
     cpu_started = time.process_time()
-    if cuda:
-        from cl_core.kmeans_torch import fit_kmeans_torch
-
-        fitted = fit_kmeans_torch(store_path, k, max_iter=10, random_state=SEED, device="cuda")
-        centroids, how = fitted.centroids, "torch Lloyd on CUDA (10 passes)"
-    else:
-        from cl_core.cluster import ClusterConfig, fit_kmeans
-
-        config = ClusterConfig(n_clusters=k, random_state=SEED)
-        centroids = fit_kmeans(store_path, k, config)
-        how = "cl_core.cluster.fit_kmeans (streamed MiniBatchKMeans, 1 epoch, 1 thread)"
+    centroids = fit_kmeans(store_path, k, config)
+    how = (
+        f"torch Lloyd on CUDA (<= {config.gpu_max_iter} passes)"
+        if device == "cuda"
+        else "streamed MiniBatchKMeans on the CPU (1 epoch, 1 thread)"
+    )
     return {
         "centroids": centroids,
         "seconds": time.perf_counter() - started,
         "cpu_seconds": time.process_time() - cpu_started,
-        "how": how,
+        "how": f"cl_core.cluster.fit_kmeans, fit_device auto -> {device}: {how}",
     }
 
 
@@ -228,7 +228,7 @@ def fit_stage(store_path: str, k: int, cuda: bool) -> dict[str, Any]:
 def _inertia_torch(rows: np.ndarray, centroids: np.ndarray, device: str) -> float:
     import torch
 
-    from cl_core.kmeans_torch import nearest_centroids
+    from cl_core.cluster.kmeans_torch import nearest_centroids
 
     centers = torch.from_numpy(np.array(centroids, dtype=np.float32)).to(device)
     total = 0.0
@@ -245,7 +245,7 @@ def gpu_compare(n_rows: int, k: int, passes: int, device: str) -> dict[str, Any]
     from sklearn.cluster import MiniBatchKMeans
 
     from cl_core.cluster import ArraySource
-    from cl_core.kmeans_torch import fit_kmeans_torch, kmeans_plusplus_init
+    from cl_core.cluster.kmeans_torch import fit_kmeans_torch, kmeans_plusplus_init
 
     centres = blob_centres(k, seed=SEED + 1)
     rows = np.empty((n_rows, DIM), dtype=np.float32)
@@ -341,12 +341,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    import torch
+    from cl_core.cluster import ClusterConfig, resolve_fit_device
 
     sizes = dict(SIZES["quick" if args.quick else "full"])
     n_rows = int(args.n_rows or sizes["n_rows"])
     k = int(args.k or sizes["k"])
-    cuda = torch.cuda.is_available()
+    cuda = resolve_fit_device(ClusterConfig()) == "cuda"  # no torch import without a GPU driver
     store_path = str(workdir / f"blobs-{n_rows}x{DIM}-k{k}.zarr")
 
     started = time.perf_counter()
@@ -355,7 +355,7 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     disk_bytes = sum(f.stat().st_size for f in Path(store_path).rglob("*") if f.is_file())
 
     task_rows = 16_384 if args.quick else 32_768
-    fit = fit_stage(store_path, k, cuda)
+    fit = fit_stage(store_path, k)
     two = run_assignment(store_path, fit["centroids"], 2, task_rows)
     main_peak_mib = peak_rss_bytes() / 2**20
     one = run_assignment(store_path, fit["centroids"], 1, task_rows)

@@ -71,18 +71,16 @@ from typing import Any
 
 import numpy as np
 
-from cl_core._location import Location, ObjectPath
-from cl_core._manifest import (
-    SAMPLE_MASK_FILE,
+from cl_core._validation import check_finite, check_valid_mask
+from cl_core.artifacts.location import Location, ObjectPath
+from cl_core.artifacts.manifest import SAMPLE_MASK_FILE, load_manifest, resolve_version
+from cl_core.artifacts.verify import (
     check_difficulty,
     load_array,
     load_json,
-    load_manifest,
     load_sample_mask,
-    resolve_version,
     verify_file,
 )
-from cl_core._validation import check_finite, check_valid_mask
 from cl_core.schedule import (
     Schedule,
     ScheduleConfig,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import cl_core.artifacts as artifacts
+import cl_core.artifacts.publish as publishing
 from cl_core import CODE_VERSION
 from cl_core.artifacts import (
     SCHEMA_VERSION,
@@ -210,7 +211,7 @@ def test_failed_publish_leaves_nothing_and_keeps_the_previous_version(
 ) -> None:
     previous = _publish(tmp_path, scores)
     before = _freeze_mtimes(previous)
-    real_write = artifacts._write_file
+    real_write = publishing._write_file
     calls = []
 
     def write_then_crash(directory: Path, item: object) -> dict[str, object]:
@@ -219,7 +220,7 @@ def test_failed_publish_leaves_nothing_and_keeps_the_previous_version(
             raise OSError("disk full (simulated)")
         return real_write(directory, item)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(artifacts, "_write_file", write_then_crash)
+    monkeypatch.setattr(publishing, "_write_file", write_then_crash)
     with pytest.raises(OSError, match="simulated"):
         _publish(tmp_path, scores * 0.5)
 

