@@ -14,6 +14,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 ifeq ($(filter-out glibc,$(CL_CURRICULUM_ALLOCATOR)),)
 export MALLOC_MMAP_THRESHOLD_ ?= 4000000000
 export MALLOC_TRIM_THRESHOLD_ ?= 4000000000
+export MALLOC_ARENA_MAX ?= 1
 endif
 
 $(PY):

@@ -353,7 +353,7 @@ def ours_on_files(
     model: Any, root: Path, setting: dict[str, Any], device: Any, decode: str, workdir: Path
 ) -> dict[str, float]:
     """embed_dataset over the folder: images/s end to end, plus its loader's first-batch latency."""
-    from cl_core.embed import EmbedConfig, _prepare, embed_dataset
+    from cl_core.embed import EmbedConfig, embed_dataset, plan_inference
     from cl_core.inference import make_loader
 
     config = EmbedConfig(
@@ -369,7 +369,7 @@ def ours_on_files(
     )
     n = setting["n"]
     # First batch: the loader embed_dataset builds, timed from its creation.
-    plan = _prepare(f"imagefolder:{root}", config, None).plan
+    plan = plan_inference(f"imagefolder:{root}", config)
     batch = setting["batch_size"]
     batches = [range(i, min(i + batch, n)) for i in range(0, n, batch)]
     start = time.perf_counter()

@@ -72,6 +72,7 @@ __all__ = [
     "embed_dataset",
     "embed_shards",
     "load_model",
+    "plan_inference",
     "plan_store",
     "pool_features",
     "resolve_dataset",
@@ -412,6 +413,16 @@ def _check_no_skipped(job: _Job, store: Any) -> None:
 
 
 # -- public entry points ---------------------------------------------------------------------
+
+
+def plan_inference(dataset: Any, config: EmbedConfig | None = None) -> InferencePlan:
+    """The inference plan :func:`embed_dataset` would run: model loaded, dataset resolved,
+    device, precision, workers and decode path chosen (no store is created).
+
+    Useful to check what a configuration resolves to (e.g. ``plan.decode`` is ``"gpu"`` or
+    ``"cpu"``) and, with :func:`cl_core.inference.make_loader`, to time the data loader alone.
+    """
+    return _prepare(dataset, config, None).plan
 
 
 def plan_store(

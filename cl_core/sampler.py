@@ -141,7 +141,7 @@ class Curriculum:
     manifest : dict or None
         The artifact's manifest (None when built in memory).
     path : Path, ObjectPath or None
-        The version directory (an :class:`~cl_core._location.ObjectPath` when loaded from a
+        The version directory (an :class:`~cl_core.artifacts.ObjectPath` when loaded from a
         URL).
     version : str or None
         The artifact's content id.
@@ -381,7 +381,7 @@ def load_curriculum(path: str | os.PathLike[str] | ObjectPath) -> Curriculum:
     ------
     FileNotFoundError
         If no published version is there (a directory without ``manifest.json`` does not exist).
-    cl_core._manifest.ArtifactIntegrityError
+    cl_core.artifacts.ArtifactIntegrityError
         Naming the file whose sha256, shape or dtype does not match the manifest.
     """
     version_dir = resolve_version(path)

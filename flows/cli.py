@@ -173,7 +173,19 @@ def _keep_on_console(record: logging.LogRecord) -> bool:
     if record.levelno >= logging.WARNING:
         return True
     noisy = record.name == "prefect.task_runs" or record.name.startswith("distributed")
-    return not noisy
+    return not noisy and not _failed_run_state(record)
+
+
+def _failed_run_state(record: logging.LogRecord) -> bool:
+    """``Finished in state Failed(<the error>)``: the CLI's one error line says the same."""
+    message = record.getMessage()
+    return message.startswith("Finished in state ") and "Completed" not in message.split("(")[0]
+
+
+def _not_server_lifecycle(record: logging.LogRecord) -> bool:
+    """Drops the embedded server's "Starting/Stopping temporary server" lines: the stop line is
+    logged at interpreter exit, after the CLI's last line (the result, a warning or the error)."""
+    return not (record.name == "prefect" and record.levelno < logging.WARNING)
 
 
 @contextmanager
@@ -186,6 +198,7 @@ def _console_logs(verbose: bool) -> Iterator[None]:
 
     handlers = prefect_console_handlers()
     for handler in handlers:
+        handler.addFilter(_not_server_lifecycle)  # stays until exit (idempotent)
         handler.addFilter(_keep_on_console)
     try:
         yield

@@ -218,10 +218,9 @@ class CurriculumParams(_Params):
     @field_validator("pacing")
     @classmethod
     def _known_pacing(cls, pacing: str) -> str:
-        from cl_core._validation import check_choice
-        from cl_core.schedule import PACINGS
+        from cl_core.schedule import canonical_pacing
 
-        return check_choice("pacing", pacing, PACINGS)
+        return canonical_pacing(pacing)
 
     def schedule_config(self) -> Any:
         from cl_core.schedule import ScheduleConfig

@@ -31,7 +31,8 @@ ALLOCATOR_KEYS = (*GLIBC_TUNABLES, ALLOCATOR_ENV, REEXEC_MARKER, "LD_PRELOAD", "
 PROBE = textwrap.dedent(
     """
     import json, os, sys
-    keys = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "_CL_CURRICULUM_ALLOCATOR_REEXEC")
+    keys = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX",
+            "_CL_CURRICULUM_ALLOCATOR_REEXEC")
     print(json.dumps({"start": {k: os.environ.get(k) for k in keys}}), flush=True)
     from flows.launcher import reexec_with_allocator
     reexec_with_allocator()
@@ -66,6 +67,7 @@ def test_launcher_reexecs_exactly_once_with_the_tunables() -> None:
     assert starts[0]["MALLOC_MMAP_THRESHOLD_"] is None
     assert starts[1]["MALLOC_MMAP_THRESHOLD_"] == GLIBC_TUNABLES["MALLOC_MMAP_THRESHOLD_"]
     assert starts[1]["MALLOC_TRIM_THRESHOLD_"] == GLIBC_TUNABLES["MALLOC_TRIM_THRESHOLD_"]
+    assert starts[1]["MALLOC_ARENA_MAX"] == "1"
     assert starts[1]["_CL_CURRICULUM_ALLOCATOR_REEXEC"] == "1"
     assert lines[-1]["status"] == ["glibc", True, "env", True]
 
@@ -121,7 +123,7 @@ def test_recommended_env_respects_user_values_and_opt_out() -> None:
     assert recommended_env(environ={}) == GLIBC_TUNABLES
     user = {"MALLOC_TRIM_THRESHOLD_": "0"}
     assert recommended_env(environ=user) == {
-        "MALLOC_MMAP_THRESHOLD_": GLIBC_TUNABLES["MALLOC_MMAP_THRESHOLD_"]
+        k: v for k, v in GLIBC_TUNABLES.items() if k != "MALLOC_TRIM_THRESHOLD_"
     }
     assert recommended_env(environ={ALLOCATOR_ENV: "system"}) == {}
     assert recommended_env("system", environ={}) == {}

@@ -63,3 +63,15 @@ def test_sampler_imports_only_numpy_and_stdlib() -> None:
     loaded = _modules_loaded_by("import cl_core.sampler")
     heavy = {"torch", "prefect", "dask", "sklearn", "zarr", "timm", "matplotlib", "scipy"}
     assert not (heavy & loaded), f"cl_core.sampler pulled in {sorted(heavy & loaded)}"
+
+
+def test_tests_import_required_dependencies_instead_of_skipping() -> None:
+    """A broken install must fail the suite, not skip the tests that need the broken package."""
+    needle = "importorskip" + "("  # split so that this file does not match itself
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if needle in line
+    ]
+    assert not offenders, f"pytest.importorskip on a required dependency: {offenders}"

@@ -461,8 +461,13 @@ def test_calls_never_re_solve_the_temperature(
     def forbidden(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("get_curriculum_weights re-solved the temperature")
 
-    for name in ("build_schedule", "solve_inverse_temperature", "_solve_fractions"):
+    import cl_core.schedule.solver as solver
+
+    for name in ("build_schedule", "solve_inverse_temperature"):
         monkeypatch.setattr(schedule, name, forbidden)
+    # The solver's own calls resolve names in its module: patch them where they run.
+    for name in ("build_schedule", "solve_inverse_temperature", "_solve_fractions"):
+        monkeypatch.setattr(solver, name, forbidden)
     monkeypatch.setattr(cl.estimator, "build_schedule", forbidden)  # its imported reference
     for iteration in range(0, 100, 3):
         fitted.get_curriculum_weights(strategy="easy", current_iteration=iteration)

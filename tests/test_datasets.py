@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-torch = pytest.importorskip("torch")
-from torch.utils.data import DataLoader, IterableDataset, TensorDataset  # noqa: E402
-
-from cl_core.datasets import (  # noqa: E402
+from cl_core.datasets import (
     DigitsDataset,
     dataset_fingerprint,
     fingerprint_indices,

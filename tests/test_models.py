@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import timm
+import torch
 
-torch = pytest.importorskip("torch")
-timm = pytest.importorskip("timm")
-
-from cl_core.datasets import image_transform  # noqa: E402
-from cl_core.models import (  # noqa: E402
+from cl_core.datasets import image_transform
+from cl_core.models import (
     MODEL_ALIASES,
     canonical_model_name,
     clear_model_cache,

@@ -80,17 +80,7 @@ def package_violations(package: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "package",
-    [
-        "curriculum_learning",
-        pytest.param(
-            "flows",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="issue 12: flows/ is being moved onto public cl_core steps (H2); the "
-                "lead removes this mark once flows/ passes",
-            ),
-        ),
-    ],
+    ["curriculum_learning", "flows", "deployments", "benchmarks", "examples"],
 )
 def test_package_uses_public_cl_core_names_only(package: str) -> None:
     violations = package_violations(package)

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 
-zarr = pytest.importorskip("zarr")
-
-from cl_core.store import (  # noqa: E402
+from cl_core.store import (
     NORMALIZATIONS,
     EmbeddingStore,
     StoreMismatchError,

@@ -81,6 +81,7 @@ from cl_core.schedule.checks import (
     PACINGS,
     STRATEGIES,
     STRATEGY_ALIASES,
+    canonical_pacing,
     canonical_strategy,
     inverse_temperature,
 )
@@ -96,7 +97,6 @@ from cl_core.schedule.fraction import (
 from cl_core.schedule.pacing import pacing_fraction
 from cl_core.schedule.solver import (
     INTERPOLATION_TOL,
-    _solve_fractions,  # noqa: F401  (tests/test_compat.py monkeypatches it here)
     build_schedule,
     solve_inverse_temperature,
     solve_temperature,
@@ -115,6 +115,7 @@ __all__ = [
     "Schedule",
     "ScheduleConfig",
     "build_schedule",
+    "canonical_pacing",
     "canonical_strategy",
     "curriculum_probabilities",
     "effective_fraction",

@@ -43,6 +43,22 @@ def canonical_strategy(name: object) -> str:
     return resolved
 
 
+def canonical_pacing(name: object) -> str:
+    """Validate a pacing name: one of :data:`PACINGS` (``linear``, ``cosine``, ``root``, ``step``).
+
+    Parameters
+    ----------
+    name : str
+        The pacing of the schedule's target fraction ``f(t)``.
+
+    Returns
+    -------
+    str
+        ``name``, unchanged.
+    """
+    return str(check_choice("pacing", name, PACINGS))
+
+
 def _as_difficulty(difficulty: object, name: str = "difficulty") -> np.ndarray:
     """Validate a per-sample score vector and return it as float64 (N,)."""
     values = np.asarray(difficulty)

@@ -4,7 +4,8 @@ The commands are read from the markdown here, so the docs cannot drift from the 
 as written, with these substitutions to keep it small and offline: the working directory is a
 temporary one, image folders are a generated 240-image folder, every model is timm's tiny
 ``test_efficientnet`` with seeded random weights at 32 px on the CPU, ``<id>`` is a store an
-earlier command wrote, the Dask address is a local cluster's, ``--no-progress`` is added, and
+earlier command wrote, the Dask address is a local cluster's, ``--no-progress`` is added, ``ab``
+runs with ``--quick``, and
 ``deploy``/``serve`` talk to the session's test server (``serve`` runs until its deployment is
 registered, then is stopped).
 """
@@ -26,12 +27,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from flows import cli
+from flows import cli, cli_ab
 from flows.params import EmbedParams
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", ROOT / "deployments" / "README.md"]
-SUBCOMMANDS = ("run", "demo", "inspect", "preview", "deploy", "serve")
+SUBCOMMANDS = ("run", "demo", "inspect", "preview", "ab", "deploy", "serve")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 INLINE = re.compile(r"`(cl-curriculum [^`]+)`")
 MENTION = re.compile(r"cl-curriculum\s+(?:" + "|".join(SUBCOMMANDS) + r")\b")
@@ -220,10 +221,12 @@ def test_every_documented_command_parses_and_passes_validation(
     )
     monkeypatch.setattr(cli, "_call", lambda command, cwd=None: ran.append("deploy"))
     monkeypatch.setattr(cli, "_load_serve_module", lambda: _FakeServe(ran))
+    monkeypatch.setattr(cli_ab, "execute_ab", lambda params, **_: ran.append("ab"))
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
     (tmp_path / "runs" / "embeddings").mkdir(parents=True)
     (tmp_path / "runs" / "embeddings" / "blobs.zarr").symlink_to(blob_store)
-    publish_curriculum("artifacts", "digits", difficulty=np.linspace(0, 1, 60))
+    # as many rows as the digits: `ab --dataset digits` checks that the artifact scores them all
+    publish_curriculum("artifacts", "digits", difficulty=np.linspace(0, 1, 1797))
     workspace = Workspace(tmp_path, image_folder, tiny_weights, "tcp://127.0.0.1:8786")
     commands = documented_commands()
     for argv in commands:
@@ -234,6 +237,7 @@ def test_every_documented_command_parses_and_passes_validation(
         result = runner.invoke(cli.app, argv)
         assert result.exit_code == 0, f"cl-curriculum {shlex.join(argv)}:\n{result.output}"
     assert ran.count("run") == sum(argv[0] in ("run", "demo") for argv in commands)
+    assert ran.count("ab") == sum(argv[0] == "ab" for argv in commands)
 
 
 class _FakeResult:
@@ -275,6 +279,8 @@ def test_every_documented_command_runs(
             argv = workspace.run_argv(argv)
         elif argv[0] == "demo":
             argv = [*argv, "--no-progress"]
+        elif argv[0] == "ab":
+            argv = [*argv, "--quick"]
         elif argv[0] == "deploy":
             monkeypatch.setenv("PREFECT_API_URL", server_env["PREFECT_API_URL"])
         result = runner.invoke(cli.app, argv)
