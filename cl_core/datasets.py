@@ -38,6 +38,7 @@ from torch.utils.data import (
 from torch.utils.data import default_collate as torch_default_collate
 
 DATASET_NAMES = ("digits", "imagefolder:PATH")
+DIGITS_SAMPLES = 1797  # scikit-learn's bundled digits (load_digits); fixed, part of its dataset id
 DATASET_KINDS = ("image", "text", "generic")
 N_FINGERPRINT_SAMPLES = 16
 IDENTITY_METHODS = ("listing", "content", "sampled", "explicit", "array")
@@ -527,10 +528,20 @@ def _resolve_named(
         return DatasetSpec(
             DigitsDataset(transform),
             kind="image",
-            dataset_id=f"sklearn-digits-1797|{rendering}",
+            dataset_id=f"sklearn-digits-{DIGITS_SAMPLES}|{rendering}",
             description="digits",
             transform_id=rendering,
         )
+    listing = _folder_listing(name)
+    return DatasetSpec(
+        ImageFiles(listing, transform),
+        kind="image",
+        description=f"imagefolder:{listing.root}",
+        transform_id=rendering,
+    )
+
+
+def _folder_listing(name: str) -> FileListing:
     root = Path(name.removeprefix("imagefolder:")).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(
@@ -538,18 +549,30 @@ def _resolve_named(
             f"'imagefolder:PATH' with PATH/<class>/<image files>"
         )
     try:
-        listing = scan_image_folder(root)
+        return scan_image_folder(root)
     except ValueError as error:
         raise ValueError(
             f"dataset={name!r} holds no images in class sub-folders ({error}); expected "
             f"PATH/<class>/<image files>"
         ) from error
-    return DatasetSpec(
-        ImageFiles(listing, transform),
-        kind="image",
-        description=f"imagefolder:{listing.root}",
-        transform_id=rendering,
-    )
+
+
+def count_samples(name: str) -> int:
+    """The number of samples of a named dataset, without a model, a transform or any decoding.
+
+    Lets a caller check what depends only on the dataset's length (``n_clusters`` against N)
+    before paying for a model load. An image folder is listed (no ``stat`` of files).
+
+    Parameters
+    ----------
+    name : str
+        ``"digits"`` or ``"imagefolder:PATH"`` (see :data:`DATASET_NAMES`).
+    """
+    if name == "digits":
+        return DIGITS_SAMPLES
+    if not isinstance(name, str) or not name.startswith("imagefolder:"):
+        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASET_NAMES)}")
+    return len(_folder_listing(name))
 
 
 def _resolve_loader(loader: DataLoader[Any]) -> DatasetSpec:

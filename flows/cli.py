@@ -97,18 +97,23 @@ def preflight(params: dict[str, Any]) -> None:
     """Check everything a run needs before Prefect starts; raise :class:`BadInput` (or the
     library's ValueError/TypeError) naming the argument, the value and the fix.
 
-    Cheap checks go first (configs, weights file, device); then the model is loaded and the
-    dataset opened, both memoised per process so the run that follows reuses them.
+    Cheap checks go first (configs, weights file, folder, k against the dataset's length); then
+    the device, and the model is loaded and the dataset opened, both memoised per process so the
+    run that follows reuses them.
     """
     dataset: DatasetParams = params["dataset"]
     clustering: ClusterParams = params["clustering"]
     clustering.to_config()
     params["curriculum"].schedule_config()
     if dataset.kind == "zarr":
-        n_samples = _store_rows(dataset)
-    else:
-        n_samples = _dataset_rows(dataset, params["embedding"])
-    check_clusters_fit(clustering, n_samples, dataset.spec)
+        check_clusters_fit(clustering, _store_rows(dataset), dataset.spec)
+        return
+    _check_files(dataset, params["embedding"])
+    from cl_core.datasets import count_samples
+
+    # k against N needs only the dataset's length: checked before the model is loaded
+    check_clusters_fit(clustering, count_samples(dataset.spec), dataset.spec)
+    _check_model_and_dataset(dataset, params["embedding"])
 
 
 def _store_rows(dataset: DatasetParams) -> int:
@@ -122,9 +127,7 @@ def _store_rows(dataset: DatasetParams) -> int:
     return int(inputs.open_complete_store(dataset)["n_rows"])
 
 
-def _dataset_rows(dataset: DatasetParams, embedding: EmbedParams) -> int:
-    from flows import inputs
-
+def _check_files(dataset: DatasetParams, embedding: EmbedParams) -> None:
     if embedding.weights and not Path(embedding.weights).expanduser().is_file():
         raise BadInput(
             f"--weights {embedding.weights!r}: no such file; pass the path of a local "
@@ -135,13 +138,19 @@ def _dataset_rows(dataset: DatasetParams, embedding: EmbedParams) -> int:
             f"dataset {dataset.spec!r}: {dataset.location!r} is not a directory; pass "
             "imagefolder:PATH with PATH/<class>/<image files>"
         )
+
+
+def _check_model_and_dataset(dataset: DatasetParams, embedding: EmbedParams) -> None:
+    """Device, model name, weights and dataset; the model and dataset are memoised per process,
+    so the run that follows reuses them."""
+    from flows import inputs
+
     embedding.to_config()  # imports torch: after the checks that need nothing
     if embedding.device is not None:
         from cl_core.embed import resolve_device
 
         resolve_device(embedding.device)  # --device cuda without CUDA fails here
-    _, resolved = inputs.resolve_inputs(dataset, embedding)
-    return int(resolved.n_samples)
+    inputs.resolve_inputs(dataset, embedding)
 
 
 def check_clusters_fit(clustering: ClusterParams, n_samples: int, spec: str) -> None:

@@ -140,3 +140,22 @@ def test_image_transform_normalises_with_the_model_config() -> None:
     config = {"input_size": (3, 8, 8), "mean": (0.5,) * 3, "std": (0.5,) * 3, "crop_pct": 1.0}
     white = Image.new("RGB", (8, 8), (255, 255, 255))
     torch.testing.assert_close(image_transform(config)(white), torch.ones(3, 8, 8))
+
+
+def test_count_samples_matches_the_resolved_dataset_without_a_model(tmp_path: Path) -> None:
+    """The CLI checks k against N with this before it loads any model."""
+    from PIL import Image
+
+    from cl_core.datasets import count_samples
+
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(3 if label == "a" else 2):
+            Image.new("RGB", (8, 8)).save(tmp_path / label / f"{i}.png")
+    assert count_samples("digits") == resolve_dataset("digits").n_samples == 1797
+    folder = f"imagefolder:{tmp_path}"
+    assert count_samples(folder) == resolve_dataset(folder).n_samples == 5
+    with pytest.raises(ValueError, match="unknown dataset"):
+        count_samples("mnist")
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        count_samples(f"imagefolder:{tmp_path / 'missing'}")
