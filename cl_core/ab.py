@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from cl_core._validation import check_choice
+from cl_core.validation import check_choice
 
 __all__ = [
     "ARMS",

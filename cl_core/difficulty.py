@@ -26,7 +26,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from cl_core._validation import check_choice, check_finite, check_valid_mask
+from cl_core.validation import check_choice, check_finite, check_valid_mask
 
 __all__ = ["NORMALIZATIONS", "distances_to_centroids", "normalize_difficulty"]
 

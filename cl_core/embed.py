@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from cl_core import CODE_VERSION
-from cl_core._validation import check_choice
 from cl_core.datasets import (
     BadSampleError,
     DatasetIdentity,
@@ -54,6 +53,7 @@ from cl_core.inference import (
     start_worker_server,
 )
 from cl_core.models import DEFAULT_MODEL, MODEL_ALIASES, LoadedModel, load_model
+from cl_core.validation import check_choice
 
 __all__ = [
     "BAD_SAMPLE_POLICIES",

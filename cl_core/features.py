@@ -21,9 +21,9 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 from torch.utils.data import default_collate as torch_default_collate
 
-from cl_core._validation import check_choice
 from cl_core.datasets import describe_error, sample_path
 from cl_core.models import LoadedModel
+from cl_core.validation import check_choice
 
 POOLINGS = ("auto", "cls", "mean", "none")
 OUTPUT_KEYS = (

@@ -27,7 +27,6 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from cl_core._validation import check_choice
 from cl_core.datasets import (
     BadSampleError,
     DatasetSpec,
@@ -45,6 +44,7 @@ from cl_core.features import (
     split_batch,
 )
 from cl_core.models import LoadedModel
+from cl_core.validation import check_choice
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BAD_SAMPLE_POLICIES = ("error", "skip")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cl_core._validation import check_finite
+from cl_core.validation import check_finite
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -71,7 +71,6 @@ from typing import Any
 
 import numpy as np
 
-from cl_core._validation import check_finite, check_valid_mask
 from cl_core.artifacts.location import Location, ObjectPath
 from cl_core.artifacts.manifest import SAMPLE_MASK_FILE, load_manifest, resolve_version
 from cl_core.artifacts.verify import (
@@ -89,6 +88,7 @@ from cl_core.schedule import (
     favoured_offsets,
     probabilities_from_offsets,
 )
+from cl_core.validation import check_finite, check_valid_mask
 
 __all__ = ["DEFAULT_REFRESH_EVERY", "Curriculum", "CurriculumSampler", "load_curriculum"]
 

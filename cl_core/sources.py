@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cl_core._validation import check_choice, check_finite, check_int, check_valid_mask
+from cl_core.validation import check_choice, check_finite, check_int, check_valid_mask
 
 if TYPE_CHECKING:
     from cl_core.store import EmbeddingStore

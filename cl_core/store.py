@@ -54,7 +54,7 @@ from typing import Any, Literal
 import numpy as np
 
 from cl_core import CODE_VERSION
-from cl_core._validation import check_choice, check_finite
+from cl_core.validation import check_choice, check_finite
 
 NORMALIZATIONS = ("standard", "l2", "none")
 """``standard``: dataset-wide z-score per dimension, then L2 per row; ``l2``: L2 only; ``none``."""

@@ -132,18 +132,3 @@ def test_bad_input_is_named(tmp_path, store_path: str, centroids: np.ndarray) ->
         assign_chunks(tmp_path / "partial.zarr", centroids)
     with pytest.raises(ValueError, match="unwritten shards"):
         assign_chunks(tmp_path / "partial.zarr", centroids, normalize="none")
-
-
-def test_old_import_paths_still_work() -> None:
-    """cl_core.assign_dask / cl_core.kmeans_torch moved into cl_core.cluster; old names remain."""
-    import cl_core.assign_dask
-    import cl_core.cluster.assign_dask
-    import cl_core.cluster.kmeans_torch
-    import cl_core.kmeans_torch
-
-    for old, new in (
-        (cl_core.assign_dask, cl_core.cluster.assign_dask),
-        (cl_core.kmeans_torch, cl_core.cluster.kmeans_torch),
-    ):
-        assert old.__all__ == new.__all__
-        assert all(getattr(old, name) is getattr(new, name) for name in new.__all__)

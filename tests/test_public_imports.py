@@ -3,7 +3,7 @@
 The AST of every module is walked; a violation is a private name (one leading underscore; dunders
 such as ``__version__`` are fine) anywhere in what comes from ``cl_core``:
 
-* ``from cl_core._validation import check_choice`` (a private module),
+* ``from cl_core.artifacts._private import x`` (a private module),
 * ``from cl_core.cluster import _derive_seed`` (a private name),
 * ``import cl_core.cluster._threads`` / ``cl_core.schedule._solve(...)`` /
   ``schedule._solve`` after ``from cl_core import schedule`` (private attribute of a module),
@@ -94,7 +94,7 @@ def test_the_checker_finds_each_kind_of_private_use() -> None:
 import cl_core.cluster._threads
 import cl_core.schedule as schedule
 from cl_core import store
-from cl_core._validation import check_choice
+from cl_core.artifacts._private import x
 from cl_core.cluster import _derive_seed, StoreSource
 from cl_core.sampler import Curriculum as C
 import numpy as np
@@ -110,7 +110,7 @@ cl_core_version = C.__name__  # dunder: fine
     found = private_uses(source)
     assert [line.split(": ", 1)[1] for line in found] == [
         "import cl_core.cluster._threads",
-        "from cl_core._validation import ...",
+        "from cl_core.artifacts._private import ...",
         "from cl_core.cluster import _derive_seed",
         "schedule._solve",
         "store._LABEL_FILL",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cl_core._validation import check_choice, check_finite, check_fraction, check_non_negative_int
+from cl_core.validation import check_choice, check_finite, check_fraction, check_non_negative_int
 
 
 def test_check_finite_names_count_and_first_index() -> None:

@@ -17,13 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from cl_core._validation import (
-    check_choice,
-    check_finite,
-    check_fraction,
-    check_non_negative_int,
-    check_valid_mask,
-)
 from cl_core.artifacts.identity import compute_version, curriculum_identity
 from cl_core.artifacts.latest import _check_artifact_name, _point_latest, remove_stale_temporaries
 from cl_core.artifacts.location import Location, ObjectPath, as_location
@@ -38,6 +31,13 @@ from cl_core.schedule import (
     build_schedule,
     canonical_strategy,
     effective_fraction_at,
+)
+from cl_core.validation import (
+    check_choice,
+    check_finite,
+    check_fraction,
+    check_non_negative_int,
+    check_valid_mask,
 )
 
 

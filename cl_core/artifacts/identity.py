@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from cl_core import CODE_VERSION
-from cl_core._validation import check_valid_mask
 from cl_core.artifacts.manifest import SCHEMA_VERSION
 from cl_core.schedule import ScheduleConfig
+from cl_core.validation import check_valid_mask
 
 VERSION_LENGTH = 12
 

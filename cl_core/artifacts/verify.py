@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from cl_core._validation import check_finite
 from cl_core.artifacts.location import Location, ObjectPath
 from cl_core.artifacts.manifest import (
     MANIFEST_FILE,
@@ -25,6 +24,7 @@ from cl_core.artifacts.manifest import (
     resolve_version,
     sha256_file,
 )
+from cl_core.validation import check_finite
 
 
 def _file_entry(manifest: dict[str, Any], version_dir: Location, filename: str) -> dict[str, Any]:

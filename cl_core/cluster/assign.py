@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from cl_core._validation import check_finite
 from cl_core.sources import ChunkSource, StoreSource, _RowSubset, _to_numpy, as_source
+from cl_core.validation import check_finite
 
 _ASSIGN_MAX_SCORES = 1 << 22  # rows x centroids scores per GEMM in assign (16 MiB float32)
 

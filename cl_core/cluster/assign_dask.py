@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from cl_core._validation import check_choice, check_finite, check_valid_mask
 from cl_core.cluster.assign import _ASSIGN_MAX_SCORES
+from cl_core.validation import check_choice, check_finite, check_valid_mask
 
 NORMALIZATIONS = ("standard", "l2", "none")
 """Row normalisations (as :data:`cl_core.store.NORMALIZATIONS`)."""

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from cl_core._validation import check_choice, check_int, check_random_state
 from cl_core.sources import NORMALIZATIONS
+from cl_core.validation import check_choice, check_int, check_random_state
 
 SCHEDULERS = ("threads", "processes", "synchronous")
 """Local Dask schedulers for the k sweep (a ``dask.distributed.Client`` overrides them)."""

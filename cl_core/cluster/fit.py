@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from cl_core._validation import check_int
 from cl_core.cluster._threads import _thread_limit
 from cl_core.cluster.config import ClusterConfig, _check_config, resolve_fit_device
 from cl_core.cluster.sampling import (
@@ -36,6 +35,7 @@ from cl_core.cluster.seeds import (
     _entropy,
 )
 from cl_core.sources import ArraySource, ChunkSource, as_source
+from cl_core.validation import check_int
 
 
 def _initial_centers(

@@ -51,9 +51,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cl_core._validation import check_choice, check_finite, check_int
 from cl_core.cluster.sampling import sample_rows
 from cl_core.sources import as_source
+from cl_core.validation import check_choice, check_finite, check_int
 
 if TYPE_CHECKING:
     import torch

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from cl_core._validation import check_choice
 from cl_core.cluster.config import CHOSEN_BY, ClusterConfig
+from cl_core.validation import check_choice
 
 
 @dataclass(frozen=True)

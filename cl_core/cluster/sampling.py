@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from cl_core._validation import check_finite, check_int
 from cl_core.cluster.seeds import _entropy
 from cl_core.sources import ChunkSource, _to_numpy, as_source
+from cl_core.validation import check_finite, check_int
 
 
 def sample_rows(source: Any, n: int, random_state: int | None = 0) -> np.ndarray:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cl_core._validation import check_random_state
 from cl_core.cluster.config import ClusterConfig, _check_config
+from cl_core.validation import check_random_state
 
 # Keys that separate the random streams of the different uses of one random_state.
 _KEY_SAMPLE = 1

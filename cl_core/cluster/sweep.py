@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from cl_core._validation import check_choice, check_int
 from cl_core.cluster._threads import _load_native_libraries, _openmp_limit
 from cl_core.cluster.config import (
     CHOSEN_BY,
@@ -37,6 +36,7 @@ from cl_core.cluster.sampling import (
 )
 from cl_core.cluster.seeds import _KEY_SAMPLE, _KEY_SWEEP, _derive_seed, _entropy
 from cl_core.sources import _resolve_valid, _RowSubset, as_source
+from cl_core.validation import check_choice, check_int
 
 
 def evaluate_k(

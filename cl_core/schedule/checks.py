@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from cl_core._validation import check_choice, check_finite
+from cl_core.validation import check_choice, check_finite
 
 STRATEGIES = ("easy", "hard")
 STRATEGY_ALIASES = {"difficulty": "hard", "prototypes": "easy"}

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from cl_core._validation import check_choice, check_fraction, check_non_negative_int
 from cl_core.schedule.checks import (
     PACINGS,
     _check_positive_int,
@@ -16,6 +15,7 @@ from cl_core.schedule.checks import (
     _check_tol,
     canonical_strategy,
 )
+from cl_core.validation import check_choice, check_fraction, check_non_negative_int
 
 DEFAULT_GRID_SIZE = 33
 """Initial number of table nodes below ``f = 1`` (evenly spaced in the logit coordinate)."""

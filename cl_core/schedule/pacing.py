@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from cl_core._validation import check_choice, check_fraction, check_non_negative_int
 from cl_core.schedule.checks import (
     PACINGS,
     _check_iteration,
     _check_positive_int,
     _check_power,
 )
+from cl_core.validation import check_choice, check_fraction, check_non_negative_int
 
 
 def pacing_fraction(

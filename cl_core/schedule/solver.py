@@ -14,7 +14,6 @@ import warnings
 
 import numpy as np
 
-from cl_core._validation import check_fraction, check_valid_mask
 from cl_core.schedule.checks import _as_difficulty, _check_tol, canonical_strategy
 from cl_core.schedule.config import ScheduleConfig
 from cl_core.schedule.fraction import (
@@ -24,6 +23,7 @@ from cl_core.schedule.fraction import (
     _minimum_fraction_of_offsets,
 )
 from cl_core.schedule.table import Schedule, _interpolate_beta, _inverse_logit, _logit
+from cl_core.validation import check_fraction, check_valid_mask
 
 INTERPOLATION_TOL = 1e-3
 """Guaranteed bound on ``|F(beta_for_fraction(f)) - f|`` for ``f`` in ``[initial_fraction, 1]``."""
