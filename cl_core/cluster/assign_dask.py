@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from cl_core.cluster.assign import _ASSIGN_MAX_SCORES
+# The same nearest-centroid kernels as the in-process assignment: results are bitwise equal.
+from cl_core.cluster.assign import _nearest, _nearest_within_groups
 from cl_core.validation import check_choice, check_finite, check_valid_mask
 
 NORMALIZATIONS = ("standard", "l2", "none")
@@ -44,8 +45,6 @@ DEFAULT_TASK_ROWS = 65_536
 """Rows per task (rounded up to whole store chunks): 16 chunks of the default 4096 rows, ~77
 tasks for 5 M rows. A task reads its range chunk by chunk, so this sets scheduling granularity,
 not memory."""
-
-_MAX_SCORES = _ASSIGN_MAX_SCORES  # rows x centroids per GEMM, as cl_core.cluster.assign
 
 
 @dataclass(frozen=True)
@@ -164,28 +163,6 @@ def _open(store: Any, storage_options: dict[str, Any] | None) -> Any:
     return open_store(store, read_only=True, storage_options=storage_options)
 
 
-def _nearest(block: np.ndarray, centers: np.ndarray, half_sq: np.ndarray) -> np.ndarray:
-    step = max(1, _MAX_SCORES // centers.shape[0])
-    out = np.empty(block.shape[0], dtype=np.intp)
-    for start in range(0, block.shape[0], step):
-        scores = block[start : start + step] @ centers.T
-        out[start : start + step] = np.argmin(half_sq - scores, axis=1)
-    return out
-
-
-def _nearest_within_groups(
-    block: np.ndarray, centers: np.ndarray, row_groups: np.ndarray, centroid_groups: np.ndarray
-) -> np.ndarray:
-    out = np.empty(block.shape[0], dtype=np.intp)
-    for group in np.unique(row_groups).tolist():
-        rows = np.flatnonzero(row_groups == group)
-        allowed = np.flatnonzero(centroid_groups == group)
-        sub = centers[allowed]
-        half_sq = 0.5 * np.einsum("ij,ij->i", sub, sub)
-        out[rows] = allowed[_nearest(block[rows], sub, half_sq)]
-    return out
-
-
 def assign_range(
     store: Any,
     centroids: np.ndarray,
@@ -233,7 +210,6 @@ def assign_range(
     started, cpu_started = time.perf_counter(), time.thread_time()
     handle = _open(store, storage_options)
     centers = np.ascontiguousarray(centroids, dtype=np.float32)
-    half_sq = 0.5 * np.einsum("ij,ij->i", centers, centers)
     assignment = np.empty(stop - start, dtype=np.int32)
     distances = np.empty(stop - start, dtype=np.float32)
     if n_threads is None:
@@ -252,7 +228,7 @@ def assign_range(
                 block = np.where(keep[:, None], block, np.float32(0.0))  # excluded: never read
             check_finite("features", block, offset=first)
             if row_groups is None or centroid_groups is None:
-                nearest = _nearest(block, centers, half_sq)
+                nearest = _nearest(block, centers)
             else:
                 nearest = _nearest_within_groups(block, centers, row_groups[lo:hi], centroid_groups)
             difference = block - centers[nearest]
