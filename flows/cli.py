@@ -10,18 +10,24 @@ second, not a server start.
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
+from flows.console import (
+    EXIT_FAILED,
+    BadInput,
+    bad_input_exits,
+    console_logs,
+    fail,
+    one_line,
+)
 from flows.params import (
     DEMO_MODEL,
     ClusterParams,
@@ -34,8 +40,6 @@ from flows.params import (
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT_YAML = ROOT / "deployments" / "prefect.yaml"
 SERVE_SCRIPT = ROOT / "deployments" / "serve.py"
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 app = typer.Typer(
     name="cl-curriculum",
@@ -44,43 +48,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-class BadInput(Exception):
-    """Raised for input the user can fix; printed as one line, exit code 2."""
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _one_line(error: BaseException) -> str:
-    """A one-line description of a bad-input error (pydantic errors flattened)."""
-    from pydantic import ValidationError
-
-    if isinstance(error, ValidationError):
-        parts = []
-        for item in error.errors():
-            where = ".".join(str(part) for part in item["loc"]) or "input"
-            parts.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
-        return "; ".join(parts)
-    return " ".join(str(error).split()) or type(error).__name__
-
-
-@contextmanager
-def _bad_input_exits() -> Iterator[None]:
-    """Turn the validation errors of the library and the parameter models into exit code 2.
-
-    Also a model that cannot be loaded (``RuntimeError``: offline without weights) and a file
-    that cannot be read (``OSError``): before the run starts, the fix is always the user's.
-    """
-    from pydantic import ValidationError
-
-    try:
-        yield
-    except (BadInput, ValidationError, ValueError, TypeError, RuntimeError, OSError) as error:
-        _fail(_one_line(error))
 
 
 def _parse_range(text: str) -> tuple[int, int]:
@@ -170,55 +137,9 @@ def check_clusters_fit(clustering: ClusterParams, n_samples: int, spec: str) -> 
         )
 
 
-def _keep_on_console(record: logging.LogRecord) -> bool:
-    """Console filter of a quiet run: flow-level lines and warnings only.
-
-    Per-task INFO lines, Dask's cluster chatter, tracebacks and the engine's error lines are
-    dropped from the console (all of them still reach the run's log in Prefect); the CLI prints
-    one line for a failure instead.
-    """
-    if record.exc_info or record.levelno >= logging.ERROR:
-        return False
-    if record.levelno >= logging.WARNING:
-        return True
-    noisy = record.name == "prefect.task_runs" or record.name.startswith("distributed")
-    return not noisy and not _failed_run_state(record)
-
-
-def _failed_run_state(record: logging.LogRecord) -> bool:
-    """``Finished in state Failed(<the error>)``: the CLI's one error line says the same."""
-    message = record.getMessage()
-    return message.startswith("Finished in state ") and "Completed" not in message.split("(")[0]
-
-
-def _not_server_lifecycle(record: logging.LogRecord) -> bool:
-    """Drops the embedded server's "Starting/Stopping temporary server" lines: the stop line is
-    logged at interpreter exit, after the CLI's last line (the result, a warning or the error)."""
-    return not (record.name == "prefect" and record.levelno < logging.WARNING)
-
-
-@contextmanager
-def _console_logs(verbose: bool) -> Iterator[None]:
-    """Everything on the console with ``verbose``; otherwise :func:`_keep_on_console` only."""
-    if verbose:
-        yield
-        return
-    from flows.progress import prefect_console_handlers
-
-    handlers = prefect_console_handlers()
-    for handler in handlers:
-        handler.addFilter(_not_server_lifecycle)  # stays until exit (idempotent)
-        handler.addFilter(_keep_on_console)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(_keep_on_console)
-
-
 def execute(params: dict[str, Any], *, show_progress: bool = True, verbose: bool = False) -> Any:
     """Validate (exit 2), run ``curriculum-pipeline`` (exit 1 on failure), print the results."""
-    with _bad_input_exits():
+    with bad_input_exits():
         preflight(params)
     if params["dataset"].kind != "zarr":
         from cl_core.inference import start_worker_server
@@ -246,20 +167,20 @@ def _run_pipeline(params: dict[str, Any], *, show_progress: bool, verbose: bool)
 
     try:
         with (
-            _console_logs(verbose),
+            console_logs(verbose),
             embedded_run_settings(),
             progress.terminal_progress(show_progress),
         ):
             state = curriculum_pipeline(**params, return_state=True)
     except Exception as error:  # the run could not start (server, API): no flow run to name
-        _fail(f"the run failed: {_error_line(error)}", EXIT_FAILED)
+        fail(f"the run failed: {_error_line(error)}", EXIT_FAILED)
     if not state.is_completed():
         from prefect.states import get_state_exception
 
         where = _flow_run_label(state.state_details.flow_run_id)
         error_line = _error_line(get_state_exception(state))
         hint = "" if verbose else "; --verbose prints the traceback"
-        _fail(f"the run failed: {error_line} ({where}{hint})", EXIT_FAILED)
+        fail(f"the run failed: {error_line} ({where}{hint})", EXIT_FAILED)
     return state.result()
 
 
@@ -267,7 +188,7 @@ def _error_line(error: BaseException) -> str:
     """One line for a run failure: the error's own message (with its type if it is a bug)."""
     from cl_core.embed import BadSampleError
 
-    text = _one_line(error)
+    text = one_line(error)
     if isinstance(error, (BadSampleError, BadInput)):
         return text
     return f"{type(error).__name__}: {text}"
@@ -362,7 +283,7 @@ def run(
     ] = False,
 ) -> None:
     """Build and publish a curriculum for a dataset."""
-    with _bad_input_exits():
+    with bad_input_exits():
         params = {
             "dataset": DatasetParams(
                 spec=dataset, name=name, dataset_id=dataset_id, verify_content=verify_content
@@ -424,7 +345,7 @@ def demo(
     ] = False,
 ) -> None:
     """Digits (1,797 images) + EfficientNet-Lite0 (bundled weights), k by Davies-Bouldin."""
-    with _bad_input_exits():
+    with bad_input_exits():
         params = demo_params(output, work_dir, sweep_runner)
     execute(params, show_progress=progress_bars, verbose=verbose)
 
@@ -449,7 +370,7 @@ def inspect(
 
     from cl_core.artifacts import resolve_version, verify_artifact
 
-    with _bad_input_exits():
+    with bad_input_exits():
         version_dir = resolve_version(path)
         manifest = verify_artifact(version_dir)
     schedule = manifest.get("config", {}).get("schedule", {})
@@ -504,7 +425,7 @@ def preview(
 
     from cl_core.sampler import load_curriculum
 
-    with _bad_input_exits():
+    with bad_input_exits():
         if iteration < 0:
             raise BadInput(f"--iteration must be >= 0, got {iteration}")
         if top < 1:
@@ -559,7 +480,7 @@ def deploy(
     ),
 ) -> None:
     """Register the nightly deployment of deployments/prefect.yaml with a Prefect server."""
-    with _bad_input_exits():
+    with bad_input_exits():
         _require_checkout(PREFECT_YAML)
         if not os.environ.get("PREFECT_API_URL"):
             raise BadInput(
@@ -578,7 +499,7 @@ def deploy(
 def _call(command: list[str], cwd: Path | None = None) -> None:
     completed = subprocess.run(command, cwd=cwd, check=False)
     if completed.returncode != 0:
-        _fail(f"`{' '.join(command[2:])}` failed (exit {completed.returncode})", EXIT_FAILED)
+        fail(f"`{' '.join(command[2:])}` failed (exit {completed.returncode})", EXIT_FAILED)
 
 
 @app.command()
@@ -589,7 +510,7 @@ def serve(
     from flows._prefect_env import configure_environment
 
     configure_environment()  # before Prefect is first imported
-    with _bad_input_exits():
+    with bad_input_exits():
         _require_checkout(SERVE_SCRIPT)
         module = _load_serve_module()
         if cron is not None:

@@ -8,19 +8,16 @@ run exits with 1.
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
+from flows.console import EXIT_FAILED, bad_input_exits, console_logs, fail, one_line
+
 QUICK_STEPS = 200
 DEFAULT_STEPS = 600
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 
 def ab(
@@ -66,7 +63,7 @@ def ab(
 ) -> None:
     """Train the same model under the curriculum (easy), uniform, hard and shuffled; print the
     per-arm table and the verdict."""
-    with _bad_input_exits():
+    with bad_input_exits():
         params = ab_params(
             artifact=artifact,
             dataset=dataset,
@@ -185,62 +182,21 @@ def _run_flow(params: dict[str, Any], *, verbose: bool) -> Any:
     from flows.ab import curriculum_ab
 
     try:
-        with _console_logs(verbose), embedded_run_settings():
+        with console_logs(verbose), embedded_run_settings():
             state = curriculum_ab(**params, return_state=True)
     except Exception as error:  # the run could not start (server, API)
-        _fail(f"the run failed: {type(error).__name__}: {_one_line(error)}", EXIT_FAILED)
+        fail(f"the run failed: {type(error).__name__}: {one_line(error)}", EXIT_FAILED)
     if not state.is_completed():
         from prefect.states import get_state_exception
 
         error = get_state_exception(state)
         hint = "" if verbose else " (--verbose prints the traceback)"
-        _fail(f"the run failed: {type(error).__name__}: {_one_line(error)}{hint}", EXIT_FAILED)
+        fail(f"the run failed: {type(error).__name__}: {one_line(error)}{hint}", EXIT_FAILED)
     return state.result()
 
 
-# ---- one-line errors and a quiet console (as the other commands) ----------------------------
+# ---- progress notes on stderr ---------------------------------------------------------------
 
 
 def _note(message: str) -> None:
     typer.echo(message, err=True)
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
-@contextmanager
-def _bad_input_exits() -> Iterator[None]:
-    """Validation errors become one line on stderr and exit code 2."""
-    try:
-        yield
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        _fail(_one_line(error))
-
-
-def _keep_on_console(record: logging.LogRecord) -> bool:
-    if record.exc_info or record.levelno >= logging.ERROR:
-        return False
-    return record.levelno >= logging.WARNING or record.name != "prefect.task_runs"
-
-
-@contextmanager
-def _console_logs(verbose: bool) -> Iterator[None]:
-    if verbose:
-        yield
-        return
-    from flows.progress import prefect_console_handlers
-
-    handlers = prefect_console_handlers()
-    for handler in handlers:
-        handler.addFilter(_keep_on_console)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(_keep_on_console)
