@@ -1,76 +1,23 @@
-"""Assignment and per-sample distances as Dask tasks over row ranges of an embedding store.
-
-:func:`assign_chunks` splits the store's rows into ranges of ``chunk_rows`` rows and makes one
-``dask.delayed`` task per range (:func:`assign_range`). Each task opens the store itself (a path
-or fsspec URL, or an :class:`~cl_core.store.EmbeddingStore`, which pickles as its location),
-streams its range chunk by chunk, and returns only its int32 assignment, its float32 distances
-and a few task statistics. Nothing large passes through the scheduler: the graph holds the
-``k x D`` centroids once (one shared key) and, when given, the per-range slices of the mask or
-class groups.
-
-The tasks run with ``dask.compute``, i.e. on whatever scheduler is current: a
-``dask.distributed.Client`` that the caller created (or passed as ``scheduler=client``), or
-else Dask's local threaded scheduler. This module never imports ``dask.distributed``.
-
-The arithmetic is the one of :func:`cl_core.cluster.assign`, block by block on the same store
-chunks: ``argmin_j (||c_j||^2 / 2 - x.c_j)`` in float32 for the nearest centroid (in row steps
-of at most 2**22 scores), then the distance from the difference ``x - c``. So the result is
-identical to ``cl_core.cluster.assign`` on the same store, whatever ``chunk_rows`` and however
-many workers (the tests check equality).
-
-Memory per task: one store chunk of normalised float32 rows, its score matrix (at most 16 MiB),
-the centroids and the range's output (8 bytes per row). The caller holds the (N,) outputs.
-"""
+"""The driver: one Dask task per row range of a store, computed on the current scheduler, and
+the gathered :class:`ChunkedAssignment`."""
 
 from __future__ import annotations
 
 import os
-import resource
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-# The same nearest-centroid kernels as the in-process assignment: results are bitwise equal.
-from cl_core.cluster.assign import _nearest, _nearest_within_groups
+from cl_core.cluster.assign_dask.task import AssignTaskStats, _open, assign_range
+from cl_core.sources import NORMALIZATIONS
 from cl_core.validation import check_choice, check_finite, check_valid_mask
-
-NORMALIZATIONS = ("standard", "l2", "none")
-"""Row normalisations (as :data:`cl_core.store.NORMALIZATIONS`)."""
 
 DEFAULT_TASK_ROWS = 65_536
 """Rows per task (rounded up to whole store chunks): 16 chunks of the default 4096 rows, ~77
 tasks for 5 M rows. A task reads its range chunk by chunk, so this sets scheduling granularity,
 not memory."""
-
-
-@dataclass(frozen=True)
-class AssignTaskStats:
-    """What one :func:`assign_range` task did, measured inside the worker.
-
-    Attributes
-    ----------
-    start, stop : int
-        Row range ``[start, stop)``.
-    seconds : float
-        Wall time of the task.
-    cpu_seconds : float
-        CPU time of the task's thread (``time.thread_time``).
-    pid : int
-        Process that ran it.
-    peak_rss_bytes : int
-        Peak resident memory of that process so far (:func:`peak_rss_bytes`).
-    """
-
-    start: int
-    stop: int
-    seconds: float
-    cpu_seconds: float
-    pid: int
-    peak_rss_bytes: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,127 +77,6 @@ class ChunkedAssignment:
             entry["busy_seconds"] += task.seconds
             entry["peak_rss_mib"] = max(entry["peak_rss_mib"], task.peak_rss_bytes / 2**20)
         return summary
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident set size of the calling process, in bytes.
-
-    Linux: ``VmHWM`` of ``/proc/self/status`` (the peak of this process image;
-    ``getrusage``'s ``ru_maxrss`` would also count a parent's peak inherited through
-    fork/exec). Elsewhere ``getrusage(RUSAGE_SELF).ru_maxrss``.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
-
-
-# --------------------------------------------------------------------------------------------
-# The task
-# --------------------------------------------------------------------------------------------
-
-
-def _open(store: Any, storage_options: dict[str, Any] | None) -> Any:
-    from cl_core.store import EmbeddingStore, open_store
-
-    if isinstance(store, EmbeddingStore):
-        return store
-    return open_store(store, read_only=True, storage_options=storage_options)
-
-
-def assign_range(
-    store: Any,
-    centroids: np.ndarray,
-    start: int,
-    stop: int,
-    *,
-    normalize: str = "standard",
-    valid: np.ndarray | None = None,
-    row_groups: np.ndarray | None = None,
-    centroid_groups: np.ndarray | None = None,
-    storage_options: dict[str, Any] | None = None,
-    n_threads: int | None = 1,
-) -> tuple[int, np.ndarray, np.ndarray, AssignTaskStats]:
-    """Assign rows ``[start, stop)`` of a store: the body of one Dask task.
-
-    A pure function of picklable arguments; it opens the store itself and reads its range
-    chunk by chunk (memory: one chunk, not the range).
-
-    Parameters
-    ----------
-    store : str, os.PathLike or EmbeddingStore
-        Local path or fsspec URL of the store (or an open handle).
-    centroids : ndarray of shape (k, D), float32
-        Checked by :func:`assign_chunks`.
-    start, stop : int
-        Row range, ``0 <= start < stop <= N``.
-    normalize : {"standard", "l2", "none"}
-    valid : ndarray of shape (stop - start,), bool, optional
-        False = excluded row (assignment -1, distance 0.0, not read for finiteness).
-    row_groups : ndarray of shape (stop - start,), int64, optional
-        Group of every row; with ``centroid_groups`` a row only goes to a centroid of its group.
-    centroid_groups : ndarray of shape (k,), int64, optional
-    storage_options : dict, optional
-        fsspec options for URL stores.
-    n_threads : int or None
-        BLAS threads inside the task (1: one core per task; None: the library default).
-
-    Returns
-    -------
-    start : int
-    assignment : ndarray of shape (stop - start,), int32
-    distances : ndarray of shape (stop - start,), float32
-    stats : AssignTaskStats
-    """
-    started, cpu_started = time.perf_counter(), time.thread_time()
-    handle = _open(store, storage_options)
-    centers = np.ascontiguousarray(centroids, dtype=np.float32)
-    assignment = np.empty(stop - start, dtype=np.int32)
-    distances = np.empty(stop - start, dtype=np.float32)
-    if n_threads is None:
-        from contextlib import nullcontext
-
-        limit: Any = nullcontext()
-    else:
-        from threadpoolctl import threadpool_limits
-
-        limit = threadpool_limits(limits=n_threads, user_api="blas")
-    with limit:
-        for first, block in handle.iter_chunks(normalize, rows=(start, stop), prefetch=False):
-            lo, hi = first - start, first - start + block.shape[0]
-            keep = None if valid is None else valid[lo:hi]
-            if keep is not None and not keep.all():
-                block = np.where(keep[:, None], block, np.float32(0.0))  # excluded: never read
-            check_finite("features", block, offset=first)
-            if row_groups is None or centroid_groups is None:
-                nearest = _nearest(block, centers)
-            else:
-                nearest = _nearest_within_groups(block, centers, row_groups[lo:hi], centroid_groups)
-            difference = block - centers[nearest]
-            assignment[lo:hi] = nearest
-            distances[lo:hi] = np.sqrt(np.einsum("ij,ij->i", difference, difference))
-    if valid is not None:
-        assignment[~valid] = -1
-        distances[~valid] = 0.0
-    stats = AssignTaskStats(
-        start=int(start),
-        stop=int(stop),
-        seconds=time.perf_counter() - started,
-        cpu_seconds=time.thread_time() - cpu_started,
-        pid=os.getpid(),
-        peak_rss_bytes=peak_rss_bytes(),
-    )
-    return int(start), assignment, distances, stats
-
-
-# --------------------------------------------------------------------------------------------
-# The driver
-# --------------------------------------------------------------------------------------------
 
 
 def _check_store_ref(store: Any) -> Any:
@@ -429,13 +255,3 @@ def _check_groups(
             "every group needs at least one centroid"
         )
     return rows, cents
-
-
-__all__ = [
-    "DEFAULT_TASK_ROWS",
-    "AssignTaskStats",
-    "ChunkedAssignment",
-    "assign_chunks",
-    "assign_range",
-    "peak_rss_bytes",
-]

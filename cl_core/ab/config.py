@@ -1,0 +1,143 @@
+"""The A/B run's settings: the arms, :class:`ABConfig` and the checks of arms and seeds."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cl_core.validation import check_choice, check_int
+
+ARMS = ("easy", "uniform", "hard", "shuffled")
+OPTIMIZERS = ("adam", "sgd")
+
+
+def _check_int(name: str, value: object, minimum: int, fix: str) -> int:
+    return check_int(name, value, minimum, f"; {fix}")
+
+
+def check_arms(arms: object) -> tuple[str, ...]:
+    """The arms as a tuple of known, distinct names (in the order given)."""
+    if isinstance(arms, str):
+        arms = tuple(part.strip() for part in arms.split(",") if part.strip())
+    if not isinstance(arms, (tuple, list)) or not arms:
+        raise ValueError(f"arms must be a non-empty list of {', '.join(ARMS)}; got {arms!r}")
+    for arm in arms:
+        check_choice("arm", arm, ARMS)
+    if len(set(arms)) != len(arms):
+        raise ValueError(f"arms must be distinct, got {list(arms)}; e.g. {','.join(ARMS)}")
+    return tuple(str(arm) for arm in arms)
+
+
+def check_seeds(seeds: object) -> tuple[int, ...]:
+    """``seeds`` as distinct non-negative ints; an int ``n`` means ``0 .. n-1``."""
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        count = _check_int("seeds", seeds, 1, "run at least 1 seed (3 or more for a verdict)")
+        return tuple(range(count))
+    if not isinstance(seeds, (tuple, list)) or not seeds:
+        raise ValueError(f"seeds must be a count >= 1 or a non-empty list of seeds, got {seeds!r}")
+    values = tuple(_check_int("seed", seed, 0, "seeds are non-negative integers") for seed in seeds)
+    if len(set(values)) != len(values):
+        raise ValueError(f"seeds must be distinct, got {list(values)}")
+    return values
+
+
+@dataclass(frozen=True)
+class ABConfig:
+    """Everything that determines one arm's curve for a given seed (seeds are not part of it).
+
+    Parameters
+    ----------
+    arms : tuple of str
+        Subset of :data:`ARMS`; the verdict needs ``easy`` and ``uniform``.
+    steps : int >= 1
+        Optimiser steps per run (the same for every arm).
+    batch_size : int >= 1
+        Samples per step; every arm draws ``steps * batch_size`` indices.
+    eval_every : int >= 1
+        Held-out accuracy is measured at steps 0, eval_every, 2 eval_every, ... and at ``steps``.
+    lr : float > 0
+        Learning rate.
+    optimizer : {"adam", "sgd"}
+        ``sgd`` uses momentum 0.9.
+    weight_decay : float >= 0
+    warmup_fraction : float in (0, 1] or None
+        The curricula's warmup as a fraction of ``steps`` (uniform afterwards); None keeps the
+        artifact's ``warmup_iterations``.
+    holdout_fraction : float in (0, 0.9]
+        Share of the (unmasked) rows held out for evaluation, stratified by class.
+    split_seed : int >= 0
+        Seed of the held-out split (fixed across arms and seeds).
+    refresh_every : int >= 1
+        The curriculum samplers' probability refresh interval, in steps.
+    """
+
+    arms: tuple[str, ...] = ARMS
+    steps: int = 600
+    batch_size: int = 32
+    eval_every: int = 30
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    warmup_fraction: float | None = 0.5
+    holdout_fraction: float = 0.2
+    split_seed: int = 0
+    refresh_every: int = 5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arms", check_arms(self.arms))
+        object.__setattr__(self, "steps", _check_int("steps", self.steps, 1, "e.g. 600"))
+        object.__setattr__(
+            self, "batch_size", _check_int("batch_size", self.batch_size, 1, "e.g. 32")
+        )
+        every = _check_int("eval_every", self.eval_every, 1, "e.g. steps // 20")
+        if every > self.steps:
+            raise ValueError(
+                f"eval_every must be <= steps ({self.steps}), got {every}; e.g. {max(1, self.steps // 20)}"
+            )
+        object.__setattr__(self, "eval_every", every)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        for name, low in (("lr", 0.0), ("weight_decay", -1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value) or value <= low or (name == "weight_decay" and value < 0):
+                raise ValueError(f"{name} must be {'> 0' if name == 'lr' else '>= 0'}, got {value}")
+            object.__setattr__(self, name, float(value))
+        if self.warmup_fraction is not None:
+            fraction = float(self.warmup_fraction)
+            if not 0.0 < fraction <= 1.0:
+                raise ValueError(
+                    f"warmup_fraction must lie in (0, 1] or be None (the artifact's warmup), got "
+                    f"{self.warmup_fraction}; e.g. 0.5"
+                )
+            object.__setattr__(self, "warmup_fraction", fraction)
+        holdout = float(self.holdout_fraction)
+        if not 0.0 < holdout <= 0.9:
+            raise ValueError(f"holdout_fraction must lie in (0, 0.9], got {self.holdout_fraction}")
+        object.__setattr__(self, "holdout_fraction", holdout)
+        object.__setattr__(
+            self, "split_seed", _check_int("split_seed", self.split_seed, 0, "e.g. 0")
+        )
+        object.__setattr__(
+            self, "refresh_every", _check_int("refresh_every", self.refresh_every, 1, "e.g. 5")
+        )
+
+    @property
+    def eval_steps(self) -> tuple[int, ...]:
+        """The steps at which held-out accuracy is measured (0 and ``steps`` included)."""
+        return tuple(sorted({*range(0, self.steps, self.eval_every), self.steps}))
+
+    def warmup_iterations(self, artifact_warmup: int) -> int:
+        """The curricula's warmup for this run."""
+        if self.warmup_fraction is None:
+            return int(artifact_warmup)
+        return max(1, round(self.warmup_fraction * self.steps))
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | {
+            "arms": list(self.arms)
+        }

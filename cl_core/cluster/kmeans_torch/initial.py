@@ -1,0 +1,164 @@
+"""Initial centres of the torch k-means: given, or the best of seeded k-means++ draws."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cl_core.cluster.kmeans_torch.device import resolve_device
+from cl_core.cluster.kmeans_torch.kernels import nearest_centroids
+from cl_core.cluster.sampling import sample_rows
+from cl_core.cluster.seeds import _derive_seed
+from cl_core.validation import check_finite, check_int
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULT_INIT_SAMPLES = 20_000
+"""Rows of the seeded subsample for k-means++ (at least ``3 k``), as the CPU path's
+:data:`cl_core.cluster.DEFAULT_SWEEP_SAMPLES`."""
+
+
+# Keys of this fit's random streams (distinct from those of cl_core.cluster.seeds, 1 to 7);
+# the mini-batch order's key is in cl_core.cluster.kmeans_torch.updates.
+_KEY_INIT_SAMPLE = 11
+_KEY_INIT = 12
+
+
+def kmeans_plusplus_init(
+    sample: np.ndarray, k: int, random_state: int = 0, *, n_init: int = 3, device: Any = "auto"
+) -> np.ndarray:
+    """Best of ``n_init`` seeded greedy k-means++ draws on an in-memory sample, in torch.
+
+    The algorithm of scikit-learn's ``kmeans_plusplus`` (Arthur & Vassilvitskii with
+    ``2 + log(k)`` local trials per centre, the trial that lowers the potential most wins),
+    with fp32 matmul distances on ``device``. scikit-learn's own function upcasts float32 input
+    chunk by chunk and took ~60 s per draw at 20 000 x 384, k = 200 on this project's CI
+    machine; this port does the same work in ~1 s on one CPU core.
+
+    Parameters
+    ----------
+    sample : ndarray of shape (n, D)
+        Normalised rows, ``n >= k``.
+    k : int
+    random_state : int
+        Seed; draw ``i`` uses a seed derived from ``(random_state, i)``. The random numbers
+        come from numpy on the host, so a seed means the same draws on every device.
+    n_init : int
+        Draws; the one with the lowest inertia on ``sample`` is kept.
+    device : {"auto", "cpu", "cuda"}, "cuda:N" or torch.device
+        Where the distances are computed (see :func:`resolve_device`).
+
+    Returns
+    -------
+    ndarray of shape (k, D), float32
+    """
+    import torch
+
+    rows_np = np.ascontiguousarray(sample, dtype=np.float32)
+    if rows_np.ndim != 2 or rows_np.shape[0] == 0:
+        raise ValueError(f"sample must be a non-empty 2-D array (n, D), got {rows_np.shape}")
+    k = check_int("k", k, 1)
+    if k > rows_np.shape[0]:
+        raise ValueError(f"k={k} exceeds the {rows_np.shape[0]} sample rows; use more rows")
+    check_finite("sample", rows_np)
+    dev = resolve_device(device)
+    best: np.ndarray | None = None
+    best_inertia = math.inf
+    with torch.no_grad():
+        rows = torch.from_numpy(rows_np).to(dev)
+        sq_norms = (rows * rows).sum(dim=1)
+        for draw in range(check_int("n_init", n_init, 1)):
+            rng = np.random.default_rng(_derive_seed(random_state, _KEY_INIT, draw))
+            centers = _kmeans_plusplus(rows, sq_norms, k, rng)
+            inertia = float(nearest_centroids(rows, centers)[1].double().sum())
+            if inertia < best_inertia:
+                best, best_inertia = centers.cpu().numpy(), inertia
+    assert best is not None
+    return np.asarray(best, dtype=np.float32)
+
+
+def _kmeans_plusplus(
+    rows: torch.Tensor, sq_norms: torch.Tensor, k: int, rng: np.random.Generator
+) -> torch.Tensor:
+    """One greedy k-means++ draw: centres (k, D) on the rows' device."""
+    import torch
+
+    n = rows.shape[0]
+    trials = 2 + int(math.log(k))
+    centers = torch.empty((k, rows.shape[1]), dtype=rows.dtype, device=rows.device)
+    centers[0] = rows[int(rng.integers(n))]
+    first_sq = (centers[0] * centers[0]).sum()
+    closest = (sq_norms - 2.0 * (rows @ centers[0]) + first_sq).clamp_min_(0.0)
+    potential = closest.double().sum()
+    for index in range(1, k):
+        targets = torch.from_numpy(rng.random(trials)).to(rows.device) * potential
+        cumulative = closest.double().cumsum(dim=0)
+        picks = torch.searchsorted(cumulative, targets).clamp_max_(n - 1)
+        candidates = rows[picks]  # (trials, D)
+        distances = torch.addmm(
+            sq_norms[:, None] + (candidates * candidates).sum(dim=1)[None, :],
+            rows,
+            candidates.T,
+            alpha=-2.0,
+        ).clamp_min_(0.0)  # (n, trials)
+        candidate_closest = torch.minimum(closest[:, None], distances)
+        potentials = candidate_closest.double().sum(dim=0)
+        winner = int(torch.argmin(potentials))
+        closest = candidate_closest[:, winner].contiguous()
+        potential = potentials[winner]
+        centers[index] = candidates[winner]
+    return centers
+
+
+def _initial_centroids(
+    src: Any,
+    k: int,
+    init: Any,
+    n_init: int,
+    init_samples: int | None,
+    seed: int,
+    device: torch.device,
+) -> np.ndarray:
+    if not (isinstance(init, str) and init == "k-means++"):
+        if isinstance(init, str):
+            raise ValueError(
+                f"init={init!r} is not supported; use 'k-means++' or an array of shape "
+                f"({k}, {src.dim})"
+            )
+        centers = np.ascontiguousarray(
+            init.detach().cpu().numpy() if hasattr(init, "detach") else init, dtype=np.float32
+        )
+        if centers.shape != (k, src.dim):
+            raise ValueError(f"init must have shape (k, D) = ({k}, {src.dim}), got {centers.shape}")
+        check_finite("init", centers)
+        return centers
+    size = max(DEFAULT_INIT_SAMPLES, 3 * k) if init_samples is None else init_samples
+    size = min(check_int("init_samples", size, 1), src.n_rows)
+    if size < k:
+        raise ValueError(
+            f"init_samples={size} is smaller than k={k}; k-means++ needs at least k rows, "
+            f"e.g. init_samples={3 * k}"
+        )
+    sample = sample_rows(src, size, _derive_seed(seed, _KEY_INIT_SAMPLE))
+    check_finite("features", sample)
+    distinct = _count_distinct(sample, k)
+    if distinct < k:
+        raise ValueError(
+            f"k={k} clusters asked for, but the {size}-row init sample has only {distinct} "
+            f"distinct rows; choose k <= {distinct} or remove duplicated samples"
+        )
+    return kmeans_plusplus_init(
+        sample, k, _derive_seed(seed, _KEY_INIT), n_init=n_init, device=device
+    )
+
+
+def _count_distinct(rows: np.ndarray, enough: int) -> int:
+    """Distinct rows (any count >= ``enough`` may stand for a larger one)."""
+    direction = np.random.default_rng(0).standard_normal(size=rows.shape[1], dtype=np.float32)
+    lower_bound = int(np.unique(rows @ direction).shape[0])  # different projections: different rows
+    if lower_bound >= enough:
+        return lower_bound
+    return int(np.unique(rows, axis=0).shape[0])
