@@ -41,7 +41,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -54,6 +53,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
+from cl_core.cluster.assign_dask import peak_rss_bytes  # noqa: E402
 
 SPEED_GOAL = 5.0
 INERTIA_GOAL = 0.02  # relative excess over KMeans(n_init=10)
@@ -188,18 +189,8 @@ def kmeans_reference_inertia(features: np.ndarray, k: int) -> tuple[float, float
 # --------------------------------------------------------------------------------------------
 
 
-def _proc_status_mib(field: str) -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return None
-
-
 def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (Linux >= 4.0); False where unsupported."""
+    """Reset the peak-RSS mark to the current RSS (Linux >= 4.0); False where unsupported."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
@@ -207,20 +198,9 @@ def _reset_peak_rss() -> bool:
     return True
 
 
-def _rss_mib() -> float:
-    current = _proc_status_mib("VmRSS")
-    return current if current is not None else _max_rss_mib()
-
-
-def _max_rss_mib() -> float:
-    """Peak RSS of this process image.
-
-    ``getrusage(RUSAGE_SELF).ru_maxrss`` also counts the parent's peak inherited through
-    fork/exec, so a child started by a big parent would report the parent's size; the
-    per-image ``VmHWM`` of ``/proc/self/status`` does not. ``ru_maxrss`` is the fallback.
-    """
-    peak = _proc_status_mib("VmHWM")
-    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _peak_rss_mib() -> float:
+    """Peak RSS of this process image (``VmHWM``; see :func:`peak_rss_bytes`), in MiB."""
+    return peak_rss_bytes() / 2**20
 
 
 def child_main(mode: str, store_path: str, k_range: tuple[int, int]) -> None:
@@ -231,14 +211,14 @@ def child_main(mode: str, store_path: str, k_range: tuple[int, int]) -> None:
 
     store = open_store(store_path, read_only=True)
     _reset_peak_rss()
-    floor = _rss_mib()
+    floor = _peak_rss_mib()  # right after the reset, the peak mark is the current RSS
     outcome = run_ours(store, k_range) if mode == "ours" else run_baseline(store, k_range, 1)
     print(
         json.dumps(
             {
                 "mode": mode,
                 "floor_rss_mib": floor,
-                "peak_rss_mib": _max_rss_mib(),
+                "peak_rss_mib": _peak_rss_mib(),
                 "seconds": outcome["seconds"],
                 "k": outcome["k"],
             }

@@ -88,7 +88,7 @@ from cl_core.schedule import (
     favoured_offsets,
     probabilities_from_offsets,
 )
-from cl_core.validation import check_finite, check_valid_mask
+from cl_core.validation import check_finite, check_int, check_valid_mask
 
 __all__ = ["DEFAULT_REFRESH_EVERY", "Curriculum", "CurriculumSampler", "load_curriculum"]
 
@@ -103,16 +103,8 @@ _GUIDE_PAYBACK = 16
 _LOADED_FILES = ("difficulty.npy", "assignment.npy", "schedule.json", SAMPLE_MASK_FILE)
 
 
-def _check_int(name: str, value: object, minimum: int, fix: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}; {fix}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}; {fix}")
-    return int(value)
-
-
 def _check_iteration(iteration: object) -> int:
-    return _check_int("iteration", iteration, 0, "pass the global training step (0, 1, 2, ...)")
+    return check_int("iteration", iteration, 0, "; pass the global training step (0, 1, 2, ...)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -622,24 +614,24 @@ class CurriculumSampler:
                 f"load_curriculum(path) or Curriculum.from_arrays(...)"
             )
         self.curriculum = curriculum
-        self.batch_size = _check_int("batch_size", batch_size, 1, "e.g. 256")
-        self.world_size = _check_int("world_size", world_size, 1, "pass the number of DDP ranks")
-        self.rank = _check_int("rank", rank, 0, "pass this process's DDP rank")
+        self.batch_size = check_int("batch_size", batch_size, 1, "; e.g. 256")
+        self.world_size = check_int("world_size", world_size, 1, "; pass the number of DDP ranks")
+        self.rank = check_int("rank", rank, 0, "; pass this process's DDP rank")
         if self.rank >= self.world_size:
             raise ValueError(
                 f"rank must lie in [0, world_size) = [0, {self.world_size}), got {rank}; pass "
                 f"torch.distributed.get_rank() and get_world_size()"
             )
         default_samples = curriculum.n_valid if num_samples is None else num_samples
-        self.num_samples = _check_int(
-            "num_samples", default_samples, 1, "leave it None for one pass of N draws"
+        self.num_samples = check_int(
+            "num_samples", default_samples, 1, "; leave it None for one pass of N draws"
         )
-        self.seed = _check_int("seed", seed, 0, "use the same non-negative seed on every rank")
-        self.start_iteration = _check_int(
-            "start_iteration", start_iteration, 0, "pass the global step to start from"
+        self.seed = check_int("seed", seed, 0, "; use the same non-negative seed on every rank")
+        self.start_iteration = check_int(
+            "start_iteration", start_iteration, 0, "; pass the global step to start from"
         )
-        self.refresh_every = _check_int(
-            "refresh_every", refresh_every, 1, f"default {DEFAULT_REFRESH_EVERY}"
+        self.refresh_every = check_int(
+            "refresh_every", refresh_every, 1, f"; default {DEFAULT_REFRESH_EVERY}"
         )
         self.global_batch_size = self.batch_size * self.world_size
         self.steps_per_epoch = -(-self.num_samples // self.global_batch_size)
@@ -682,7 +674,7 @@ class CurriculumSampler:
         Setting the epoch the sampler is already in keeps its position, so calling it after
         :meth:`load_state_dict` does not undo a mid-epoch resume.
         """
-        epoch = _check_int("epoch", epoch, 0, "pass the epoch number (0, 1, 2, ...)")
+        epoch = check_int("epoch", epoch, 0, "; pass the epoch number (0, 1, 2, ...)")
         if epoch != self._epoch:
             self._epoch = epoch
             self._position = 0
@@ -737,7 +729,7 @@ class CurriculumSampler:
         -------
         ndarray of shape (len(self),), int64
         """
-        epoch = self._epoch if epoch is None else _check_int("epoch", epoch, 0, "e.g. 0")
+        epoch = self._epoch if epoch is None else check_int("epoch", epoch, 0, "; e.g. 0")
         out = np.empty(len(self), dtype=np.int64)
         for block in range(self.blocks_per_epoch):
             start = block * self._block_length
@@ -798,9 +790,9 @@ class CurriculumSampler:
                     f"state[{key!r}] = {state[key]} but this sampler has {key}={current}; "
                     f"construct the sampler with {key}={state[key]} to resume the same sequence"
                 )
-        epoch = _check_int("state['epoch']", state["epoch"], 0, "pass a state from state_dict()")
-        position = _check_int(
-            "state['position']", state["position"], 0, "pass a state from state_dict()"
+        epoch = check_int("state['epoch']", state["epoch"], 0, "; pass a state from state_dict()")
+        position = check_int(
+            "state['position']", state["position"], 0, "; pass a state from state_dict()"
         )
         if position > len(self):
             raise ValueError(

@@ -116,6 +116,10 @@ def test_bad_input_is_named(tmp_path, store_path: str, centroids: np.ndarray) ->
         assign_chunks(store_path, bad)
     with pytest.raises(ValueError, match="chunk_rows must be >= 1"):
         assign_chunks(store_path, centroids, chunk_rows=0)
+    with pytest.raises(TypeError, match="chunk_rows must be an integer"):
+        assign_chunks(store_path, centroids, chunk_rows=True)
+    with pytest.raises(ValueError, match="n_threads must be >= 1"):
+        assign_chunks(store_path, centroids, n_threads=0)
     with pytest.raises(ValueError, match="valid has shape"):
         assign_chunks(store_path, centroids, valid=np.ones(3, dtype=bool))
     with pytest.raises(ValueError, match="give both row_groups"):

@@ -273,6 +273,44 @@ def test_assign_within_groups_only_uses_the_rows_group(rng: np.random.Generator)
         assign(source, centroids, row_groups=row_groups + 5, centroid_groups=centroid_groups)
 
 
+def test_thread_limits_apply_inside_and_restore_after() -> None:
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from cl_core.cluster._threads import _thread_limit, _torch_threads
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    before = blas_threads()
+    with _thread_limit(1, "blas", sklearn=False):
+        assert blas_threads() == {1}
+    assert blas_threads() == before
+    with _thread_limit(None):
+        assert blas_threads() == before
+    torch_before = torch.get_num_threads()
+    other = 3 if torch_before != 3 else 2
+    with pytest.raises(RuntimeError, match="inside"), _torch_threads(other):
+        assert torch.get_num_threads() == other
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == torch_before
+    with _torch_threads(None):
+        assert torch.get_num_threads() == torch_before
+
+
+def test_numpy_only_thread_limit_does_not_import_scikit_learn() -> None:
+    # Each Dask assignment task limits numpy's BLAS this way; it must not pay sklearn's import.
+    code = (
+        "import sys; from cl_core.cluster._threads import _thread_limit\n"
+        "with _thread_limit(1, 'blas', sklearn=False): pass\n"
+        "print('sklearn' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
 def test_max_fit_samples_fits_on_a_subsample() -> None:
     features, truth = make_blobs(5000, 4, seed=4)
     config = ClusterConfig(n_clusters=4, sweep_samples=300, max_fit_samples=1000, batch_size=250)
@@ -581,21 +619,18 @@ _RSS_CHILD = textwrap.dedent(
     from pathlib import Path
     import dask, sklearn.cluster, sklearn.metrics, zarr
     from cl_core.cluster import ClusterConfig, cluster_embeddings
+    from cl_core.cluster.assign_dask import peak_rss_bytes
     from cl_core.store import open_store
-
-    def status_mib(field):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
 
     store = open_store(sys.argv[1], read_only=True)
     # ru_maxrss would include the (large) pytest parent's peak inherited through fork/exec;
-    # VmHWM is this process image's own peak, and writing 5 to clear_refs resets it.
+    # VmHWM (peak_rss_bytes) is this process image's own peak, and writing 5 to clear_refs
+    # resets it to the current RSS.
     Path("/proc/self/clear_refs").write_text("5")
-    floor = status_mib("VmRSS")
+    floor = peak_rss_bytes() / 2**20
     # The CPU streaming path is what this budget is about (a GPU fit holds a device copy).
     result = cluster_embeddings(store, ClusterConfig(cluster_range=(2, 10), fit_device="cpu"))
-    peak = status_mib("VmHWM")
+    peak = peak_rss_bytes() / 2**20
     print(json.dumps({"floor": floor, "peak": peak, "k": result.n_clusters}))
     """
 )

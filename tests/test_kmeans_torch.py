@@ -152,6 +152,10 @@ def test_bad_input_is_named(blobs: np.ndarray) -> None:
         fit_kmeans_torch(small, 3, tol=-1.0, device="cpu")
     with pytest.raises(TypeError, match="random_state"):
         fit_kmeans_torch(small, 3, random_state=None, device="cpu")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="random_state must be >= 0, got -1"):
+        fit_kmeans_torch(small, 3, random_state=-1, device="cpu")
+    with pytest.raises(ValueError, match="n_threads must be >= 1"):
+        fit_kmeans_torch(small, 3, n_threads=0, device="cpu")
     with pytest.raises(ValueError, match="device='tpu'"):
         fit_kmeans_torch(small, 3, device="tpu")
     with pytest.raises(ValueError, match="only 2 distinct rows"):
@@ -163,6 +167,33 @@ def test_bad_input_is_named(blobs: np.ndarray) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             fit_kmeans_torch(small, 3, device="cuda")
+
+
+def test_n_threads_holds_during_the_fit_and_is_restored(
+    blobs: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cl_core.cluster.kmeans_torch import fit as fit_module
+
+    seen: list[int] = []
+    initial = fit_module._initial_centroids
+
+    def spy(*args: object) -> np.ndarray:
+        seen.append(torch.get_num_threads())
+        return initial(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fit_module, "_initial_centroids", spy)
+    before = torch.get_num_threads()
+    outside = 3 if before != 3 else 2
+    torch.set_num_threads(outside)
+    try:
+        fit_kmeans_torch(blobs[:300], 3, max_iter=2, device="cpu", n_threads=1)
+        with pytest.raises(ValueError, match="only 2 distinct rows"):
+            fit_kmeans_torch(np.repeat(blobs[:2], 20, axis=0), 3, device="cpu", n_threads=1)
+        assert torch.get_num_threads() == outside
+        fit_kmeans_torch(blobs[:300], 3, max_iter=2, device="cpu", n_threads=None)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 1, outside]
 
 
 @pytest.mark.gpu

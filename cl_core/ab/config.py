@@ -15,10 +15,6 @@ ARMS = ("easy", "uniform", "hard", "shuffled")
 OPTIMIZERS = ("adam", "sgd")
 
 
-def _check_int(name: str, value: object, minimum: int, fix: str) -> int:
-    return check_int(name, value, minimum, f"; {fix}")
-
-
 def check_arms(arms: object) -> tuple[str, ...]:
     """The arms as a tuple of known, distinct names (in the order given)."""
     if isinstance(arms, str):
@@ -35,11 +31,13 @@ def check_arms(arms: object) -> tuple[str, ...]:
 def check_seeds(seeds: object) -> tuple[int, ...]:
     """``seeds`` as distinct non-negative ints; an int ``n`` means ``0 .. n-1``."""
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-        count = _check_int("seeds", seeds, 1, "run at least 1 seed (3 or more for a verdict)")
+        count = check_int("seeds", seeds, 1, "; run at least 1 seed (3 or more for a verdict)")
         return tuple(range(count))
     if not isinstance(seeds, (tuple, list)) or not seeds:
         raise ValueError(f"seeds must be a count >= 1 or a non-empty list of seeds, got {seeds!r}")
-    values = tuple(_check_int("seed", seed, 0, "seeds are non-negative integers") for seed in seeds)
+    values = tuple(
+        check_int("seed", seed, 0, "; seeds are non-negative integers") for seed in seeds
+    )
     if len(set(values)) != len(values):
         raise ValueError(f"seeds must be distinct, got {list(values)}")
     return values
@@ -89,11 +87,11 @@ class ABConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arms", check_arms(self.arms))
-        object.__setattr__(self, "steps", _check_int("steps", self.steps, 1, "e.g. 600"))
+        object.__setattr__(self, "steps", check_int("steps", self.steps, 1, "; e.g. 600"))
         object.__setattr__(
-            self, "batch_size", _check_int("batch_size", self.batch_size, 1, "e.g. 32")
+            self, "batch_size", check_int("batch_size", self.batch_size, 1, "; e.g. 32")
         )
-        every = _check_int("eval_every", self.eval_every, 1, "e.g. steps // 20")
+        every = check_int("eval_every", self.eval_every, 1, "; e.g. steps // 20")
         if every > self.steps:
             raise ValueError(
                 f"eval_every must be <= steps ({self.steps}), got {every}; e.g. {max(1, self.steps // 20)}"
@@ -120,10 +118,10 @@ class ABConfig:
             raise ValueError(f"holdout_fraction must lie in (0, 0.9], got {self.holdout_fraction}")
         object.__setattr__(self, "holdout_fraction", holdout)
         object.__setattr__(
-            self, "split_seed", _check_int("split_seed", self.split_seed, 0, "e.g. 0")
+            self, "split_seed", check_int("split_seed", self.split_seed, 0, "; e.g. 0")
         )
         object.__setattr__(
-            self, "refresh_every", _check_int("refresh_every", self.refresh_every, 1, "e.g. 5")
+            self, "refresh_every", check_int("refresh_every", self.refresh_every, 1, "; e.g. 5")
         )
 
     @property

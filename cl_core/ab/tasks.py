@@ -166,8 +166,7 @@ def image_task(
     import torch
     from torch import nn
 
-    from cl_core.datasets import resolve_dataset
-    from cl_core.models import load_model
+    from cl_core.embed import load_model, resolve_dataset
 
     loaded = load_model(model, weights, pretrained=pretrained)
     spec = resolve_dataset(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import math
@@ -79,21 +78,6 @@ def _state_digest(model: Any) -> str:
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    import torch
-
-    if threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _batches(task: ABTask, rows: np.ndarray, batch_size: int) -> Iterator[tuple[Any, Any]]:
     """(inputs, labels) tensors on the task's device for ``rows`` in order, in batches."""
     import torch
@@ -160,6 +144,9 @@ def train_arm(
     ArmRun
     """
     import torch
+
+    # Imported here: cl_core.cluster is not needed to import cl_core.ab.
+    from cl_core.cluster._threads import _torch_threads
 
     check_choice("arm", arm, ARMS)
     seed = check_int("seed", seed, 0, "; seeds are non-negative integers")

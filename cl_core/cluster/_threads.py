@@ -1,7 +1,9 @@
-"""OpenMP/BLAS thread limits around the scikit-learn kernels (threadpoolctl)."""
+"""Thread limits: OpenMP/BLAS pools (threadpoolctl) and torch's intra-op threads."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -17,20 +19,49 @@ def _load_native_libraries() -> None:
     import sklearn.metrics  # noqa: F401
 
 
+def _thread_limit(
+    n_threads: int | None, user_api: str | None = None, *, sklearn: bool = True
+) -> AbstractContextManager[Any]:
+    """At most ``n_threads`` threads in the native pools of ``user_api`` while the block runs.
+
+    Parameters
+    ----------
+    n_threads : int or None
+        The limit; None sets none (a no-op context).
+    user_api : {"blas", "openmp"}, optional
+        The pools to limit; None limits every one.
+    sklearn : bool
+        Load scikit-learn's native libraries first (:func:`_load_native_libraries`) so that the
+        limit covers them; False for numpy-only callers (no scikit-learn import).
+    """
+    if n_threads is None:
+        return nullcontext()
+    if sklearn:
+        _load_native_libraries()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=n_threads, user_api=user_api)
+
+
 def _openmp_limit(n_threads: int | None) -> AbstractContextManager[Any]:
-    if n_threads is None:
-        return nullcontext()
-    _load_native_libraries()
-    from threadpoolctl import threadpool_limits
-
     # OpenMP thread counts are per calling thread, so this is safe inside a thread pool.
-    return threadpool_limits(limits=n_threads, user_api="openmp")
+    return _thread_limit(n_threads, "openmp")
 
 
-def _thread_limit(n_threads: int | None) -> AbstractContextManager[Any]:
+@contextlib.contextmanager
+def _torch_threads(n_threads: int | None) -> Iterator[None]:
+    """torch's intra-op CPU threads set to ``n_threads`` inside the block, restored after it.
+
+    None leaves torch's setting alone. Not thread-safe: the setting is process-wide.
+    """
     if n_threads is None:
-        return nullcontext()
-    _load_native_libraries()
-    from threadpoolctl import threadpool_limits
+        yield
+        return
+    import torch
 
-    return threadpool_limits(limits=n_threads)
+    before = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

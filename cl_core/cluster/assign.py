@@ -52,16 +52,53 @@ def assign(
     assignment = np.empty(src.n_rows, dtype=np.int32)
     distances = np.empty(src.n_rows, dtype=np.float32)
     for start, block in src.iter_chunks():
-        check_finite("features", block, offset=start)
         stop = start + block.shape[0]
-        if groups is None:
-            nearest = _nearest(block, centers)
-        else:
-            nearest = _nearest_within_groups(block, centers, groups[0][start:stop], groups[1])
-        difference = block - centers[nearest]
-        assignment[start:stop] = nearest
-        distances[start:stop] = np.sqrt(np.einsum("ij,ij->i", difference, difference))
+        assignment[start:stop], distances[start:stop] = _assign_block(
+            block,
+            centers,
+            start,
+            row_groups=None if groups is None else groups[0][start:stop],
+            centroid_groups=None if groups is None else groups[1],
+        )
     return assignment, distances
+
+
+def _assign_block(
+    block: np.ndarray,
+    centers: np.ndarray,
+    first: int,
+    *,
+    row_groups: np.ndarray | None = None,
+    centroid_groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest (allowed) centroid and its distance for one block of rows: the kernel of
+    :func:`assign` and of every Dask assignment task (so both give bitwise-equal results).
+
+    Parameters
+    ----------
+    block : ndarray of shape (B, D), float32
+        Normalised rows; checked for NaN/inf (reported as dataset rows ``first + i``).
+    centers : ndarray of shape (k, D), float32, C-contiguous
+        From :func:`_check_centroids`.
+    first : int
+        Dataset index of the block's first row.
+    row_groups : ndarray of shape (B,), int64, optional
+        Group of every row; with ``centroid_groups`` a row only goes to a centroid of its group.
+    centroid_groups : ndarray of shape (k,), int64, optional
+
+    Returns
+    -------
+    nearest : ndarray of shape (B,), intp
+    distances : ndarray of shape (B,), float32
+        ``||x - c||`` from the difference (no cancellation error).
+    """
+    check_finite("features", block, offset=first)
+    if row_groups is None or centroid_groups is None:
+        nearest = _nearest(block, centers)
+    else:
+        nearest = _nearest_within_groups(block, centers, row_groups, centroid_groups)
+    difference = block - centers[nearest]
+    return nearest, np.sqrt(np.einsum("ij,ij->i", difference, difference))
 
 
 def _assign_rows(
@@ -109,10 +146,12 @@ def _assign_rows(
 
 
 def _check_centroids(centroids: Any, dim: int) -> np.ndarray:
+    """The centroids as a C-contiguous float32 (k, D) array; raise on a bad shape or NaN/inf."""
     centers = np.ascontiguousarray(_to_numpy(centroids), dtype=np.float32)
     if centers.ndim != 2 or centers.shape[0] == 0 or centers.shape[1] != dim:
         raise ValueError(
-            f"centroids must have shape (k, {dim}) to match the features, got {centers.shape}"
+            f"centroids must have shape (k, {dim}) to match the features, got {centers.shape}; "
+            "fit them on the same data with the same normalisation"
         )
     check_finite("centroids", centers)
     return centers
@@ -121,10 +160,16 @@ def _check_centroids(centroids: Any, dim: int) -> np.ndarray:
 def _check_groups(
     row_groups: Any, centroid_groups: Any, n_rows: int, k: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Supervised mode's (row_groups, centroid_groups) as int64 arrays, or None (neither given).
+
+    Raises if only one is given, a shape is wrong, or a row group has no centroid.
+    """
     if row_groups is None and centroid_groups is None:
         return None
     if row_groups is None or centroid_groups is None:
-        raise ValueError("give both row_groups and centroid_groups, or neither")
+        raise ValueError(
+            "give both row_groups and centroid_groups (supervised assignment), or neither"
+        )
     rows = np.asarray(row_groups, dtype=np.int64)
     cents = np.asarray(centroid_groups, dtype=np.int64)
     if rows.shape != (n_rows,) or cents.shape != (k,):

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from cl_core.cluster._threads import _load_native_libraries, _openmp_limit
+from cl_core.cluster._threads import _openmp_limit, _thread_limit
 from cl_core.cluster.config import (
     CHOSEN_BY,
     DEFAULT_SWEEP_BATCH_SIZE,
@@ -187,14 +187,12 @@ def sweep_k(
             client.submit(evaluate_k, shared, k, entropy, batch_size, **options) for k in candidates
         ]
         return tuple(client.gather(futures))
-    _load_native_libraries()
-    from threadpoolctl import threadpool_limits
 
     # Jobs run single-threaded: parallelism comes from running k's side by side, and one BLAS
     # thread per job avoids oversubscribing the cores. BLAS limits are process-wide, and
     # scikit-learn switches them around each fit, which concurrent fits can restore out of
     # order; this outer limit puts the caller's setting back once every job is done.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _thread_limit(1, "blas"):
         if scheduler == "synchronous" or len(candidates) == 1:
             return tuple(evaluate_k(values, k, entropy, batch_size, **options) for k in candidates)
         import dask

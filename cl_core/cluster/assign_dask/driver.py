@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from cl_core.cluster.assign import _check_centroids, _check_groups
 from cl_core.cluster.assign_dask.task import AssignTaskStats, _open, assign_range
 from cl_core.sources import NORMALIZATIONS
-from cl_core.validation import check_choice, check_finite, check_valid_mask
+from cl_core.validation import check_choice, check_int, check_valid_mask
 
 DEFAULT_TASK_ROWS = 65_536
 """Rows per task (rounded up to whole store chunks): 16 chunks of the default 4096 rows, ~77
@@ -163,10 +164,7 @@ def assign_chunks(
     mask = check_valid_mask("valid", valid, n_rows)
     groups = _check_groups(row_groups, centroid_groups, n_rows, centers.shape[0])
     if n_threads is not None:
-        if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)):
-            raise TypeError(f"n_threads must be an integer >= 1 or None, got {n_threads!r}")
-        if n_threads < 1:
-            raise ValueError(f"n_threads must be >= 1 or None, got {n_threads}")
+        n_threads = check_int("n_threads", n_threads, 1, "; or None for the library default")
 
     from dask.base import tokenize
 
@@ -211,47 +209,5 @@ def assign_chunks(
 def _task_rows(chunk_rows: Any, store_chunk: int) -> int:
     if chunk_rows is None:
         chunk_rows = DEFAULT_TASK_ROWS
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)):
-        raise TypeError(f"chunk_rows must be a positive integer or None, got {chunk_rows!r}")
-    if chunk_rows < 1:
-        raise ValueError(
-            f"chunk_rows must be >= 1, got {chunk_rows}; e.g. chunk_rows={DEFAULT_TASK_ROWS}"
-        )
-    return -(-int(chunk_rows) // store_chunk) * store_chunk
-
-
-def _check_centroids(centroids: Any, dim: int) -> np.ndarray:
-    values = centroids.detach().cpu().numpy() if hasattr(centroids, "detach") else centroids
-    centers = np.ascontiguousarray(values, dtype=np.float32)
-    if centers.ndim != 2 or centers.shape[0] == 0 or centers.shape[1] != dim:
-        raise ValueError(
-            f"centroids must have shape (k, {dim}) to match the store's features, got "
-            f"{centers.shape}; fit them on this store (same normalisation)"
-        )
-    check_finite("centroids", centers)
-    return centers
-
-
-def _check_groups(
-    row_groups: Any, centroid_groups: Any, n_rows: int, k: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    if row_groups is None and centroid_groups is None:
-        return None
-    if row_groups is None or centroid_groups is None:
-        raise ValueError(
-            "give both row_groups and centroid_groups (supervised assignment), or neither"
-        )
-    rows = np.asarray(row_groups, dtype=np.int64)
-    cents = np.asarray(centroid_groups, dtype=np.int64)
-    if rows.shape != (n_rows,) or cents.shape != (k,):
-        raise ValueError(
-            f"row_groups must have shape ({n_rows},) and centroid_groups ({k},), got "
-            f"{rows.shape} and {cents.shape}"
-        )
-    orphans = np.setdiff1d(np.unique(rows), cents)
-    if orphans.size:
-        raise ValueError(
-            f"row_groups contains groups without any centroid (e.g. {orphans[:5].tolist()}); "
-            "every group needs at least one centroid"
-        )
-    return rows, cents
+    rows = check_int("chunk_rows", chunk_rows, 1, f"; e.g. chunk_rows={DEFAULT_TASK_ROWS} or None")
+    return -(-rows // store_chunk) * store_chunk

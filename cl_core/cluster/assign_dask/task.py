@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
-# The same nearest-centroid kernels as the in-process assignment: results are bitwise equal.
-from cl_core.cluster.assign import _nearest, _nearest_within_groups
-from cl_core.validation import check_finite
+from cl_core.cluster._threads import _thread_limit
+from cl_core.cluster.assign import _assign_block  # the in-process kernel: bitwise-equal results
 
 
 @dataclass(frozen=True)
@@ -121,28 +120,19 @@ def assign_range(
     centers = np.ascontiguousarray(centroids, dtype=np.float32)
     assignment = np.empty(stop - start, dtype=np.int32)
     distances = np.empty(stop - start, dtype=np.float32)
-    if n_threads is None:
-        from contextlib import nullcontext
-
-        limit: Any = nullcontext()
-    else:
-        from threadpoolctl import threadpool_limits
-
-        limit = threadpool_limits(limits=n_threads, user_api="blas")
-    with limit:
+    with _thread_limit(n_threads, "blas", sklearn=False):  # numpy's BLAS only
         for first, block in handle.iter_chunks(normalize, rows=(start, stop), prefetch=False):
             lo, hi = first - start, first - start + block.shape[0]
             keep = None if valid is None else valid[lo:hi]
             if keep is not None and not keep.all():
                 block = np.where(keep[:, None], block, np.float32(0.0))  # excluded: never read
-            check_finite("features", block, offset=first)
-            if row_groups is None or centroid_groups is None:
-                nearest = _nearest(block, centers)
-            else:
-                nearest = _nearest_within_groups(block, centers, row_groups[lo:hi], centroid_groups)
-            difference = block - centers[nearest]
-            assignment[lo:hi] = nearest
-            distances[lo:hi] = np.sqrt(np.einsum("ij,ij->i", difference, difference))
+            assignment[lo:hi], distances[lo:hi] = _assign_block(
+                block,
+                centers,
+                first,
+                row_groups=None if row_groups is None else row_groups[lo:hi],
+                centroid_groups=centroid_groups,
+            )
     if valid is not None:
         assignment[~valid] = -1
         distances[~valid] = 0.0

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from cl_core.cluster._threads import _torch_threads
 from cl_core.cluster.kmeans_torch.batches import DEFAULT_BATCH_ROWS, _Batches
 from cl_core.cluster.kmeans_torch.device import resolve_device
 from cl_core.cluster.kmeans_torch.initial import _initial_centroids
@@ -76,15 +77,6 @@ class TorchKMeansResult:
     def mean_inertia(self) -> float:
         """Inertia per row."""
         return self.inertia / self.n_rows
-
-
-def _check_seed(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise TypeError(
-            f"random_state must be a non-negative integer, got {value!r}; e.g. random_state=0 "
-            "(the GPU fit is always seeded)"
-        )
-    return int(value)
 
 
 def fit_kmeans_torch(
@@ -169,7 +161,9 @@ def fit_kmeans_torch(
     n_init = check_int("n_init", n_init, 1)
     batch_rows = check_int("batch_rows", batch_rows, 1)
     max_scores = check_int("max_scores", max_scores, 1)
-    seed = _check_seed(random_state)
+    seed = check_int(
+        "random_state", random_state, 0, "; e.g. random_state=0 (the GPU fit is always seeded)"
+    )
     if n_threads is not None:
         n_threads = check_int("n_threads", n_threads, 1, "; or None for torch's default")
     dev = resolve_device(device)
@@ -185,10 +179,7 @@ def fit_kmeans_torch(
             f"device_cache_bytes must be an integer or None, got {device_cache_bytes!r}"
         )
 
-    previous_threads = torch.get_num_threads()
-    if n_threads is not None:
-        torch.set_num_threads(n_threads)
-    try:
+    with _torch_threads(n_threads):
         initial = _initial_centroids(src, k, init, n_init, init_samples, seed, dev)
         batches = _Batches(src, dev, batch_rows, device_cache_bytes)
         centroids = torch.from_numpy(initial).to(dev)
@@ -212,6 +203,3 @@ def fit_kmeans_torch(
             algorithm=algorithm,
             seconds=time.perf_counter() - started,
         )
-    finally:
-        if n_threads is not None:
-            torch.set_num_threads(previous_threads)
