@@ -18,17 +18,20 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from cl_core.store import EmbeddingStore, open_store
+from cl_core.store.moments import (
+    N_MOMENTS,
+    NORMALIZATIONS,
+    block_moments,
+    merge_moments,
+    normalize_block,
+)
+from cl_core.store.rows import check_row_indices
 from cl_core.validation import check_choice, check_finite, check_int, check_valid_mask
-
-if TYPE_CHECKING:
-    from cl_core.store import EmbeddingStore
-
-NORMALIZATIONS = ("standard", "l2", "none")
-"""Row normalisations (same names and maths as :data:`cl_core.store.NORMALIZATIONS`)."""
 
 DEFAULT_CHUNK_ROWS = 4096
 """Rows per chunk when an in-memory array is streamed (:class:`ArraySource`)."""
@@ -124,9 +127,7 @@ class ArraySource(ChunkSource):
 
     def _scan_statistics(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Check every row is finite; return float64 mean/std when normalising ``standard``."""
-        count = 0
-        mean = np.zeros(self.dim)
-        m2 = np.zeros(self.dim)
+        total = np.zeros((N_MOMENTS, self.dim))
         for start in range(0, self.n_rows, _STATS_BLOCK_ROWS):
             block = np.asarray(self._values[start : start + _STATS_BLOCK_ROWS])
             if self.valid is not None:
@@ -137,31 +138,21 @@ class ArraySource(ChunkSource):
                     continue
             else:
                 check_finite("features", block, offset=start)
-            if self.normalize != "standard":
-                continue
-            rows = block.astype(np.float64)
-            block_mean = rows.mean(axis=0)
-            block_m2 = np.square(rows - block_mean).sum(axis=0)
-            # Chan et al.'s parallel merge: stable for large offsets, unlike sum of squares.
-            total = count + rows.shape[0]
-            delta = block_mean - mean
-            mean = mean + delta * (rows.shape[0] / total)
-            m2 = m2 + block_m2 + np.square(delta) * (count * rows.shape[0] / total)
-            count = total
+            if self.normalize == "standard":
+                total = merge_moments(total, block_moments(block))
         if self.normalize != "standard":
             return None, None
+        count, mean, m2 = total
         return mean, np.sqrt(m2 / count)
 
     def _normalized(self, raw: np.ndarray) -> np.ndarray:
-        from cl_core.store import normalize_block
-
         return normalize_block(raw, self.normalize, self._mean, self._std)
 
     def read_range(self, start: int, stop: int) -> np.ndarray:
         return self._normalized(np.asarray(self._values[start:stop]))
 
     def read_rows(self, indices: np.ndarray) -> np.ndarray:
-        wanted = _check_indices(indices, self.n_rows)
+        wanted = check_row_indices(indices, self.n_rows)
         return self._normalized(np.asarray(self._values[wanted.astype(np.intp)]))
 
     def labels(self) -> np.ndarray | None:
@@ -201,7 +192,7 @@ class _RowSubset(ChunkSource):
         return self.base.read_rows(self.rows[start:stop])
 
     def read_rows(self, indices: np.ndarray) -> np.ndarray:
-        return self.base.read_rows(self.rows[_check_indices(indices, self.n_rows)])
+        return self.base.read_rows(self.rows[check_row_indices(indices, self.n_rows)])
 
     def labels(self) -> np.ndarray | None:
         labels = self.base.labels()
@@ -235,7 +226,7 @@ class StoreSource(ChunkSource):
         temporaries are a chunk or two, instead of whole-selection copies; and only the gathered
         rows are normalised (the normalisation is row-wise, so the values are the same).
         """
-        wanted = _check_indices(indices, self.n_rows)
+        wanted = check_row_indices(indices, self.n_rows)
         if wanted.shape[0] > 1 and np.any(wanted[1:] < wanted[:-1]):
             order = np.argsort(wanted, kind="stable")
             rows = np.empty((wanted.shape[0], self.dim), dtype=np.float32)
@@ -269,8 +260,6 @@ class StoreSource(ChunkSource):
             yield from self.store.iter_chunks("none", rows=(start, stop), prefetch=False)
 
     def _normalized(self, raw: np.ndarray) -> np.ndarray:
-        from cl_core.store import normalize_block
-
         if self.normalize == "standard" and self.store.feature_mean is None:
             raise ValueError(
                 f"normalize='standard' needs the dataset mean/std of the store {self.store!r}, "
@@ -284,22 +273,6 @@ class StoreSource(ChunkSource):
 
     def labels(self) -> np.ndarray | None:
         return self.store.labels()
-
-
-def _check_indices(indices: Any, n_rows: int) -> np.ndarray:
-    wanted = np.asarray(indices)
-    if wanted.ndim != 1 or (wanted.size and wanted.dtype.kind not in "iu"):
-        raise TypeError(
-            f"indices must be a 1-D array of integers, got shape {wanted.shape} dtype {wanted.dtype}"
-        )
-    wanted = wanted.astype(np.int64, copy=False)
-    bad = np.flatnonzero((wanted < 0) | (wanted >= n_rows))
-    if bad.size:
-        raise ValueError(
-            f"indices must lie in [0, {n_rows}); indices[{int(bad[0])}] = {int(wanted[bad[0]])} "
-            f"({bad.size} out of range)"
-        )
-    return wanted
 
 
 def _lazy_array(values: Any) -> Any:
@@ -351,8 +324,6 @@ def as_source(
         return x
     check_choice("normalize", normalize, NORMALIZATIONS)
     if isinstance(x, (str, os.PathLike)):
-        from cl_core.store import open_store
-
         x = open_store(x, read_only=True)
     if _is_store(x):
         return StoreSource(x, normalize=normalize)

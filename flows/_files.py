@@ -1,99 +1,137 @@
 """Atomic writes of the small intermediate files tasks exchange (npy without pickle, JSON).
 
-A task killed mid-write must not leave a file that a rerun mistakes for a finished result, so every
-file is written to a temporary name in the same directory and renamed into place. Every file also
-gets a digest record beside it (``<name>.sha256.json``: size and sha256, written after the file),
-so that a cache hit can be verified: :func:`verified` is True only for a file whose bytes are the
-ones recorded when it was written.
+A task killed mid-write must not leave a file that a rerun mistakes for a finished result. A local
+file is written to a temporary name in the same directory and renamed into place
+(:func:`cl_core.io.atomic_write_bytes`); on object storage (``s3://bucket/prefix``) one object
+write is atomic by itself. Every file also gets a digest record beside it
+(``<name>.sha256.json``: size and sha256, written after the file), so that a cache hit can be
+verified: :func:`verified` is True only for a file whose bytes are the ones recorded when it was
+written.
+
+Paths are local paths or fsspec URLs (:func:`cl_core.artifacts.location.as_location`); fsspec and
+the protocol's package (``s3fs``) are imported only for URLs, and their failures name the package
+to install, or the bucket and the operation that failed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
-import tempfile
-from pathlib import Path
+import uuid
 from typing import Any
 
 import numpy as np
 
+from cl_core.artifacts import sha256_file
+from cl_core.artifacts.location import Location, ObjectPath, as_location
+from cl_core.io import atomic_write_bytes, canonical_json, readable_json, sha256_hex
+
 DIGEST_SUFFIX = ".sha256.json"
 
-
-def _atomic(path: Path, write: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+PathLike = str | os.PathLike[str] | ObjectPath
 
 
-def _write_recorded(path: Path, data: bytes) -> Path:
+def write_bytes(path: PathLike, data: bytes) -> Location:
+    """Replace the file at ``path`` with ``data`` atomically (rename locally, one object write)."""
+    location = as_location(path)
+    if isinstance(location, ObjectPath):
+        location.write_bytes(data)
+        return location
+    return atomic_write_bytes(location, data)
+
+
+def check_writable(root: PathLike) -> None:
+    """Write and delete a probe file under ``root`` (a folder or prefix), before any work starts.
+
+    Raises
+    ------
+    ImportError
+        An fsspec URL whose package is missing (naming the package to install).
+    FileNotFoundError, PermissionError
+        A missing bucket or denied access (naming the bucket and the operation), or a local
+        folder that cannot be created or written.
+    """
+    probe = as_location(root) / f".write-probe-{uuid.uuid4().hex[:12]}"
+    write_bytes(probe, b"")
+    probe.unlink(missing_ok=True)
+
+
+def read_bytes(path: PathLike) -> bytes:
+    """The bytes of a local file or an object."""
+    return as_location(path).read_bytes()
+
+
+def _write_recorded(path: PathLike, data: bytes) -> Location:
     """Write ``data`` to ``path`` atomically, then its digest record."""
-    _atomic(path, lambda handle: handle.write(data))
-    record = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    text = json.dumps(record, sort_keys=True) + "\n"
-    _atomic(digest_path(path), lambda handle: handle.write(text.encode("utf-8")))
-    return path
+    location = write_bytes(path, data)
+    record = {"size": len(data), "sha256": sha256_hex(data)}
+    write_bytes(digest_path(location), (canonical_json(record) + "\n").encode("utf-8"))
+    return location
 
 
-def digest_path(path: str | Path) -> Path:
+def digest_path(path: PathLike) -> Location:
     """Where the size and sha256 of ``path`` are recorded."""
-    path = Path(path)
-    return path.with_name(path.name + DIGEST_SUFFIX)
+    location = as_location(path)
+    return location.with_name(location.name + DIGEST_SUFFIX)
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _size(location: Location) -> int | None:
+    if isinstance(location, ObjectPath):
+        return location.size()
+    return location.stat().st_size
 
 
-def verified(path: str | Path) -> bool:
-    """Whether ``path`` exists and has exactly the size and sha256 recorded when it was written."""
-    path = Path(path)
+def verified(path: PathLike) -> bool:
+    """Whether ``path`` exists and has exactly the size and sha256 recorded when it was written.
+
+    A missing or unreadable file or record is False; on object storage a missing bucket, denied
+    access or a missing package raises instead, naming what failed.
+    """
+    location = as_location(path)
     try:
-        record = json.loads(digest_path(path).read_text(encoding="utf-8"))
-        if path.stat().st_size != record["size"]:
+        record = json.loads(digest_path(location).read_text(encoding="utf-8"))
+        if _size(location) != record["size"]:
             return False
-        return file_sha256(path) == record["sha256"]
+        return sha256_file(location) == record["sha256"]
+    except FileNotFoundError as error:
+        if getattr(error, "missing_bucket", False):
+            raise
+        return False
+    except PermissionError:
+        if isinstance(location, ObjectPath):
+            raise  # denied access to the bucket: named, not a cache miss
+        return False
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
 
-def all_verified(*paths: str | Path) -> bool:
+def all_verified(*paths: PathLike) -> bool:
     return all(verified(path) for path in paths)
 
 
-def save_npy(path: str | Path, array: np.ndarray) -> Path:
+def save_npy(path: PathLike, array: np.ndarray) -> Location:
     """Write ``array`` (no object dtypes) to ``path`` atomically, with its digest record."""
     values = np.asarray(array)
     if values.dtype.hasobject:
         raise TypeError(f"refusing to save an object array to {path}: it would need pickle")
     buffer = io.BytesIO()
     np.save(buffer, values, allow_pickle=False)
-    return _write_recorded(Path(path), buffer.getvalue())
+    return _write_recorded(path, buffer.getvalue())
 
 
-def load_npy(path: str | Path) -> np.ndarray:
+def load_npy(path: PathLike) -> np.ndarray:
     """Read an ``.npy`` written by :func:`save_npy` (``allow_pickle=False``)."""
-    return np.load(Path(path), allow_pickle=False)
+    location = as_location(path)
+    if isinstance(location, ObjectPath):
+        return np.load(io.BytesIO(location.read_bytes()), allow_pickle=False)
+    return np.load(location, allow_pickle=False)
 
 
-def save_json(path: str | Path, document: Any) -> Path:
+def save_json(path: PathLike, document: Any) -> Location:
     """Write ``document`` as indented JSON atomically (NaN/inf refused), with its digest record."""
-    text = json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    return _write_recorded(Path(path), text.encode("utf-8"))
+    return _write_recorded(path, readable_json(document))
 
 
-def load_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def load_json(path: PathLike) -> Any:
+    return json.loads(as_location(path).read_text(encoding="utf-8"))

@@ -1,49 +1,42 @@
 """Content ids of pipeline stages and the work-directory layout that is keyed by them.
 
-A stage's content id is the short sha256 of the canonical JSON of everything that determines its
-output: the ids of its upstream stages, its full configuration (defaults included) and the code
-version. Equal ids mean equal outputs, so an id is at once the Prefect cache key of the stage's
-tasks and the name of the files they write; a changed parameter changes the id of its own stage
-and of every stage downstream of it, and of no other.
+A stage's content id is the short sha256 of the canonical JSON (:func:`cl_core.io.canonical_json`)
+of everything that determines its output: the ids of its upstream stages, its full configuration
+(defaults included) and the code version. Equal ids mean equal outputs, so an id is at once the
+Prefect cache key of the stage's tasks and the name of the files they write; a changed parameter
+changes the id of its own stage and of every stage downstream of it, and of no other.
+
+The work directory is a local path or an fsspec URL (``s3://bucket/runs``): every path below is
+then an :class:`~cl_core.artifacts.ObjectPath` (``str()`` gives the URL), and the Prefect cache
+records go to a ``RemoteFileSystem`` at ``<root>/cache``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from prefect.filesystems import RemoteFileSystem
+
 from cl_core import CODE_VERSION
+from cl_core.artifacts.location import Location, ObjectPath, as_location
+from cl_core.io import content_hash
+from flows import _files
 
 ID_LENGTH = 16
 
 
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return value.tolist()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    raise TypeError(f"{type(value).__name__} cannot be part of a content id; pass plain values")
-
-
-def canonical_json(payload: Any) -> str:
-    """Deterministic JSON: sorted keys, no whitespace, dataclasses/pydantic/numpy as plain data."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_jsonable)
-
-
 def content_id(stage: str, payload: Mapping[str, Any]) -> str:
-    """``ID_LENGTH`` hex digits of sha256 over ``{stage, code_version, **payload}``."""
+    """``ID_LENGTH`` hex digits of sha256 over ``{stage, code_version, **payload}``.
+
+    ``payload`` may hold dataclasses, pydantic models, paths, numpy values and sets besides plain
+    JSON (see :func:`cl_core.io.json_default`).
+    """
     document = {"stage": stage, "code_version": CODE_VERSION, **payload}
-    return hashlib.sha256(canonical_json(document).encode()).hexdigest()[:ID_LENGTH]
+    return content_hash(document, ID_LENGTH, allow_nan=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,35 +45,60 @@ class WorkDir:
 
     Parameters
     ----------
-    root : path
-        e.g. ``runs``; created on first write.
+    root : Path or ObjectPath
+        e.g. ``runs`` or ``s3://bucket/runs``; created on first write.
     """
 
-    root: Path
+    root: Location
 
     @classmethod
-    def at(cls, root: str | Path) -> WorkDir:
-        return cls(Path(root).expanduser().absolute())
+    def at(cls, root: str | os.PathLike[str] | ObjectPath) -> WorkDir:
+        """A work dir at a local path (made absolute) or an fsspec URL."""
+        location = as_location(root)
+        if isinstance(location, ObjectPath):
+            return cls(location)
+        return cls(location.expanduser().absolute())
 
     @property
-    def cache(self) -> Path:
+    def is_remote(self) -> bool:
+        """True on object storage."""
+        return isinstance(self.root, ObjectPath)
+
+    @property
+    def cache(self) -> Location:
         """Prefect's persisted task results (the cache records)."""
         return self.root / "cache"
 
-    def store(self, embed_id: str) -> Path:
+    @property
+    def result_storage(self) -> Path | RemoteFileSystem:
+        """What to pass as a task's ``result_storage`` so its cache records live in :attr:`cache`.
+
+        The local folder as a path, or an (unsaved) ``RemoteFileSystem`` block at the URL; fsspec
+        takes credentials and endpoints from the environment (``AWS_*``) as everywhere else.
+        """
+        cache = self.cache
+        if isinstance(cache, ObjectPath):
+            return RemoteFileSystem(basepath=str(cache))
+        return cache
+
+    def check_writable(self) -> None:
+        """Fail before any work when the root cannot be written (:func:`flows._files.check_writable`)."""
+        _files.check_writable(self.root)
+
+    def store(self, embed_id: str) -> Location:
         return self.root / "embeddings" / f"{embed_id}.zarr"
 
-    def sweep(self, sample_id: str) -> Path:
+    def sweep(self, sample_id: str) -> Location:
         return self.root / "sweeps" / sample_id
 
-    def cluster(self, cluster_id: str) -> Path:
+    def cluster(self, cluster_id: str) -> Location:
         return self.root / "clusters" / cluster_id
 
-    def difficulty(self, difficulty_id: str) -> Path:
+    def difficulty(self, difficulty_id: str) -> Location:
         return self.root / "difficulty" / f"{difficulty_id}.npy"
 
-    def schedule(self, schedule_id: str) -> Path:
+    def schedule(self, schedule_id: str) -> Location:
         return self.root / "schedules" / f"{schedule_id}.json"
 
-    def report(self, publish_id: str) -> Path:
+    def report(self, publish_id: str) -> Location:
         return self.root / "reports" / publish_id

@@ -330,3 +330,89 @@ def test_sampler_imports_fsspec_only_for_urls(tmp_path: Path, scores: np.ndarray
     )
     result = _run(code)
     assert result.stdout.split() == ["False", "False"], result.stderr
+
+
+# -- the flows' work dir on object storage (intermediates, digest records, cache records) ----------
+
+
+def test_work_dir_intermediates_round_trip_and_verify_on_s3(bucket: str) -> None:
+    from flows import _files
+    from flows.ids import WorkDir
+
+    work = WorkDir.at(f"s3://{bucket}/runs")
+    assert (
+        work.is_remote and str(work.difficulty("abc")) == f"s3://{bucket}/runs/difficulty/abc.npy"
+    )
+    assert str(work.store("e1")) == f"s3://{bucket}/runs/embeddings/e1.zarr"
+    values = np.arange(12, dtype=np.float32).reshape(3, 4)
+    path = _files.save_npy(work.cluster("c1") / "centroids.npy", values)
+    summary = _files.save_json(str(work.schedule("s1")), {"k": 3, "score": np.float64(0.5)})
+
+    np.testing.assert_array_equal(_files.load_npy(str(path)), values)
+    assert _files.load_json(summary) == {"k": 3, "score": 0.5}
+    assert _files.all_verified(path, summary)
+    fs = fsspec.filesystem("s3")
+    assert fs.exists(f"s3://{bucket}/runs/clusters/c1/centroids.npy.sha256.json")
+
+    fs.pipe_file(str(path), b"tampered")  # another writer, a partial upload...
+    assert not _files.verified(path)
+    assert not _files.verified(work.cluster("c1") / "missing.npy")
+
+
+def test_a_missing_work_dir_bucket_fails_before_any_work_naming_bucket_and_operation(
+    bucket: str,
+) -> None:
+    from flows import _files
+    from flows.ids import WorkDir
+
+    missing = f"{bucket}-missing"
+    work = WorkDir.at(f"s3://{missing}/runs")
+    with pytest.raises(
+        FileNotFoundError, match=rf"bucket '{missing}' does not exist: cannot write"
+    ):
+        work.check_writable()
+    with pytest.raises(FileNotFoundError, match=rf"bucket '{missing}' does not exist"):
+        _files.verified(work.difficulty("abc"))  # not a plain cache miss
+    WorkDir.at(f"s3://{bucket}/runs").check_writable()  # an existing bucket passes, leaves nothing
+    assert fsspec.filesystem("s3").ls(f"s3://{bucket}") == []
+
+
+def test_the_embedding_store_of_an_s3_work_dir_is_written_and_read_there(bucket: str) -> None:
+    from cl_core.store import open_store, store_from_array
+    from flows.ids import WorkDir
+
+    location = str(WorkDir.at(f"s3://{bucket}/runs").store("e1"))
+    features = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    store_from_array(location, features, chunk_rows=8, dataset_id="toy")
+    reopened = open_store(location, read_only=True)
+    assert reopened.is_complete and reopened.shape == (40, 6)
+    rows = np.concatenate([block for _, block in reopened.iter_chunks("none")])
+    np.testing.assert_array_equal(rows, features.astype(np.float16))
+    assert fsspec.filesystem("s3").exists(f"s3://{bucket}/runs/embeddings/e1.zarr/zarr.json")
+
+
+def test_work_dir_cache_records_go_to_object_storage(bucket: str) -> None:
+    from prefect.filesystems import RemoteFileSystem
+
+    from flows.ids import WorkDir
+
+    storage = WorkDir.at(f"s3://{bucket}/runs").result_storage
+    assert isinstance(storage, RemoteFileSystem)
+    storage.write_path("embed-123", b"record")
+    assert fsspec.filesystem("s3").cat_file(f"s3://{bucket}/runs/cache/embed-123") == b"record"
+    assert storage.read_path("embed-123") == b"record"
+    local = WorkDir.at("runs")
+    assert local.result_storage == local.cache == Path("runs").absolute() / "cache"
+
+
+def test_a_work_dir_url_without_s3fs_says_what_to_install() -> None:
+    code = (
+        "import sys; sys.modules['s3fs'] = None  # as if s3fs were not installed\n"
+        "from flows.ids import WorkDir\n"
+        "try:\n"
+        "    WorkDir.at('s3://bucket/runs').check_writable()\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    result = _run(code)
+    assert "need the s3fs package: pip install s3fs" in result.stdout, result.stderr

@@ -142,7 +142,7 @@ def test_restart_writes_only_missing_and_matches_one_pass(tmp_path):
 
 
 def test_crash_before_marker_leaves_shard_missing(tmp_path, monkeypatch):
-    import cl_core.store as store_module
+    import cl_core.store.embedding_store as store_module
 
     store = new_store(tmp_path / "e.zarr")
     features = make_features()
@@ -150,7 +150,7 @@ def test_crash_before_marker_leaves_shard_missing(tmp_path, monkeypatch):
     def crash(*args):
         raise KeyboardInterrupt("killed while writing shard statistics")
 
-    monkeypatch.setattr(store_module, "_moments", crash)
+    monkeypatch.setattr(store_module, "block_moments", crash)
     with pytest.raises(KeyboardInterrupt):
         store.write_shard(1, features[48:96])
     monkeypatch.undo()

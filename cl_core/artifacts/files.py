@@ -7,11 +7,8 @@ fsynced as it is written and its manifest entry (sha256, shape, dtype) returned.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
 import io
-import json
 import os
 import shutil
 from collections.abc import Mapping
@@ -20,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from cl_core.artifacts.identity import _json_default
 from cl_core.artifacts.manifest import LATEST_FILE, MANIFEST_FILE, sha256_file
+from cl_core.io import readable_json, sha256_hex, write_durable
 
 _NUMERIC_KINDS = "biufc"
 _RESERVED_NAMES = (MANIFEST_FILE, LATEST_FILE)
@@ -66,13 +63,12 @@ def _npy_file(key: str, array: object) -> _PendingFile:
 def _json_bytes(obj: object, what: str) -> bytes:
     """Readable (indented, key-sorted) strict JSON; NaN/inf are refused, not written."""
     try:
-        text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=_json_default)
+        return readable_json(obj)
     except (TypeError, ValueError) as error:
         raise ValueError(
             f"{what} is not JSON-serialisable with finite numbers ({error}); "
             f"use plain values and null instead of NaN"
         ) from None
-    return (text + "\n").encode("utf-8")
 
 
 def _json_file(key: str, obj: object) -> _PendingFile:
@@ -108,16 +104,6 @@ def _pending_files(
     return pending
 
 
-def _fsync_directory(path: Path) -> None:
-    """Persist a directory entry (rename/create) where the platform allows it."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _write_file(directory: Path, item: _PendingFile) -> dict[str, Any]:
     """Write one pending file durably and return its manifest entry."""
     target = directory / item.name
@@ -128,9 +114,6 @@ def _write_file(directory: Path, item: _PendingFile) -> dict[str, Any]:
         digest = sha256_file(target)
     else:
         assert item.data is not None
-        with open(target, "wb") as handle:
-            handle.write(item.data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        digest = hashlib.sha256(item.data).hexdigest()
+        write_durable(target, item.data)
+        digest = sha256_hex(item.data)
     return {"sha256": digest, "shape": item.shape, "dtype": item.dtype}

@@ -9,8 +9,6 @@ config, schema_version, code_version}`` (:func:`compute_version`); arrays enter 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,33 +16,11 @@ import numpy as np
 
 from cl_core import CODE_VERSION
 from cl_core.artifacts.manifest import SCHEMA_VERSION
+from cl_core.io import content_hash
 from cl_core.schedule import ScheduleConfig
 from cl_core.validation import check_valid_mask
 
 VERSION_LENGTH = 12
-
-
-def _json_default(value: object) -> object:
-    """Make numpy scalars/arrays and paths JSON-serialisable, deterministically."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
-
-
-def _canonical_json(obj: object, what: str) -> str:
-    try:
-        return json.dumps(
-            obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_json_default
-        )
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"{what} must be JSON-serialisable with finite numbers ({error}); use plain "
-            f"str/int/float/bool/list/dict values and null instead of NaN"
-        ) from None
 
 
 def compute_version(parents: Sequence[str], config: Mapping[str, Any]) -> str:
@@ -68,8 +44,13 @@ def compute_version(parents: Sequence[str], config: Mapping[str, Any]) -> str:
         "schema_version": SCHEMA_VERSION,
         "code_version": CODE_VERSION,
     }
-    text = _canonical_json(payload, "config")
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:VERSION_LENGTH]
+    try:
+        return content_hash(payload, VERSION_LENGTH)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"config must be JSON-serialisable with finite numbers ({error}); use plain "
+            f"str/int/float/bool/list/dict values and null instead of NaN"
+        ) from None
 
 
 def array_digest(array: np.ndarray) -> str:

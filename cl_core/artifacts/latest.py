@@ -23,7 +23,6 @@ import socket
 import time
 from pathlib import Path
 
-from cl_core.artifacts.files import _fsync_directory
 from cl_core.artifacts.location import Location, ObjectPath, as_location, mtime
 from cl_core.artifacts.manifest import (
     LATEST_FILE,
@@ -32,6 +31,7 @@ from cl_core.artifacts.manifest import (
     load_manifest,
     resolve_version,
 )
+from cl_core.io import atomic_write_bytes
 
 _TEMP_KINDS = ("tmp", "trash", "latest")
 # .<kind>-<label>@<host>@<pid>@<rand>: the writer of every temporary is on record.
@@ -133,16 +133,12 @@ def _point_latest(name_dir: Location, version: str) -> None:
     if isinstance(name_dir, ObjectPath):
         (name_dir / LATEST_FILE).write_bytes((version + "\n").encode("utf-8"))
         return
-    temp = name_dir / _temp_name("latest", "")
-    try:
-        with open(temp, "w", encoding="utf-8") as handle:
-            handle.write(version + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, name_dir / LATEST_FILE)
-    finally:
-        temp.unlink(missing_ok=True)
-    _fsync_directory(name_dir)
+    atomic_write_bytes(
+        name_dir / LATEST_FILE,
+        (version + "\n").encode("utf-8"),
+        durable=True,
+        temp_name=_temp_name("latest", ""),
+    )
 
 
 def point_latest(root: str | os.PathLike[str] | ObjectPath, name: str, version: str) -> Location:

@@ -199,6 +199,13 @@ class ObjectPath:
         names = sorted({posixpath.basename(str(entry).rstrip("/")) for entry in entries})
         return iter([self / name for name in names if name])
 
+    def size(self) -> int | None:
+        """The object's size in bytes; None when no object is stored under this key."""
+        info = self._info("look up")
+        if info is None or info.get("type") != "file":
+            return None
+        return int(info.get("size") or 0)
+
     def read_bytes(self) -> bytes:
         """The object's bytes."""
         fs = self._fs()

@@ -12,7 +12,6 @@ atomic object write), then ``latest`` (:func:`_publish_objects`).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -24,7 +23,6 @@ import numpy as np
 
 from cl_core import CODE_VERSION
 from cl_core.artifacts.files import (
-    _fsync_directory,
     _json_bytes,
     _pending_files,
     _PendingFile,
@@ -51,6 +49,7 @@ from cl_core.artifacts.manifest import (
     sha256_file,
 )
 from cl_core.artifacts.verify import verify_artifact
+from cl_core.io import fsync_directory, sha256_hex
 
 
 def _existing_version(version_dir: Location, replace_damaged: bool = False) -> bool:
@@ -219,12 +218,12 @@ def publish_artifact(
         # The manifest goes last: until it exists the directory is not a version.
         manifest_bytes = _json_bytes(manifest, "manifest")
         _write_file(temp_dir, _PendingFile(MANIFEST_FILE, manifest_bytes, None, None, None))
-        _fsync_directory(temp_dir)
+        fsync_directory(temp_dir)
         _install(temp_dir, version_dir)
     except BaseException:
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise
-    _fsync_directory(name_dir)
+    fsync_directory(name_dir)
     _point_latest(name_dir, version)
     return version_dir
 
@@ -246,7 +245,7 @@ def _publish_objects(
             target.upload(item.source)
         else:
             assert item.data is not None
-            digest = hashlib.sha256(item.data).hexdigest()
+            digest = sha256_hex(item.data)
             target.write_bytes(item.data)
         manifest["files"][item.name] = {"sha256": digest, "shape": item.shape, "dtype": item.dtype}
     manifest_bytes = _json_bytes(manifest, "manifest")
