@@ -102,7 +102,7 @@ class PretrainedModelExtractor(FeatureExtractor):
     ----------
     model : nn.Module, str or callable
         The encoder. Besides a module (as the reference), a timm name or a reference alias
-        such as ``"dino_vits16"`` is accepted (see :func:`cl_core.models.load_model`).
+        such as ``"dino_vits16"`` is accepted (see :func:`cl_core.embed.load_model`).
     feature_layer : str, optional
         Name of a module in ``model.named_modules()`` whose output is the feature (a forward
         hook; the rest of the network is skipped). None: the model output.

@@ -55,7 +55,7 @@ def find_local_weights(model: str, directories: list[Path] | None = None) -> Pat
     -------
     Path or None
     """
-    from cl_core.models import MODEL_ALIASES, canonical_model_name  # imports torch
+    from cl_core.embed import MODEL_ALIASES, canonical_model_name  # imports torch
 
     canonical = canonical_model_name(model)
     aliases = [alias for alias, name in MODEL_ALIASES.items() if name == canonical]
@@ -177,7 +177,7 @@ def create_curriculum_learning_with_dino(
             f"README signature create_curriculum_learning_with_dino(dataset, device, ...); "
             f"pass n_clusters={device!r} by keyword"
         )
-    from cl_core.models import canonical_model_name  # imports torch
+    from cl_core.embed import canonical_model_name  # imports torch
 
     if not isinstance(dino_model, str):
         raise TypeError(

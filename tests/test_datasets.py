@@ -1,4 +1,4 @@
-"""Tests of cl_core.datasets: accepted datasets, fingerprints, collation with shape checks."""
+"""Tests of cl_core.embed.datasets: accepted datasets, fingerprints, collation with shape checks."""
 
 from __future__ import annotations
 
@@ -9,13 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-from cl_core.datasets import (
-    DigitsDataset,
-    dataset_fingerprint,
-    fingerprint_indices,
-    image_transform,
-    resolve_dataset,
-)
+from cl_core.embed.datasets import DigitsDataset, image_transform, resolve_dataset
+from cl_core.embed.identity import dataset_fingerprint, fingerprint_indices
 
 
 def _tensors(n: int = 10, seed: int = 0) -> TensorDataset:
@@ -124,7 +119,7 @@ def test_fingerprint_of_unhashable_samples_asks_for_a_dataset_id() -> None:
 
 
 def test_collator_names_the_first_sample_with_another_shape() -> None:
-    from cl_core.features import BatchCollator
+    from cl_core.embed.features import BatchCollator
 
     collate = BatchCollator()
     items = [(7, torch.zeros(3, 4)), (8, torch.zeros(3, 4)), (9, torch.zeros(3, 5))]
@@ -146,7 +141,7 @@ def test_count_samples_matches_the_resolved_dataset_without_a_model(tmp_path: Pa
     """The CLI checks k against N with this before it loads any model."""
     from PIL import Image
 
-    from cl_core.datasets import count_samples
+    from cl_core.embed.datasets import count_samples
 
     for label in ("a", "b"):
         (tmp_path / label).mkdir()

@@ -1,4 +1,4 @@
-"""cl_core.decoding: batched decode + eval transform vs timm's PIL transform, fallbacks, failures."""
+"""cl_core.embed decoding: batched decode + eval transform vs timm's PIL transform, fallbacks, failures."""
 
 from __future__ import annotations
 
@@ -13,16 +13,15 @@ import timm.data
 import torch
 from PIL import Image
 
-from cl_core.decoding import (
+from cl_core.embed.batch_decoding import (
     DecodedBatch,
     EncodedFiles,
-    EvalTransform,
     collate_encoded,
     decode_batch,
     jpeg_fast_path_reason,
-    load_uint8,
-    normalize_uint8,
 )
+from cl_core.embed.decoding import load_uint8, normalize_uint8
+from cl_core.embed.transform import EvalTransform
 
 
 def _image(rng: np.random.Generator, width: int, height: int, kind: str) -> Image.Image:
@@ -246,7 +245,7 @@ def test_decoder_error_falls_back_per_file(files, monkeypatch) -> None:
     """A JPEG the fast decoder rejects is decoded by PIL; a whole-batch error is retried per file."""
     import torchvision.io
 
-    from cl_core import decoding
+    from cl_core.embed import batch_decoding as decoding
 
     real = torchvision.io.decode_jpeg
     bad = files["rgb1"]

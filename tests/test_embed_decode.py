@@ -16,9 +16,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cl_core.datasets import ImageFiles, image_transform, resolved_data_config
-from cl_core.embed import EmbedConfig, _prepare, embed_dataset
-from cl_core.inference import InferencePlan, run_shards
+from cl_core.embed import EmbedConfig, embed_dataset
+from cl_core.embed.datasets import image_transform, resolved_data_config
+from cl_core.embed.files import ImageFiles
+from cl_core.embed.inference import run_shards
+from cl_core.embed.job import _prepare
+from cl_core.embed.plan import InferencePlan
 from cl_core.store import create_store
 
 SIZE = 32
@@ -160,16 +163,16 @@ def test_gpu_decoding_is_refused_without_cuda_or_image_files(tmp_path: Path) -> 
 def test_worker_count_scales_with_cores_when_cpu_workers_feed_a_gpu(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import cl_core.inference as inference
+    import cl_core.embed.plan as plan_module
 
     root = _varied_folder(tmp_path / "images")
     plan: InferencePlan = _prepare(f"imagefolder:{root}", _config(num_workers=None), None).plan
     assert isinstance(plan.spec.dataset, ImageFiles)
-    monkeypatch.setattr(inference, "_usable_cpus", lambda: 64)
+    monkeypatch.setattr(plan_module, "_usable_cpus", lambda: 64)
     on_gpu = dataclasses.replace(plan, device=torch.device("cuda"))
-    assert on_gpu.workers == inference.MAX_GPU_FEED_WORKERS > 8  # CPU decoding for a GPU model
+    assert on_gpu.workers == plan_module.MAX_GPU_FEED_WORKERS > 8  # CPU decoding for a GPU model
     assert dataclasses.replace(on_gpu, decode="gpu").workers == 8  # workers only read bytes
-    monkeypatch.setattr(inference, "_usable_cpus", lambda: 2)
+    monkeypatch.setattr(plan_module, "_usable_cpus", lambda: 2)
     assert plan.workers == 0  # CPU model on 2 cores: the workers would take the model's cores
 
 

@@ -1,4 +1,4 @@
-"""Tests of cl_core.features: pooling, output selection, layer hooks, batch splitting."""
+"""Tests of cl_core.embed.features: pooling, output selection, layer hooks, batch splitting."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from cl_core.features import (
+from cl_core.embed.features import (
     capture_layer,
     forward_features,
     pool_features,
     select_output,
     split_batch,
 )
-from cl_core.models import load_model
+from cl_core.embed.models import load_model
 
 
 def test_pool_cnn_maps_averages_spatial_dims_only() -> None:

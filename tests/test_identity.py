@@ -17,14 +17,13 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from cl_core.datasets import (
+from cl_core.embed.datasets import resolve_dataset
+from cl_core.embed.files import ImageFiles, scan_image_folder
+from cl_core.embed.identity import (
     DatasetIdentity,
-    ImageFiles,
     dataset_fingerprint,
     dataset_identity,
     fingerprint_indices,
-    resolve_dataset,
-    scan_image_folder,
 )
 
 N_IMAGES = 24  # 3 classes x 8; fingerprint_indices(24) does not include index 1

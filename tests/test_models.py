@@ -1,4 +1,4 @@
-"""Tests of cl_core.models / cl_core.weights: model ids, local weights, bundled offline models."""
+"""Tests of cl_core.embed.models / weights: model ids, local weights, bundled offline models."""
 
 from __future__ import annotations
 
@@ -10,13 +10,8 @@ import pytest
 import timm
 import torch
 
-from cl_core.datasets import image_transform
-from cl_core.models import (
-    MODEL_ALIASES,
-    canonical_model_name,
-    clear_model_cache,
-    load_model,
-)
+from cl_core.embed.datasets import image_transform
+from cl_core.embed.models import MODEL_ALIASES, canonical_model_name, clear_model_cache, load_model
 
 DAISY = 985  # ImageNet class of the daisy in scikit-learn's flower.jpg
 TINY_VIT = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}

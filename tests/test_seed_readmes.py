@@ -446,7 +446,7 @@ def check_v2_quick_start(ns: dict[str, Any], ctx: dict[str, Any]) -> None:
     # the local weights file served the `dino_vits16` request
     attrs = curriculum.store_.attrs
     assert attrs["model_id"] == "vit_small_patch16_224.dino"
-    from cl_core.models import file_sha256
+    from cl_core.embed import file_sha256
 
     assert attrs["weights_sha256"] == file_sha256(ctx["dino_weights_dir"] / DINO_FILE)
     assert curriculum.features_.shape == (len(dataset), 384)

@@ -21,8 +21,8 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 from torch.utils.data import default_collate as torch_default_collate
 
-from cl_core.datasets import describe_error, sample_path
-from cl_core.models import LoadedModel
+from cl_core.embed.datasets import describe_error, sample_path
+from cl_core.embed.models import LoadedModel
 from cl_core.validation import check_choice
 
 POOLINGS = ("auto", "cls", "mean", "none")
@@ -43,7 +43,7 @@ class SampleFailure:
     """A sample that could not be loaded: travels back from a DataLoader worker as data.
 
     Workers never raise for a bad sample: the main process decides (raise
-    :class:`cl_core.datasets.BadSampleError` or skip the sample), so the error reaches the caller
+    :class:`cl_core.embed.BadSampleError` or skip the sample), so the error reaches the caller
     intact instead of as a generic worker failure.
     """
 

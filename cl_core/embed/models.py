@@ -6,8 +6,8 @@ the module plus the identity the embedding store records (model id and weights s
 model's own preprocessing (timm data config). Loaded models are cached per process, so Prefect tasks
 that each embed one shard do not reload the weights.
 
-Reading and converting weights files lives in :mod:`cl_core.weights`; feature extraction from the
-loaded module (layer hooks, output keys, pooling) in :mod:`cl_core.features`.
+Reading and converting weights files lives in :mod:`cl_core.embed.weights`; feature extraction from the
+loaded module (layer hooks, output keys, pooling) in :mod:`cl_core.embed.features`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 from torch import nn
 
-from cl_core.weights import file_sha256, load_weights, read_state_dict, state_dict_sha256
+from cl_core.embed.weights import file_sha256, load_weights, read_state_dict, state_dict_sha256
 
 DEFAULT_MODEL = "vit_small_patch16_224.dino"
 MODEL_ALIASES = {
