@@ -43,7 +43,10 @@ ours (CPU decoding) >= 1.5x the plain DataLoader and first batch <= 2 s (CPU); o
 GPU decoding >= 0.5x the bare forward.
 
 ``--demo`` times ``cl-curriculum demo`` (the console script, so it runs with the project's
-allocator set-up) in a clean temporary directory; goal <= 60 s wall.
+allocator set-up) in a clean temporary directory with a new Prefect home; goal <= 60 s wall. It
+reports where the time goes, from the run's log lines: start-up (checks, imports and the Prefect
+server start), embed, cluster (sweep, fit), curriculum (publish) and teardown; and, run alone
+before the demo, how long a temporary Prefect server takes to start on a new database.
 
 The last line printed is one JSON object with every figure.
 """
@@ -53,6 +56,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -282,7 +286,7 @@ def make_image_folder(root: Path, n: int, seed: int = 0) -> dict[str, int]:
         folder.mkdir(parents=True, exist_ok=True)
         width, height = (int(v) for v in rng.integers(300, 501, 2))
         coarse = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
-        image = Image.fromarray(coarse).resize((width, height), Image.BICUBIC)
+        image = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
         grain = rng.normal(0, 12, (height, width, 3))
         image = Image.fromarray(np.clip(np.asarray(image) + grain, 0, 255).astype(np.uint8))
         quality = int(rng.integers(85, 96))
@@ -353,8 +357,7 @@ def ours_on_files(
     model: Any, root: Path, setting: dict[str, Any], device: Any, decode: str, workdir: Path
 ) -> dict[str, float]:
     """embed_dataset over the folder: images/s end to end, plus its loader's first-batch latency."""
-    from cl_core.embed import EmbedConfig, embed_dataset, plan_inference
-    from cl_core.inference import make_loader
+    from cl_core.embed import EmbedConfig, embed_dataset, make_loader, plan_inference
 
     config = EmbedConfig(
         model=model,
@@ -388,7 +391,7 @@ def bare_on_files(model: Any, root: Path, setting: dict[str, Any], device: Any) 
     """The model alone on the folder's images, transformed in memory beforehand (images/s)."""
     import torch
 
-    from cl_core.datasets import resolve_dataset
+    from cl_core.embed import resolve_dataset
 
     spec = resolve_dataset(
         f"imagefolder:{root}",
@@ -408,8 +411,7 @@ def model_data_config(model: Any) -> dict[str, Any]:
 def run_images(quick: bool, threads: int | None, workers: int | None) -> dict[str, Any]:
     import torch
 
-    from cl_core.datasets import resolved_data_config
-    from cl_core.inference import start_worker_server
+    from cl_core.embed import resolved_data_config, start_worker_server
 
     start_worker_server()  # as the CLI does at start-up: the workers' imports overlap the set-up
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -510,23 +512,137 @@ def print_images_table(result: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------------------------
 
 DEMO_GOAL_S = 60.0
+_LOG_LINE = re.compile(
+    r"^(\d\d):(\d\d):(\d\d\.\d+) \| \w+\s*\| (Flow run|Task run) '([^']+)' - (.*)$"
+)
+_BEGIN = re.compile(r"Beginning (?:sub)?flow run '[^']+' for flow '([^']+)'")
+
+
+def _demo_command() -> list[str]:
+    """``cl-curriculum demo --verbose --no-progress`` (verbose: its log lines time the stages)."""
+    script = Path(sys.executable).with_name("cl-curriculum")
+    args = ["demo", "--verbose", "--no-progress"]
+    if script.exists():
+        return [str(script), *args]
+    return [sys.executable, "-m", "flows.cli", *args]
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    """No Prefect settings but a new, empty Prefect home: a first run in a clean directory."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(home)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def log_events(stderr: str, started: float) -> list[tuple[float, str, str, str]]:
+    """``(seconds since start, 'Flow run' | 'Task run', run name, message)`` per log line.
+
+    The console log stamps local wall-clock time to the millisecond; ``started`` is the
+    ``time.time()`` at which the command started.
+    """
+    day = time.localtime(started)
+    midnight = time.mktime((day.tm_year, day.tm_mon, day.tm_mday, 0, 0, 0, 0, 0, -1))
+    events = []
+    for line in stderr.splitlines():
+        match = _LOG_LINE.match(line.strip())
+        if match:
+            hours, minutes, seconds, kind, name, message = match.groups()
+            at = midnight + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+            events.append((round(at - started, 2), kind, name, message))
+    return events
+
+
+def stage_breakdown(events: list[tuple[float, str, str, str]], wall: float) -> dict[str, float]:
+    """Seconds per phase of a demo run, from its log lines (see :func:`log_events`).
+
+    ``startup``: command start to the pipeline flow's first line (checks, imports, Prefect
+    server start, overlapped or not); ``embed`` / ``cluster`` / ``curriculum``: each stage flow
+    from its first to its last line; ``sweep``: cluster start to the chosen-k line; ``fit``: the
+    rest of the cluster flow; ``publish``: the curriculum flow's publish task (from the previous
+    task's end); ``teardown``: the pipeline's last line to the command's exit.
+    """
+    flow_of: dict[str, str] = {}
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    marks: dict[str, float] = {}
+    task_ends: list[tuple[float, str]] = []
+    for at, kind, name, message in events:
+        begin = _BEGIN.search(message)
+        if begin:
+            flow_of[name] = begin.group(1)
+        flow = flow_of.get(name, name) if kind == "Flow run" else "task"
+        first.setdefault(flow, at)
+        last[flow] = at
+        if kind == "Flow run" and "lowest Davies-Bouldin" in message:
+            marks["chosen_k"] = at
+        if kind == "Task run" and message.startswith("Finished"):
+            task_ends.append((at, name))
+    breakdown: dict[str, float] = {}
+    if "curriculum-pipeline" in first:
+        breakdown["startup"] = first["curriculum-pipeline"]
+        breakdown["teardown"] = wall - last["curriculum-pipeline"]
+    for stage in ("embed", "cluster", "curriculum"):
+        if stage in first:
+            breakdown[stage] = last[stage] - first[stage]
+    if "cluster" in first and "chosen_k" in marks:
+        breakdown["sweep"] = marks["chosen_k"] - first["cluster"]
+        breakdown["fit"] = last["cluster"] - marks["chosen_k"]
+    publish = [i for i, (_, name) in enumerate(task_ends) if name.startswith("publish-")]
+    if publish and publish[0] > 0:
+        index = publish[0]
+        breakdown["publish"] = task_ends[index][0] - task_ends[index - 1][0]
+    return {key: round(value, 2) for key, value in breakdown.items()}
+
+
+_SERVER_START = (
+    "import time; t = time.perf_counter()\n"
+    "from flows import _prefect_env as e\n"
+    "e.configure_environment()\n"
+    "with e.embedded_server() as server:\n"
+    "    server.wait_until_ready()\n"
+    "    print(round(time.perf_counter() - t, 2))\n"
+)
+
+
+def server_cold_start() -> float | None:
+    """Seconds from launch to a healthy temporary Prefect server on a new database, alone."""
+    with tempfile.TemporaryDirectory() as tmp:
+        completed = subprocess.run(
+            [sys.executable, "-c", _SERVER_START],
+            cwd=tmp,
+            env=_clean_env(Path(tmp) / "prefect-home"),
+            capture_output=True,
+            text=True,
+        )
+    if completed.returncode != 0:
+        print(completed.stderr[-2000:])
+        return None
+    return float(completed.stdout.strip().splitlines()[-1])
 
 
 def run_demo() -> dict[str, Any]:
-    script = Path(sys.executable).with_name("cl-curriculum")
-    command = [str(script), "demo", "--no-progress"] if script.exists() else None
-    if command is None:
-        command = [sys.executable, "-m", "flows.cli", "demo", "--no-progress"]
+    command = _demo_command()
     load_before = os.getloadavg()[0]
+    server_s = server_cold_start()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-        env["PREFECT_HOME"] = str(Path(tmp) / "prefect-home")
-        env["PYTHONPATH"] = str(ROOT)
+        env = _clean_env(Path(tmp) / "prefect-home")
+        out, err = Path(tmp) / "stdout.txt", Path(tmp) / "stderr.txt"
+        started_at = time.time()
         start = time.perf_counter()
         usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        result = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True)
+        # Output to files, not pipes: the wall ends when the command exits, as `time` sees it,
+        # not when the last helper process that inherited its output has gone.
+        with open(out, "w") as stdout, open(err, "w") as stderr:
+            code = subprocess.run(command, cwd=tmp, env=env, stdout=stdout, stderr=stderr)
         wall = time.perf_counter() - start
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result = subprocess.CompletedProcess(
+            command,
+            code.returncode,
+            out.read_text(encoding="utf-8", errors="replace"),
+            err.read_text(encoding="utf-8", errors="replace"),
+        )
     if result.returncode != 0:
         print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")
     return {
@@ -536,6 +652,8 @@ def run_demo() -> dict[str, Any]:
         "goal_met": bool(result.returncode == 0 and wall <= DEMO_GOAL_S),
         "wall_s": round(wall, 1),
         "goal_wall_s": DEMO_GOAL_S,
+        "breakdown_s": stage_breakdown(log_events(result.stderr, started_at), wall),
+        "server_cold_start_alone_s": server_s,
         "user_s": round(usage.ru_utime - usage_before.ru_utime, 1),
         "system_s": round(usage.ru_stime - usage_before.ru_stime, 1),
         "exit_code": result.returncode,
@@ -544,6 +662,21 @@ def run_demo() -> dict[str, Any]:
         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "last_line": (result.stdout.strip().splitlines() or [""])[-1][:200],
     }
+
+
+def print_demo_table(result: dict[str, Any]) -> None:
+    print(f"\n{'demo phase':<34}{'seconds':>10}")
+    for phase, seconds in result["breakdown_s"].items():
+        print(f"{phase:<34}{seconds:>10.2f}")
+    print(
+        f"{'(server cold start, run alone)':<34}{result['server_cold_start_alone_s'] or 0:>10.2f}"
+    )
+    print(
+        f"\ncl-curriculum demo in a clean directory: {result['wall_s']} s wall "
+        f"(goal <= {DEMO_GOAL_S:.0f} s, ratio {result['ratio']}), user {result['user_s']} s, "
+        f"system {result['system_s']} s, exit {result['exit_code']}, load "
+        f"{result['load_average_1min']} on {result['cpu_count']} CPUs\n"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -667,11 +800,7 @@ def main(argv: list[str]) -> int:
         return 0
     if args.demo:
         result = run_demo()
-        print(
-            f"\ncl-curriculum demo in a clean directory: {result['wall_s']} s wall "
-            f"(goal <= {DEMO_GOAL_S:.0f} s), user {result['user_s']} s, system "
-            f"{result['system_s']} s, exit {result['exit_code']}\n"
-        )
+        print_demo_table(result)
         print(json.dumps(result))
         return 0
     result = run(args.quick, args.threads)

@@ -132,3 +132,50 @@ def test_difficulty_histograms_count_every_member(clustered: dict[str, np.ndarra
     assert titles == ["cluster 0 (n=5)", "cluster 1 (n=8)", "cluster 2 (n=7)"]
     heights = [ax.patches[0].get_data().values.sum() for ax in fig.axes]
     assert heights == [5, 8, 7]
+
+
+def test_sample_mosaic_tiles_rows_in_order_with_grey_inverted_and_rgb_scaled() -> None:
+    grey = np.array([[0.0, 16.0], [8.0, 16.0]])  # imshow-style autoscale, gray_r: high = dark
+    rgb = np.full((2, 2, 3), 255, dtype=np.uint8)
+    mosaic = report.sample_mosaic([[grey, rgb], [rgb]], gap=1)
+    assert mosaic.shape == (2 * 3 + 1, 2 * 3 + 1, 3)
+    np.testing.assert_allclose(mosaic[1:3, 1:3, 0], [[1.0, 0.0], [0.5, 0.0]])
+    np.testing.assert_allclose(mosaic[1:3, 4:6], 1.0)  # white uint8 image
+    np.testing.assert_allclose(mosaic[4:6, 4:6], 0.8)  # missing cell: background
+    assert mosaic[0, 0, 0] == pytest.approx(0.8)  # gap
+
+
+def test_sample_mosaic_centres_smaller_images_in_the_largest_cell() -> None:
+    big = np.zeros((4, 4, 3))
+    small = np.zeros((2, 4, 3))
+    mosaic = report.sample_mosaic([[big, small]], gap=0)
+    assert mosaic.shape == (4, 8, 3)
+    np.testing.assert_allclose(mosaic[1:3, 4:8], 0.0)
+    np.testing.assert_allclose(mosaic[[0, 3], 4:8], 0.8)
+
+
+def test_sample_mosaic_rejects_other_shapes() -> None:
+    with pytest.raises(ValueError, match=r"shape \(2, 2, 5\)"):
+        report.sample_mosaic([[np.zeros((2, 2, 5))]])
+    with pytest.raises(ValueError, match="no images"):
+        report.sample_mosaic([[]])
+
+
+def test_plots_are_cheap_to_draw(
+    clustered: dict[str, np.ndarray], rng: np.random.Generator
+) -> None:
+    """The 20 x 8 sample grid is one axes, and no figure runs a layout engine at save time.
+
+    (160 axes plus constrained layout took ~9 s of a ~10 s publish step on a 2-core machine.)
+    """
+    images = {c: [rng.random((8, 8)) for _ in range(8)] for c in range(20)}
+    grid = report.plot_sample_grid(images)
+    assert len(grid.axes) == 1
+    assert [t.get_text() for t in grid.axes[0].get_yticklabels()] == [f"c{c}" for c in range(20)]
+    figures = [
+        grid,
+        report.plot_difficulty_histograms(clustered["difficulty"], clustered["assignment"]),
+        report.plot_schedule(np.arange(3.0), np.full(3, 0.5), np.full(3, 2.0)),
+        report.plot_sweep([2, 3], [1.0, 0.5], [4.0, 3.0], chosen_k=3),
+    ]
+    assert all(figure.get_layout_engine() is None for figure in figures)
