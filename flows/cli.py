@@ -61,32 +61,83 @@ def _parse_range(text: str) -> tuple[int, int]:
 
 
 def preflight(params: dict[str, Any]) -> None:
-    """Check everything a run needs before Prefect starts; raise :class:`BadInput` (or the
-    library's ValueError/TypeError) naming the argument, the value and the fix.
+    """Check everything a run needs before it starts; raise :class:`BadInput` (or the library's
+    ValueError/TypeError) naming the argument, the value and the fix.
 
-    Cheap checks go first (configs, weights file, folder, k against the dataset's length); then
-    the device, and the model is loaded and the dataset opened, both memoised per process so the
-    run that follows reuses them.
+    :func:`check_parameters` (cheap: configs, where the run goes, files, k against the
+    dataset's length), then :func:`check_model` (the device; the model is loaded and the dataset
+    opened, both memoised per process so the run that follows reuses them). ``execute`` starts
+    the temporary Prefect server between the two, so its start overlaps the model's imports.
     """
+    check_parameters(params)
+    check_model(params)
+
+
+def check_parameters(params: dict[str, Any]) -> None:
+    """Everything that needs no model (and no torch): configs, destinations, files, k vs N."""
     dataset: DatasetParams = params["dataset"]
     clustering: ClusterParams = params["clustering"]
     clustering.to_config()
     params["curriculum"].schedule_config()
+    check_destinations(params["output"])
     if dataset.kind == "zarr":
         check_clusters_fit(clustering, _store_rows(dataset), dataset.spec)
         return
     _check_files(dataset, params["embedding"])
-    from cl_core.datasets import count_samples
+    from cl_core.embed import count_samples
 
     # k against N needs only the dataset's length: checked before the model is loaded
     check_clusters_fit(clustering, count_samples(dataset.spec), dataset.spec)
-    _check_model_and_dataset(dataset, params["embedding"])
+
+
+def check_model(params: dict[str, Any]) -> None:
+    """The device, the model and the dataset (imports torch and timm; memoised per process)."""
+    if params["dataset"].kind != "zarr":
+        _check_model_and_dataset(params["dataset"], params["embedding"])
+
+
+def check_destinations(output: OutputParams) -> None:
+    """Where the run goes must answer before any work, and nothing is created here: the Dask
+    scheduler (within ~5 s), the GPUs of ``--gpus``, and the work dir and the output root (on
+    object storage a probe object written and deleted, naming a missing bucket, denied access
+    or a missing ``s3fs``; a local folder must exist and be writable, or be creatable in its
+    nearest existing parent). Prefect is not imported here.
+    """
+    if output.dask_address:
+        from flows.runners import check_dask_address
+
+        check_dask_address(output.dask_address)
+    if output.gpus is not None:
+        from flows.runners import visible_gpus
+
+        visible_gpus(output.gpus)
+    for option, root in (("--work-dir", output.work_dir), ("--output", output.output_dir)):
+        _check_writable(option, root)
+
+
+def _check_writable(option: str, root: str) -> None:
+    from cl_core.artifacts.location import ObjectPath, as_location
+    from flows import _files
+
+    location = as_location(root)
+    if isinstance(location, ObjectPath):
+        _files.check_writable(location)
+        return
+    folder = location.expanduser().absolute()
+    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not a folder" if not existing.is_dir() else "is not writable"
+        raise BadInput(f"{option} {root}: {existing} {what}; pass a folder you can write to")
 
 
 def _store_rows(dataset: DatasetParams) -> int:
+    from cl_core.artifacts.location import ObjectPath, as_location
     from flows import inputs
 
-    if not Path(dataset.location).expanduser().exists():
+    location = as_location(dataset.location)
+    if not isinstance(location, ObjectPath):
+        location = location.expanduser()
+    if not location.exists():
         raise BadInput(
             f"dataset {dataset.spec!r}: no embedding store at {dataset.location!r}; "
             "pass zarr:PATH of a store written by a previous run (runs/embeddings/*.zarr)"
@@ -140,17 +191,22 @@ def check_clusters_fit(clustering: ClusterParams, n_samples: int, spec: str) -> 
 def execute(params: dict[str, Any], *, show_progress: bool = True, verbose: bool = False) -> Any:
     """Validate (exit 2), run ``curriculum-pipeline`` (exit 1 on failure), print the results."""
     with bad_input_exits():
-        preflight(params)
-    if params["dataset"].kind != "zarr":
-        from cl_core.inference import start_worker_server
-
-        start_worker_server()  # loader workers' imports overlap the Prefect server's start
+        check_parameters(params)  # the checks that need no model: before anything starts
     from flows import _prefect_env
 
     _prefect_env.configure_environment()  # before Prefect is first imported
-    with _prefect_env.one_embedded_server_at_a_time(_note):
+    with (
+        _prefect_env.one_embedded_server_at_a_time(_note),
+        _prefect_env.embedded_server() as server,  # starts now: its start overlaps the checks
+    ):
+        with bad_input_exits():
+            check_model(params)  # a rejected model leaves no server database behind
+        if params["dataset"].kind != "zarr":
+            from cl_core.embed import start_worker_server
+
+            start_worker_server()  # loader workers' imports overlap the Prefect server's start
         started = time.perf_counter()
-        result = _run_pipeline(params, show_progress=show_progress, verbose=verbose)
+        result = _run_pipeline(params, server, show_progress=show_progress, verbose=verbose)
     _print_result(result, time.perf_counter() - started)
     return result
 
@@ -159,13 +215,16 @@ def _note(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _run_pipeline(params: dict[str, Any], *, show_progress: bool, verbose: bool) -> Any:
+def _run_pipeline(
+    params: dict[str, Any], server: Any, *, show_progress: bool, verbose: bool
+) -> Any:
     """The pipeline's result; any failure inside the run exits 1 with one line."""
     from flows import progress
     from flows._prefect_env import embedded_run_settings
     from flows.pipeline import curriculum_pipeline
 
     try:
+        server.wait_until_ready()  # this run's temporary Prefect server, if it has one
         with (
             console_logs(verbose),
             embedded_run_settings(),
@@ -246,12 +305,13 @@ def run(
     pacing: Annotated[str, typer.Option(help="linear, cosine, root or step")] = "linear",
     f0: Annotated[float, typer.Option("--f0", help="initial effective fraction")] = 0.3,
     warmup: Annotated[int, typer.Option(help="iterations until uniform sampling")] = 1000,
-    output: Annotated[Path, typer.Option("--output", "-o", help="artifact root")] = Path(
-        "artifacts"
-    ),
-    work_dir: Annotated[Path, typer.Option(help="intermediate results and task cache")] = Path(
-        "runs"
-    ),
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="artifact root: a folder or s3://bucket/prefix")
+    ] = "artifacts",
+    work_dir: Annotated[
+        str,
+        typer.Option(help="intermediate results and task cache: a folder or s3://bucket/prefix"),
+    ] = "runs",
     name: Annotated[str | None, typer.Option(help="artifact name (default from dataset)")] = None,
     dataset_id: Annotated[
         str | None,
@@ -267,8 +327,17 @@ def run(
     decode: Annotated[
         str, typer.Option(help="where images are decoded: auto, cpu or gpu")
     ] = "auto",
+    precision: Annotated[
+        str,
+        typer.Option(help="auto (bf16 on CUDA and bf16-capable CPUs, else fp32), fp32, bf16, fp16"),
+    ] = "auto",
     dask_address: Annotated[
-        str | None, typer.Option(help="run the k sweep on this Dask scheduler")
+        str | None,
+        typer.Option(help="run embedding shards, the k sweep and the fit on this Dask scheduler"),
+    ] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option(help="N or all: embed on a local Dask cluster, one worker per GPU"),
     ] = None,
     sweep_runner: Annotated[str, typer.Option(help="dask or threads")] = "dask",
     batch_size: Annotated[int, typer.Option(help="images per forward pass")] = 64,
@@ -297,6 +366,7 @@ def run(
                 image_size=image_size,
                 on_bad_sample=on_bad_sample,  # type: ignore[arg-type]
                 decode=decode,  # type: ignore[arg-type]
+                precision=precision,  # type: ignore[arg-type]
             ),
             "clustering": ClusterParams(
                 n_clusters=k, cluster_range=_parse_range(k_range), use_labels=supervised
@@ -309,12 +379,13 @@ def run(
                 work_dir=str(work_dir),
                 sweep_runner=sweep_runner,  # type: ignore[arg-type]
                 dask_address=dask_address,
+                gpus=gpus,
             ),
         }
     execute(params, show_progress=progress_bars, verbose=verbose)
 
 
-def demo_params(output: Path, work_dir: Path, sweep_runner: str = "dask") -> dict[str, Any]:
+def demo_params(output: str, work_dir: str, sweep_runner: str = "dask") -> dict[str, Any]:
     """``run`` on the bundled digits with the bundled EfficientNet-Lite0 and automatic k."""
     return {
         "dataset": DatasetParams(spec="digits"),
@@ -332,12 +403,13 @@ def demo_params(output: Path, work_dir: Path, sweep_runner: str = "dask") -> dic
 
 @app.command()
 def demo(
-    output: Annotated[Path, typer.Option("--output", "-o", help="artifact root")] = Path(
-        "artifacts"
-    ),
-    work_dir: Annotated[Path, typer.Option(help="intermediate results and task cache")] = Path(
-        "runs"
-    ),
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="artifact root: a folder or s3://bucket/prefix")
+    ] = "artifacts",
+    work_dir: Annotated[
+        str,
+        typer.Option(help="intermediate results and task cache: a folder or s3://bucket/prefix"),
+    ] = "runs",
     sweep_runner: Annotated[str, typer.Option(help="dask or threads")] = "dask",
     progress_bars: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     verbose: Annotated[
@@ -363,7 +435,9 @@ def _console() -> Any:
 
 @app.command()
 def inspect(
-    path: Annotated[Path, typer.Argument(help="artifacts/<name>/<version> or .../<name>/latest")],
+    path: Annotated[
+        str, typer.Argument(help="artifacts/<name>/<version> or .../<name>/latest (or a URL)")
+    ],
 ) -> None:
     """Summarise a published artifact (manifest, files, checks every sha256)."""
     from rich.table import Table
@@ -415,7 +489,9 @@ def _cell(value: Any) -> str:
 
 @app.command()
 def preview(
-    path: Annotated[Path, typer.Argument(help="artifacts/<name>/<version> or .../latest")],
+    path: Annotated[
+        str, typer.Argument(help="artifacts/<name>/<version> or .../latest (or a URL)")
+    ],
     iteration: Annotated[int, typer.Option("--iteration", "-t", help="training iteration")] = 0,
     top: Annotated[int, typer.Option(help="samples listed at each end")] = 5,
 ) -> None:

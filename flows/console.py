@@ -43,14 +43,24 @@ def one_line(error: BaseException) -> str:
 def bad_input_exits() -> Iterator[None]:
     """Turn the validation errors of the library and the parameter models into exit code 2.
 
-    Also a model that cannot be loaded (``RuntimeError``: offline without weights) and a file
-    that cannot be read (``OSError``): before the run starts, the fix is always the user's.
+    Also a model that cannot be loaded (``RuntimeError``: offline without weights), a file
+    that cannot be read (``OSError``) and a missing optional package (``ImportError``: an
+    ``s3://`` URL without ``s3fs``, naming the package): before the run starts, the fix is
+    always the user's.
     """
     from pydantic import ValidationError
 
     try:
         yield
-    except (BadInput, ValidationError, ValueError, TypeError, RuntimeError, OSError) as error:
+    except (
+        BadInput,
+        ValidationError,
+        ValueError,
+        TypeError,
+        RuntimeError,
+        OSError,
+        ImportError,
+    ) as error:
         fail(one_line(error))
 
 

@@ -16,7 +16,7 @@ from flows.params import DatasetParams, EmbedParams
 
 def load_encoder(embedding: EmbedParams) -> Any:
     """The encoder for ``embedding`` (cl_core caches loaded models per process)."""
-    from cl_core.models import load_model
+    from cl_core.embed import load_model
 
     return load_model(embedding.model, embedding.weights, pretrained=embedding.pretrained)
 
@@ -27,7 +27,7 @@ def _resolved_dataset(spec: str, image_size: int | None, data_config_key: str, _
 
 
 def _resolve_dataset(spec: str, image_size: int | None, data_config_key: str) -> Any:
-    from cl_core.datasets import resolve_dataset
+    from cl_core.embed import resolve_dataset
 
     data_config = json.loads(data_config_key) or None
     return resolve_dataset(spec, image_size=image_size, data_config=data_config)

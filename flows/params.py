@@ -135,6 +135,13 @@ class EmbedParams(_Params):
         description="Rows per embedding shard = per Prefect task; a multiple of chunk_rows",
     )
     image_size: int | None = Field(default=None, ge=8, description="Input size (default: model's)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        default="auto",
+        description=(
+            "Autocast dtype: auto = bf16 on CUDA and on CPUs with bf16 matrix units "
+            "(AMX-BF16 / AVX512-BF16), fp32 on other CPUs"
+        ),
+    )
     decode: Literal["auto", "cpu", "gpu"] = Field(
         default="auto",
         description=(
@@ -242,7 +249,29 @@ class OutputParams(_Params):
         default=None, description="Scheduler of an existing Dask cluster, e.g. tcp://10.0.0.5:8786"
     )
     dask_workers: int = Field(default=2, ge=1, description="Workers of the local Dask cluster")
+    gpus: str | None = Field(
+        default=None,
+        description=(
+            "'N' or 'all': embed on a local Dask cluster with one worker process per GPU "
+            "(ignored when dask_address is given)"
+        ),
+    )
     shard_retries: int = Field(default=2, ge=0, description="Retries of a failed embedding shard")
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpus_text(cls, gpus: Any) -> str | None:
+        if gpus is None:
+            return None
+        text = str(gpus).strip().lower()
+        if text != "all" and not (text.isdigit() and int(text) >= 1):
+            raise ValueError(f"gpus must be a number >= 1 or 'all', got {gpus!r}")
+        return text
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the embedding (and the fit) run on a Dask cluster of worker processes."""
+        return bool(self.dask_address) or self.gpus is not None
 
 
 def _config_kwargs(params: BaseModel, config_type: type, exclude: set[str] | None = None) -> dict:

@@ -13,9 +13,9 @@ dask, ``gpus`` (``N``/``all``)  a local cluster with one worker process per visi
                                 ``CUDA_VISIBLE_DEVICES`` (:func:`per_gpu_cluster`)
 ==============================  ===========================================================
 
-``prefect_dask`` and ``distributed`` cost ~1 s to import, so they are imported by the functions
-that build a Dask runner, and runs on threads (and :func:`check_dask_address`, which the CLI
-calls before anything else) never pay for them.
+Prefect, ``prefect_dask`` and ``distributed`` are imported by the functions that build a
+runner: :func:`check_dask_address` and :func:`visible_gpus`, which the CLI calls before Prefect
+starts, import none of them (``distributed.comm`` only to talk to a reachable address).
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
-
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.console import BadInput
 
@@ -81,6 +79,8 @@ def task_runner(
     if kind == "threads":
         if gpus is not None or address:
             raise BadInput("--gpus and --dask-address need the dask runner, not threads")
+        from prefect.task_runners import ThreadPoolTaskRunner
+
         return ThreadPoolTaskRunner(max_workers=workers)
     from prefect_dask import DaskTaskRunner
 
@@ -89,14 +89,40 @@ def task_runner(
     if gpus is not None:
         devices = tuple(visible_gpus(gpus))
         return DaskTaskRunner(cluster_class=per_gpu_cluster, cluster_kwargs={"devices": devices})
-    return DaskTaskRunner(
-        cluster_kwargs={
-            "n_workers": workers,
-            "threads_per_worker": 1,
-            "processes": processes,
-            "dashboard_address": None,
-        }
-    )
+    cluster_kwargs: dict[str, Any] = {
+        "n_workers": workers,
+        "threads_per_worker": 1,
+        "processes": processes,
+        "dashboard_address": None,
+    }
+    if processes:
+        return DaskTaskRunner(cluster_class=process_cluster, cluster_kwargs=cluster_kwargs)
+    return DaskTaskRunner(cluster_kwargs=cluster_kwargs)
+
+
+def embed_runner(output: Any) -> Any | None:
+    """The task runner of the embedding shards, from the run's ``OutputParams``; None for the
+    flow's own (one shard at a time in the flow's process).
+
+    ``dask_address``: that cluster's workers; ``gpus``: a local cluster of one worker process
+    per GPU (:func:`per_gpu_cluster`). Each worker embeds whole shards into the shared store.
+    """
+    if output.dask_address:
+        return task_runner("dask", address=output.dask_address)
+    if output.gpus is not None:
+        return task_runner("dask", gpus=output.gpus)
+    return None
+
+
+def process_cluster(**cluster_kwargs: Any) -> Any:
+    """A ``LocalCluster`` of worker processes on 127.0.0.1 whose workers may start processes
+    of their own (DataLoader workers): Dask's ``distributed.worker.daemon`` is off for them."""
+    import dask
+    from distributed import LocalCluster
+
+    cluster_kwargs.setdefault("host", "127.0.0.1")
+    with dask.config.set({"distributed.worker.daemon": False}):
+        return LocalCluster(**cluster_kwargs)
 
 
 def sweep_runner(output: Any) -> Any:
@@ -192,8 +218,17 @@ def per_gpu_cluster(
         from dask_cuda import LocalCUDACluster
     except ImportError:
         LocalCUDACluster = None
-    if LocalCUDACluster is not None:
-        return LocalCUDACluster(
+    import dask
+
+    with dask.config.set({"distributed.worker.daemon": False}):  # DataLoader workers
+        return _start_per_gpu_cluster(LocalCUDACluster, devices, threads_per_worker, host)
+
+
+def _start_per_gpu_cluster(
+    cuda_cluster: Any, devices: Sequence[str], threads_per_worker: int, host: str
+) -> Any:
+    if cuda_cluster is not None:
+        return cuda_cluster(
             CUDA_VISIBLE_DEVICES=",".join(devices),
             n_workers=len(devices),
             threads_per_worker=threads_per_worker,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -136,3 +137,19 @@ def server_env(prefect_server: None) -> dict[str, str]:
         MPLBACKEND="Agg",
     )
     return env
+
+
+@pytest.fixture(scope="session")
+def pipeline_local_run(
+    prefect_server: None, pipeline_params: dict, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    """The tiny pipeline run in one process (threads): what runs spread over a Dask cluster or
+    object storage must publish (same version)."""
+    from flows.params import OutputParams
+    from flows.pipeline import curriculum_pipeline
+
+    root = tmp_path_factory.mktemp("local-run")
+    output = OutputParams(
+        output_dir=str(root / "artifacts"), work_dir=str(root / "runs"), sweep_runner="threads"
+    )
+    return curriculum_pipeline(**pipeline_params, output=output)

@@ -33,6 +33,7 @@ def cli_artifact(
             "--weights", str(tiny_weights),
             "--image-size", str(pipeline_params["embedding"].image_size),
             "--device", "cpu",
+            "--precision", "fp32",
             "--batch-size", "32",
             "--k-range", "2:4",
             "--pacing", "cosine",
@@ -62,6 +63,13 @@ def test_run_publishes_with_the_given_options(cli_artifact: Path) -> None:
     assert curriculum.initial_fraction == pytest.approx(0.25)
     assert curriculum.warmup_iterations == 200
     assert curriculum.n_samples == 72
+
+
+def test_precision_option_reaches_the_published_config(cli_artifact: Path) -> None:
+    import json
+
+    manifest = json.loads((cli_artifact / "manifest.json").read_text())
+    assert '"precision": "fp32"' in json.dumps(manifest["config"], sort_keys=True)
 
 
 def test_inspect_shows_the_manifest_and_verified_files(cli_artifact: Path) -> None:
@@ -110,6 +118,7 @@ def test_inspect_names_a_tampered_file(cli_artifact: Path, tmp_path: Path) -> No
         (["run", "zarr:/no/such/store.zarr"], "no embedding store"),
         (["run", "digits", "--k-range", "5:2"], "cluster_range"),
         (["run", "digits", "--k-range", "2-20"], "is not LOW:HIGH"),
+        (["run", "digits", "--precision", "fp64"], "precision"),
         (["run", "digits", "--f0", "1.5"], "initial_fraction"),
         (["run", "digits", "--strategy", "sideways"], "unknown strategy 'sideways'"),
         (["run", "digits", "--pacing", "zigzag"], "unknown pacing 'zigzag'"),

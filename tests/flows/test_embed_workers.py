@@ -52,7 +52,7 @@ def test_image_folder_workers_after_prefect_ran(
 ) -> None:
     from prefect import flow
 
-    from cl_core.inference import start_worker_server
+    from cl_core.embed import start_worker_server
 
     @flow
     def touch_server() -> int:

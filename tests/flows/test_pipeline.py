@@ -22,7 +22,7 @@ ALL_TASKS = {
     "embed-shard",
     "finalize-store",
     "sweep-sample",
-    "evaluate-k",
+    "evaluate-ks",
     "fit-clusters",
     "difficulty",
     "schedule",
@@ -66,7 +66,7 @@ def test_clean_run_publishes_a_loadable_verified_artifact(clean_run: Any) -> Non
     assert set(clean_run.task_states) == ALL_TASKS
     assert clean_run.count("Cached") == 0
     assert len(clean_run.task_states["embed-shard"]) == 5  # 72 rows in shards of 16
-    assert clean_run.task_states["evaluate-k"] == ["Completed"] * 4  # k = 2..5
+    assert clean_run.task_states["evaluate-ks"] == ["Completed"] * 2  # k = 2..5 in 2 groups
     manifest = verify_artifact(clean_run.artifact_path)
     assert manifest["n_samples"] == 72 and manifest["version"] == clean_run.version
     curriculum = load_curriculum(Path(clean_run.artifact_path).parent / "latest")
@@ -89,13 +89,17 @@ def test_clean_run_writes_report_and_plots_into_the_version(clean_run: Any) -> N
 def test_clean_run_shows_summary_tables_progress_and_link_in_prefect(clean_run: Any) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     keys = ["tiny-summary", "tiny-k-sweep", "tiny-clusters", "tiny-embedding", "tiny-artifact"]
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)),
+            sort=ArtifactSort.CREATED_DESC,
         )
-    by_key = {artifact.key: artifact for artifact in found}
+    by_key: dict[str, Any] = {}
+    for artifact in found:  # newest first: other tests' runs named "tiny" may have made older ones
+        by_key.setdefault(artifact.key, artifact)
     assert set(by_key) == set(keys)
     assert by_key["tiny-summary"].type == "markdown"
     assert clean_run.version in str(by_key["tiny-summary"].data)
@@ -183,7 +187,7 @@ def test_transient_shard_failure_is_retried(
     pipeline_params: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import cl_core.embed
-    import flows.pipeline
+    import flows.stages.embed
 
     real_embed_shards = cl_core.embed.embed_shards
     calls: list[int] = []
@@ -195,8 +199,8 @@ def test_transient_shard_failure_is_retried(
         return real_embed_shards(store, dataset, config, shards, **kw)
 
     monkeypatch.setattr(cl_core.embed, "embed_shards", flaky)
-    monkeypatch.setattr(flows.pipeline, "SHARD_RETRY_DELAYS", [0])
-    embedded = flows.pipeline.embed_flow(
+    monkeypatch.setattr(flows.stages.embed, "SHARD_RETRY_DELAYS", [0])
+    embedded = flows.stages.embed.embed_flow(
         pipeline_params["dataset"],
         pipeline_params["embedding"],
         _output(tmp_path, shard_retries=1),
@@ -220,7 +224,7 @@ def test_dask_sweep_on_an_existing_store_matches_cl_core(
     params = {**pipeline_params, "dataset": DatasetParams(spec=f"zarr:{store_path}", name="tiny")}
     result = _run(params, _output(tmp_path, runner="dask", dask_workers=2))
     assert "embed-shard" not in result.task_states
-    assert result.task_states["evaluate-k"] == ["Completed"] * 4
+    assert result.task_states["evaluate-ks"] == ["Completed"] * 2  # one task per Dask worker
     reference = cluster_embeddings(
         open_store(store_path), pipeline_params["clustering"].to_config()
     )
@@ -241,7 +245,7 @@ def test_explicit_k_and_supervised_mode(
         curriculum=CurriculumParams(warmup_iterations=100, difficulty="rank"),
     )
     assert explicit.n_clusters == 4 and explicit.chosen_by == "explicit"
-    assert "evaluate-k" not in explicit.task_states
+    assert "evaluate-ks" not in explicit.task_states
     assert set(explicit.task_states["embed-shard"]) == {"Cached"}
     supervised = _run(
         pipeline_params, _output(workspace), clustering=ClusterParams(n_clusters=1, use_labels=True)
@@ -264,7 +268,46 @@ def test_sweep_on_an_existing_dask_cluster_by_address(
     with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
         output = _output(tmp_path, runner="dask", dask_address=cluster.scheduler_address)
         result = _run(params, output)
-        finished_there = cluster.scheduler.task_prefixes["evaluate_k_task"].state_counts["memory"]
+        finished_there = cluster.scheduler.task_prefixes["evaluate_ks_task"].state_counts["memory"]
     assert finished_there == 4  # the four k jobs ran on the cluster at that address
-    assert result.task_states["evaluate-k"] == ["Completed"] * 4
+    assert result.task_states["evaluate-ks"] == ["Completed"] * 4  # one per k on a remote cluster
     assert result.n_clusters == clean_run.n_clusters
+
+
+def test_flow_and_direct_publish_curriculum_write_the_same_manifest(
+    clean_run: Any, pipeline_params: dict, tmp_path: Path
+) -> None:
+    """The publish task is ``publish_curriculum``: called directly on the same inputs (arrays,
+    upstream ids, config, report files) it writes the same manifest, timestamp aside."""
+    import dataclasses
+    import json
+
+    from cl_core.artifacts import publish_curriculum
+
+    version_dir = Path(clean_run.artifact_path)
+    flow_manifest = json.loads((version_dir / "manifest.json").read_text())
+    schedule = pipeline_params["curriculum"].schedule_config()
+    direct = publish_curriculum(
+        tmp_path,
+        clean_run.name,
+        np.load(version_dir / "difficulty.npy"),
+        np.load(version_dir / "assignment.npy"),
+        np.load(version_dir / "centroids.npy"),
+        parents=flow_manifest["parents"][:2],  # the store's fingerprint and the cluster id
+        config=flow_manifest["config"]["pipeline"],
+        metrics={
+            key: flow_manifest["metrics"][key]
+            for key in ("n_clusters", "chosen_by", "davies_bouldin")
+        },
+        extra_files={p.name: p for p in version_dir.iterdir() if p.suffix in (".png", ".md")},
+        sweep=json.loads((version_dir / "sweep.json").read_text()),
+        dataset_fingerprint=flow_manifest["dataset_fingerprint"],
+        **dataclasses.asdict(schedule),  # the schedule solved here, not the flow's
+    )
+    direct_manifest = json.loads((Path(direct) / "manifest.json").read_text())
+    for manifest in (flow_manifest, direct_manifest):
+        manifest.pop("created_at")
+    assert direct_manifest == flow_manifest
+    assert {"difficulty_min", "difficulty_max", "max_inverse_temperature"} <= set(
+        flow_manifest["metrics"]
+    )

@@ -217,11 +217,13 @@ def test_every_documented_command_parses_and_passes_validation(
     monkeypatch.setattr(cli, "demo_params", tiny_demo_params(tiny_weights))
     ran: list[str] = []
     monkeypatch.setattr(
-        cli, "_run_pipeline", lambda params, **_: ran.append("run") or _FakeResult()
+        cli, "_run_pipeline", lambda params, *_, **__: ran.append("run") or _FakeResult()
     )
     monkeypatch.setattr(cli, "_call", lambda command, cwd=None: ran.append("deploy"))
     monkeypatch.setattr(cli, "_load_serve_module", lambda: _FakeServe(ran))
     monkeypatch.setattr(cli_ab, "execute_ab", lambda params, **_: ran.append("ab"))
+    # the documented --dask-address names the user's scheduler; the slow test starts a real one
+    monkeypatch.setattr("flows.runners.check_dask_address", lambda address, **_: None)
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
     (tmp_path / "runs" / "embeddings").mkdir(parents=True)
     (tmp_path / "runs" / "embeddings" / "blobs.zarr").symlink_to(blob_store)

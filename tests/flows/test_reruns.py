@@ -100,12 +100,12 @@ def test_damaged_outputs_are_recomputed_not_served(blob_store: Path, tmp_path: P
 def test_an_error_inside_the_run_exits_1_naming_the_flow_run(
     blob_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import cl_core.difficulty
+    import flows.tasks
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise ValueError("injected bug in the difficulty step")
 
-    monkeypatch.setattr(cl_core.difficulty, "normalize_difficulty", broken)
+    monkeypatch.setattr(flows.tasks, "normalize_difficulty", broken)  # the step the task calls
     result = _zarr_run(blob_store, tmp_path, "--k", "3")
     assert result.exit_code == 1, result.output
     last = result.stderr.strip().splitlines()[-1]
@@ -178,7 +178,7 @@ def test_an_image_replaced_in_place_is_embedded_again(
 
 
 def test_a_sampled_identity_is_warned_about() -> None:
-    from flows.pipeline import SAMPLED_IDENTITY_WARNING, EmbeddingOutcome, run_warnings
+    from flows.outcomes import SAMPLED_IDENTITY_WARNING, EmbeddingOutcome, run_warnings
 
     embedded = EmbeddingOutcome(
         store_path="s", fingerprint="f", dataset_fingerprint="d", n_rows=1, dim=1,
@@ -190,7 +190,7 @@ def test_a_sampled_identity_is_warned_about() -> None:
 
 
 def _clustered_without_warning() -> Any:
-    from flows.pipeline import ClusterOutcome
+    from flows.outcomes import ClusterOutcome
 
     return ClusterOutcome(
         cluster_id="c", cluster_dir="d", n_clusters=3, chosen_by="explicit", sweep=[], clusters=[]
@@ -201,7 +201,7 @@ def test_a_bad_sample_is_not_retried(
     image_copy: Path, pipeline_params: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import cl_core.embed
-    import flows.pipeline
+    import flows.stages.embed
     from cl_core.embed import BadSampleError
 
     real_embed_shards = cl_core.embed.embed_shards
@@ -214,10 +214,10 @@ def test_a_bad_sample_is_not_retried(
         return real_embed_shards(store, dataset, config, shards, **kw)
 
     monkeypatch.setattr(cl_core.embed, "embed_shards", bad_in_shard_1)
-    monkeypatch.setattr(flows.pipeline, "SHARD_RETRY_DELAYS", [0])
+    monkeypatch.setattr(flows.stages.embed, "SHARD_RETRY_DELAYS", [0])
     params = _on(image_copy, pipeline_params)
     with pytest.raises(BadSampleError, match=r"class0/020\.png"):
-        flows.pipeline.embed_flow(
+        flows.stages.embed.embed_flow(
             params["dataset"],
             params["embedding"],
             OutputParams(work_dir=str(tmp_path / "runs"), shard_retries=2),

@@ -1,4 +1,5 @@
-"""The k sweep's runner (plain prefect-dask, nothing patched) and its per-process sample cache."""
+"""The k sweep's runner (plain prefect-dask, nothing patched), its grouping of ks into a few
+tasks, the per-k result files and the per-process sample cache."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 
 from flows import _files, tasks
 from flows.params import OutputParams
-from flows.pipeline import sweep_runner
+from flows.runners import sweep_runner
+from flows.stages.cluster import sweep_groups, sweep_tasks
 
 
 def test_sweep_runner_is_prefect_dasks_own_task_runner(tmp_path: Path) -> None:
@@ -43,3 +45,52 @@ def test_sample_task_hands_its_sample_to_in_process_jobs(tmp_path: Path) -> None
     tasks._remember_sample(path, in_memory)
     assert tasks._sweep_sample(str(path)) is in_memory  # no read back from disk
     assert not in_memory.flags.writeable
+
+
+def test_sweep_groups_cover_every_k_once_with_balanced_cost() -> None:
+    ks = list(range(2, 21))
+    groups = sweep_groups(ks, 2)
+    assert sorted(k for group in groups for k in group) == ks
+    costs = [sum(group) for group in groups]
+    assert max(costs) - min(costs) <= max(ks)  # largest-first: within one job of each other
+    assert sweep_groups([2, 3], 5) == [[3], [2]]  # never an empty group
+    assert sweep_groups(ks, 1) == [ks]
+
+
+def test_sweep_tasks_one_per_local_slot_one_per_k_on_a_remote_cluster(tmp_path: Path) -> None:
+    local = OutputParams(work_dir=str(tmp_path), dask_workers=2)
+    assert sweep_tasks(local, 19) == 2
+    assert sweep_tasks(local, 1) == 1
+    remote = OutputParams(work_dir=str(tmp_path), dask_address="tcp://127.0.0.1:8786")
+    assert sweep_tasks(remote, 19) == 19
+
+
+def test_a_group_reads_back_the_ks_already_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per-k results stay per k: a group whose k was evaluated before (another grouping, a
+    killed run) fits only the missing ones."""
+    from flows.params import ClusterParams
+
+    rng = np.random.default_rng(0)
+    sample = _files.save_npy(tmp_path / "sample.npy", rng.normal(size=(60, 4)).astype(np.float32))
+    saved = {"k": 2, "davies_bouldin": 0.5, "inertia": 1.0}
+    _files.save_json(tmp_path / "k-2.json", saved)
+    fitted: list[int] = []
+    real = tasks.evaluate_k
+
+    def counting(sample: np.ndarray, k: int, *args: object, **kwargs: object) -> object:
+        fitted.append(k)
+        return real(sample, k, *args, **kwargs)
+
+    monkeypatch.setattr(tasks, "evaluate_k", counting)
+    records = tasks.evaluate_ks_task.fn(
+        content_id="x",
+        sample_path=str(sample),
+        ks=[2, 3],
+        sweep_seed=0,
+        clustering=ClusterParams(),
+        out_paths=[str(tmp_path / "k-2.json"), str(tmp_path / "k-3.json")],
+    )
+    assert fitted == [3]
+    assert records[0] == saved and records[1]["k"] == 3

@@ -1,0 +1,214 @@
+"""The ``cluster`` stage flow: k-means on the store with k explicit, per class, or chosen by
+``cl_core.cluster``'s Davies-Bouldin sweep fanned out over the sweep's task runner.
+
+The sweep is the library's: :func:`cl_core.cluster.plan_sweep` draws the subsample and the ks
+(sample task), :func:`cl_core.cluster.evaluate_k` scores each k (sweep tasks),
+:func:`cl_core.cluster.choose_k` picks one, and :func:`cl_core.cluster.cluster_embeddings` fits
+and assigns with that k. The ks are split into as many sweep tasks as the runner runs at once
+(:func:`sweep_groups`), not one task per k: each Prefect ``submit`` costs about 0.2 s of the
+flow's time (it serialises Prefect's settings context), which for a 19-k sweep was more than the
+sweep itself on small data. Every k still has its own result file, read back by a rerun.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.futures import as_completed
+from threadpoolctl import threadpool_limits
+
+from cl_core.cluster import EXECUTION_FIELDS, SweepPoint, choose_k, edge_of_range_warning
+from flows import progress, tasks
+from flows.ids import WorkDir, content_id
+from flows.outcomes import ClusterOutcome, EmbeddingOutcome, TaskLedger
+from flows.params import ClusterParams, OutputParams
+from flows.runners import sweep_runner
+from flows.stages.done import cluster_outputs_verified, files_verified
+from flows.stages.tables import publish_clusters_table, publish_sweep_table
+from flows.ui import ui_artifacts
+
+
+@functools.lru_cache(maxsize=8)
+def cluster_flow_on(runner: str, workers: int, address: str | None) -> Any:
+    """``cluster_flow`` on the sweep's task runner, built once per runner configuration.
+
+    ``Flow.with_options`` regenerates the flow's parameter schema (~10 ms); the flow object is
+    reusable because every run enters a fresh ``duplicate()`` of its task runner.
+    """
+    output = OutputParams(
+        sweep_runner=runner,  # type: ignore[arg-type]
+        dask_workers=workers,
+        dask_address=address,
+    )
+    return cluster_flow.with_options(task_runner=sweep_runner(output))
+
+
+def sweep_tasks(output: OutputParams, n_ks: int) -> int:
+    """How many sweep tasks: one per parallel slot of a local runner; one per k on a remote
+    Dask cluster (``dask_address``), whose size the flow does not know."""
+    remote = output.sweep_runner == "dask" and output.dask_address
+    return n_ks if remote else max(1, min(n_ks, output.dask_workers))
+
+
+def sweep_groups(ks: list[int], n_groups: int) -> list[list[int]]:
+    """Split ``ks`` into ``n_groups`` groups of about equal cost (a fit costs about k).
+
+    Largest k first onto the group with the least cost so far; each group sorted.
+    """
+    groups: list[list[int]] = [[] for _ in range(n_groups)]
+    for k in sorted(ks, reverse=True):
+        min(groups, key=lambda group: (sum(group), len(group))).append(k)
+    return [sorted(group) for group in groups if group]
+
+
+def cluster_identity(features: str, clustering: ClusterParams) -> str:
+    """Content id of the clustering: the store's fingerprint and every value-affecting option."""
+    config = dataclasses.asdict(clustering.to_config())
+    return content_id(
+        "cluster",
+        {
+            "features": features,
+            # where the sweep runs, never what it yields
+            "config": {k: v for k, v in config.items() if k not in EXECUTION_FIELDS},
+        },
+    )
+
+
+@flow(name="cluster")
+def cluster_flow(
+    embedded: EmbeddingOutcome,
+    clustering: ClusterParams,
+    output: OutputParams,
+    name: str,
+) -> ClusterOutcome:
+    """k-means on the store: explicit k, per class, or k by Davies-Bouldin over a Dask sweep."""
+    logger = get_run_logger()
+    work = WorkDir.at(output.work_dir)
+    cluster_id = cluster_identity(embedded.fingerprint, clustering)
+    out_dir = work.cluster(cluster_id)
+    if clustering.use_labels and not embedded.has_labels:
+        raise ValueError(
+            "clustering.use_labels=True needs labels, but the embedding store has none; "
+            "use a labelled dataset (digits, imagefolder:PATH) or use_labels=False"
+        )
+    ledger = TaskLedger()
+    sweep: list[dict[str, Any]] | None = None
+    n_clusters = clustering.n_clusters
+    with ui_artifacts() as ui:
+        if n_clusters is None and not clustering.use_labels:
+            sweep = _sweep(embedded, clustering, output, work, ledger)
+            n_clusters = _choose_k(sweep)
+            ui.create(publish_sweep_table, sweep, n_clusters, name)  # beside the final fit
+            best = next(point for point in sweep if point["k"] == n_clusters)
+            logger.info(
+                "k = %d: lowest Davies-Bouldin index (%.3f) over k = %d..%d",
+                n_clusters,
+                best["davies_bouldin"],
+                sweep[0]["k"],
+                sweep[-1]["k"],
+            )
+        summary = _fit(
+            tasks.configured(tasks.cluster_task, work, done=cluster_outputs_verified(out_dir)),
+            ledger,
+            on_cluster=bool(output.dask_address) and output.sweep_runner == "dask",
+            content_id=cluster_id,
+            store_path=embedded.store_path,
+            clustering=clustering,
+            out_dir=str(out_dir),
+            n_clusters=n_clusters,
+            sweep=sweep,
+        )
+        warning = edge_of_range_warning(
+            summary["n_clusters"], clustering.cluster_range, summary["chosen_by"]
+        )
+        outcome = ClusterOutcome(
+            cluster_id=cluster_id, **summary, warning=warning, task_states=ledger.entries
+        )
+        if outcome.warning:
+            logger.warning(outcome.warning)
+        if sweep is None and outcome.sweep:
+            ui.create(publish_sweep_table, outcome.sweep, outcome.n_clusters, name)
+        ui.create(publish_clusters_table, outcome.clusters, name)
+    return outcome
+
+
+def _fit(fit_task: Any, ledger: TaskLedger, *, on_cluster: bool, **kwargs: Any) -> Any:
+    """The fit in the flow's thread, or (``on_cluster``: a Dask cluster at ``dask_address``) as
+    a task on one of its workers, whose assignment then runs over the cluster."""
+    if not on_cluster:
+        return ledger.call(fit_task, **kwargs)
+    future = fit_task.submit(**kwargs, on_cluster=True)
+    ledger.record(fit_task.name, [future])
+    return future.result()
+
+
+def _choose_k(sweep: list[dict[str, Any]]) -> int:
+    fields = {f.name for f in dataclasses.fields(SweepPoint)}
+    return int(choose_k([SweepPoint(**{k: v for k, v in p.items() if k in fields}) for p in sweep]))
+
+
+def _sweep(
+    embedded: EmbeddingOutcome,
+    clustering: ClusterParams,
+    output: OutputParams,
+    work: WorkDir,
+    ledger: TaskLedger,
+) -> list[dict[str, Any]]:
+    """The library's sweep: sample task, then groups of ks on the flow's (Dask) task runner."""
+    config = clustering.to_config()
+    sample_id = content_id(
+        "sweep-sample",
+        {
+            "features": embedded.fingerprint,
+            "cluster_range": config.cluster_range,
+            "sweep_samples": config.sweep_samples,
+            "normalize": config.normalize,
+            "random_state": config.random_state,
+        },
+    )
+    sweep_dir = work.sweep(sample_id)
+    sample_path = sweep_dir / "sample.npy"
+    sample = ledger.call(
+        tasks.configured(tasks.sample_task, work, done=files_verified(sample_path)),
+        content_id=sample_id,
+        store_path=embedded.store_path,
+        clustering=clustering,
+        out_path=str(sample_path),
+    )
+    job_config = {
+        "sample": sample_id,
+        "batch_size": config.sweep_batch_size,
+        "n_init": config.sweep_n_init,
+    }
+    job_id = content_id("evaluate-k", job_config)  # names the per-k files of these settings
+
+    def out_path(k: int) -> str:
+        return str(sweep_dir / f"k-{k}-{job_id}.json")
+
+    groups = sweep_groups(sample["ks"], sweep_tasks(output, len(sample["ks"])))
+    bar = progress.track("k sweep", total=len(sample["ks"]))
+    # Each job limits BLAS to one thread through a process-wide switch; with in-process Dask
+    # workers, concurrent jobs could restore it out of order. The outer limit restores it last.
+    with threadpool_limits(limits=1, user_api="blas"):
+        futures = [
+            tasks.configured(
+                tasks.evaluate_ks_task, work, done=files_verified(*map(out_path, group))
+            ).submit(
+                content_id=content_id("evaluate-ks", {**job_config, "ks": group}),
+                sample_path=str(sample_path),
+                ks=group,
+                sweep_seed=sample["sweep_seed"],
+                clustering=clustering,
+                out_paths=[out_path(k) for k in group],
+            )
+            for group in groups
+        ]
+        for future in as_completed(futures):
+            ledger.record(tasks.evaluate_ks_task.name, [future])  # while later groups still run
+            bar.advance(len(future.result()))
+    bar.close()
+    points = [point for future in futures for point in future.result()]
+    return sorted(points, key=lambda point: point["k"])

@@ -1,0 +1,179 @@
+"""The ``curriculum`` stage flow: difficulty per sample (``normalize_difficulty``), the
+schedule's temperature table (``build_schedule``) and the published version
+(``publish_curriculum`` with that schedule, report files included)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from cl_core.artifacts import point_latest
+from cl_core.artifacts.location import Location, ObjectPath, as_location
+from flows import tasks
+from flows.ids import WorkDir, content_id
+from flows.outcomes import (
+    IDENTITY_METHODS,
+    ClusterOutcome,
+    CurriculumOutcome,
+    EmbeddingOutcome,
+    TaskLedger,
+    run_warnings,
+)
+from flows.params import ClusterParams, CurriculumParams, DatasetParams, EmbedParams, OutputParams
+from flows.stages.done import files_verified, published
+from flows.stages.publication import PublishPlan
+
+
+@flow(name="curriculum")
+def curriculum_flow(
+    embedded: EmbeddingOutcome,
+    clustered: ClusterOutcome,
+    dataset: DatasetParams,
+    embedding: EmbedParams,
+    clustering: ClusterParams,
+    curriculum: CurriculumParams,
+    output: OutputParams,
+) -> CurriculumOutcome:
+    """Difficulty per sample, the schedule's temperature table, and the published version."""
+    work = WorkDir.at(output.work_dir)
+    groups = "labels" if clustering.use_labels else "clusters"
+    difficulty_id = content_id(
+        "difficulty",
+        {"cluster": clustered.cluster_id, "method": curriculum.difficulty, "groups": groups},
+    )
+    difficulty_path = work.difficulty(difficulty_id)
+    ledger = TaskLedger()
+    ledger.call(
+        tasks.configured(tasks.difficulty_task, work, done=files_verified(difficulty_path)),
+        content_id=difficulty_id,
+        cluster_dir=clustered.cluster_dir,
+        store_path=embedded.store_path,
+        curriculum=curriculum,
+        use_labels=clustering.use_labels,
+        out_path=str(difficulty_path),
+    )
+    schedule_config = curriculum.schedule_config().to_json()
+    schedule_id = content_id("schedule", {"difficulty": difficulty_id, "config": schedule_config})
+    schedule_path = work.schedule(schedule_id)
+    ledger.call(
+        tasks.configured(tasks.schedule_task, work, done=files_verified(schedule_path)),
+        content_id=schedule_id,
+        difficulty_path=str(difficulty_path),
+        store_path=embedded.store_path,
+        curriculum=curriculum,
+        out_path=str(schedule_path),
+    )
+    plan = publish_plan(
+        embedded,
+        clustered,
+        dataset,
+        embedding,
+        clustering,
+        curriculum,
+        output,
+        paths={"difficulty": difficulty_path, "schedule": schedule_path},
+        schedule_config=schedule_config,
+    )
+    publish_id = content_id(
+        "publish", {"plan": plan.model_dump(mode="json", exclude={"report_dir"})}
+    )
+    plan = plan.model_copy(update={"report_dir": str(work.report(publish_id))})
+    receipt = ledger.call(
+        tasks.configured(tasks.publish_task, work, done=published(plan.report_dir)),
+        content_id=publish_id,
+        plan=plan,
+    )
+    # Cached or computed, `latest` names the version this run reports (A, B, A leaves it at A).
+    point_latest(plan.output_dir, receipt["name"], receipt["version"])
+    return CurriculumOutcome(
+        artifact_path=receipt["artifact_path"],
+        version=receipt["version"],
+        name=receipt["name"],
+        report_path=receipt["report_path"],
+        difficulty_id=difficulty_id,
+        schedule_id=schedule_id,
+        task_states=ledger.entries,
+    )
+
+
+def publish_plan(
+    embedded: EmbeddingOutcome,
+    clustered: ClusterOutcome,
+    dataset: DatasetParams,
+    embedding: EmbedParams,
+    clustering: ClusterParams,
+    curriculum: CurriculumParams,
+    output: OutputParams,
+    *,
+    paths: dict[str, Location],
+    schedule_config: dict[str, Any],
+) -> PublishPlan:
+    """Upstream parents, the configs the version is hashed from, and the run summary."""
+    pipeline_config = {
+        "dataset": dataset.spec,
+        "embedding": embedding.model_dump(mode="json") if embedded.source == "embedded" else None,
+        "clustering": clustering.model_dump(mode="json"),
+        "difficulty": curriculum.difficulty,
+    }
+    return PublishPlan(
+        name=dataset.artifact_name(),
+        output_dir=_absolute(output.output_dir),
+        report_dir="",
+        cluster_dir=clustered.cluster_dir,
+        difficulty_path=str(paths["difficulty"]),
+        schedule_path=str(paths["schedule"]),
+        store_path=embedded.store_path,
+        warnings=run_warnings(embedded, clustered),
+        parents=[embedded.fingerprint, clustered.cluster_id],
+        schedule_config=schedule_config,
+        pipeline_config=pipeline_config,
+        summary=_report_summary(embedded, clustered, dataset, clustering, curriculum),
+        dataset=dataset,
+        dataset_fingerprint=embedded.dataset_fingerprint,
+    )
+
+
+def _absolute(root: str) -> str:
+    """A local root made absolute; a URL (``s3://bucket/prefix``) as it is."""
+    location = as_location(root)
+    if isinstance(location, ObjectPath):
+        return str(location)
+    return str(location.expanduser().absolute())
+
+
+def _report_summary(
+    embedded: EmbeddingOutcome,
+    clustered: ClusterOutcome,
+    dataset: DatasetParams,
+    clustering: ClusterParams,
+    curriculum: CurriculumParams,
+) -> dict[str, Any]:
+    """The facts at the top of report.md."""
+    chosen = next((p for p in clustered.sweep if p["k"] == clustered.n_clusters), None)
+    why = {
+        "explicit": "given (n_clusters)",
+        "davies_bouldin": (
+            f"lowest Davies-Bouldin index ({chosen['davies_bouldin']:.3f}) over "
+            f"k = {clustering.cluster_range[0]}..{clustering.cluster_range[1]}"
+            if chosen
+            else "lowest Davies-Bouldin index"
+        ),
+        "per_class": "clusters within each class (supervised)",
+    }.get(clustered.chosen_by, clustered.chosen_by)
+    identity = embedded.identity_method
+    return {
+        "dataset": dataset.spec,
+        "N": embedded.n_rows,
+        "D": embedded.dim,
+        "model": embedded.model_id,
+        "k": clustered.n_clusters,
+        "k chosen by": why,
+        "strategy": curriculum.strategy,
+        "pacing": curriculum.pacing,
+        "initial fraction": curriculum.initial_fraction,
+        "warmup iterations": curriculum.warmup_iterations,
+        "embedding store": embedded.fingerprint,
+        **({"dataset identity": IDENTITY_METHODS.get(identity, identity)} if identity else {}),
+        **({"skipped samples": len(embedded.skipped)} if embedded.skipped else {}),
+    }

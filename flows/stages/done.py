@@ -1,0 +1,79 @@
+"""Completion predicates: the on-disk truth a Prefect cache record must agree with.
+
+Before a task is submitted the flow checks its output here (files whose size and sha256 match
+what was recorded when they were written, a published artifact that passes ``verify_artifact``,
+a store's done markers); where it does not verify, the task runs with ``refresh_cache=True``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cl_core.artifacts import verify_artifact
+from cl_core.artifacts.location import ObjectPath, as_location
+from cl_core.store import open_store
+from flows import _files
+
+CLUSTER_FILE = "cluster.json"
+CLUSTER_ARRAYS = ("centroids.npy", "assignment.npy", "distances.npy")
+RECEIPT_FILE = "published.json"
+
+
+def store_created(store_path: str) -> bool:
+    """The store exists and opens (its layout is readable)."""
+    try:
+        open_store(store_path, read_only=True)
+    except (OSError, ValueError, KeyError):
+        return False
+    return True
+
+
+def missing_shards(store_path: str) -> list[int]:
+    """Shards of the store without a done marker."""
+    return list(open_store(store_path).missing_shards())
+
+
+def store_complete(store_path: str) -> bool:
+    """Every shard's done marker is set and the store is finalized."""
+    return store_created(store_path) and open_store(store_path, read_only=True).is_complete
+
+
+def files_verified(*paths: str | Path | ObjectPath) -> bool:
+    """Every file exists with the size and sha256 recorded when it was written."""
+    return _files.all_verified(*paths)
+
+
+def cluster_outputs_verified(out_dir: str | Path | ObjectPath) -> bool:
+    """The cluster stage's files (centroids, assignment, distances, summary) are intact."""
+    directory = as_location(out_dir)
+    required = [directory / name for name in CLUSTER_ARRAYS] + [directory / CLUSTER_FILE]
+    optional = [path for path in [directory / "cluster_class.npy"] if path.exists()]
+    return files_verified(*required, *optional)
+
+
+def published(receipt_dir: str | Path | ObjectPath) -> bool:
+    """The publish receipt is intact and the version it names passes ``verify_artifact``."""
+    receipt = as_location(receipt_dir) / RECEIPT_FILE
+    if not files_verified(receipt):
+        return False
+    try:
+        verify_artifact(_files.load_json(receipt)["artifact_path"])
+    except (ValueError, OSError, KeyError):  # ArtifactIntegrityError is a ValueError
+        return False
+    return True
+
+
+def usable_rows(store: Any) -> np.ndarray | None:
+    """Bool mask (N,) of the rows a curriculum may use: False for samples skipped while embedding.
+
+    None when nothing was skipped (the stages then behave exactly as without a mask).
+    """
+    skipped = np.asarray(store.skipped_indices, dtype=np.int64)
+    if skipped.size == 0:
+        return None
+    valid = np.ones(int(store.n_rows), dtype=bool)
+    valid[skipped] = False
+    return valid

@@ -1,0 +1,47 @@
+"""The k sweep's subsample, read once per process: every k job of a sweep reads the same file
+(a local path or an fsspec URL in the work dir)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from cl_core.artifacts.location import ObjectPath, as_location
+from flows import _files
+
+_sample_lock = threading.Lock()
+_sample_memo: tuple[tuple[str, int, int], np.ndarray] | None = None
+
+
+def file_identity(path: str | Path | ObjectPath) -> tuple[str, int, int]:
+    # mtime and size are part of the identity so that a rewritten sample is read again.
+    location = as_location(path)
+    if isinstance(location, ObjectPath):
+        return str(location), int(location.mtime() * 1e9), int(location.size() or 0)
+    resolved = location.resolve()
+    stat = resolved.stat()
+    return str(resolved), stat.st_mtime_ns, stat.st_size
+
+
+def remember_sample(sample_path: str | Path | ObjectPath, sample: np.ndarray) -> np.ndarray:
+    """Keep the sweep sample of ``sample_path`` for this process's k jobs (read-only)."""
+    global _sample_memo
+    sample.flags.writeable = False  # shared by concurrent jobs: nobody may change it
+    with _sample_lock:
+        _sample_memo = (file_identity(sample_path), sample)
+    return sample
+
+
+def sweep_sample(sample_path: str) -> np.ndarray:
+    """The sweep sample, read once per process (every k job of a sweep reads the same file).
+
+    The sample task hands its in-memory sample over (:func:`remember_sample`), so k jobs on the
+    in-process Dask cluster never read it back; other processes read the file once.
+    """
+    identity = file_identity(sample_path)
+    with _sample_lock:
+        if _sample_memo is not None and _sample_memo[0] == identity:
+            return _sample_memo[1]
+    return remember_sample(sample_path, _files.load_npy(sample_path))
