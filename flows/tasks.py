@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict
 
 from cl_core.artifacts import publish_curriculum
 from cl_core.artifacts.location import Location, ObjectPath, as_location
-from cl_core.cluster import cluster_embeddings, evaluate_k, plan_sweep
+from cl_core.cluster import SweepPoint, cluster_embeddings, evaluate_k, plan_sweep
 from cl_core.difficulty import normalize_difficulty
 from cl_core.io import sha256_hex
 from cl_core.report import cluster_table
@@ -260,20 +260,23 @@ def cluster_task(
     sweep: list[dict[str, Any]] | None = None,
     on_cluster: bool = False,
 ) -> dict[str, Any]:
-    """``cluster_embeddings`` with k given or chosen by the flow's sweep; ``cluster.json`` last.
+    """``cluster_embeddings`` with k given, or chosen from the flow's sweep (``sweep=``: the
+    library chooses k and fits from the sweep's sample, as if the sweep had run inside it);
+    ``cluster.json`` last.
 
     ``on_cluster``: the task runs on a Dask worker, and the assignment runs as Dask tasks over
     row ranges of the store on that worker's cluster (each task reads its own chunks); the
     results are identical to the local assignment.
     """
     config = clustering.to_config()
-    if n_clusters is not None:
+    points = [SweepPoint.from_dict(point) for point in sweep] if sweep else None
+    if n_clusters is not None and points is None:
         config = dataclasses.replace(config, n_clusters=int(n_clusters))
     store = open_store(store_path, read_only=True)
     labels = store.labels() if clustering.use_labels else None
     with _cluster_client(on_cluster) as client:
         result = cluster_embeddings(
-            store, config, labels=labels, valid=usable_rows(store), client=client
+            store, config, labels=labels, valid=usable_rows(store), client=client, sweep=points
         )
     directory = _save_cluster_arrays(as_location(out_dir), result)
     summary = _cluster_summary(result, directory, sweep)
@@ -305,8 +308,7 @@ def _cluster_summary(
     return {
         "cluster_dir": str(directory),
         "n_clusters": int(result.n_clusters),
-        # k given by the flow's own Davies-Bouldin sweep: that is how it was chosen
-        "chosen_by": "davies_bouldin" if sweep else str(result.chosen_by),
+        "chosen_by": str(result.chosen_by),
         "sweep": sweep or result.sweep_records(),
         "clusters": cluster_table(result.assignment, result.distances),
     }

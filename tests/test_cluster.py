@@ -91,6 +91,37 @@ def test_auto_k_finds_the_number_of_blobs(blobs7: tuple[np.ndarray, np.ndarray])
     assert purity_pairs(result.assignment, truth)
 
 
+def test_a_sweep_run_elsewhere_gives_the_same_result_as_the_library_sweep(
+    blobs7: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """The flow fans evaluate_k out over the plan_sweep sample and hands the points back: k,
+    chosen_by and the fitted centroids are the library's own (it used to refit with k as if
+    given, from another sample, and the flow overwrote chosen_by)."""
+    from cl_core.cluster import plan_sweep
+
+    features, _ = blobs7
+    config = ClusterConfig(cluster_range=(2, 9))
+    library = cluster_embeddings(features, config)
+    plan = plan_sweep(features, config)
+    points = [
+        SweepPoint.from_dict(
+            evaluate_k(
+                plan.sample, k, plan.sweep_seed, config.sweep_batch_size, n_init=config.sweep_n_init
+            ).to_dict()
+        )
+        for k in plan.ks
+    ]
+    flow_route = cluster_embeddings(features, config, sweep=points)
+
+    assert flow_route.chosen_by == "davies_bouldin" and flow_route.n_clusters == library.n_clusters
+    np.testing.assert_array_equal(flow_route.centroids, library.centroids)
+    np.testing.assert_array_equal(flow_route.assignment, library.assignment)
+    with pytest.raises(ValueError, match="automatic k"):
+        cluster_embeddings(features, dataclasses.replace(config, n_clusters=3), sweep=points)
+    with pytest.raises(ValueError, match="empty"):
+        cluster_embeddings(features, config, sweep=[])
+
+
 def test_explicit_k_is_honoured_even_when_a_range_is_given(
     blobs7: tuple[np.ndarray, np.ndarray],
 ) -> None:

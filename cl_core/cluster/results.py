@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -46,6 +47,12 @@ class SweepPoint:
     def mean_inertia(self) -> float:
         """Inertia per subsample row (comparable across subsample sizes)."""
         return self.inertia / self.n_samples if self.n_samples else math.nan
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> SweepPoint:
+        """The point :meth:`to_dict` wrote (derived keys such as ``mean_inertia`` ignored)."""
+        names = {"k", "davies_bouldin", "inertia", "seconds", "n_samples", "class_label"}
+        return cls(**{key: value for key, value in values.items() if key in names})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (numpy scalars converted)."""

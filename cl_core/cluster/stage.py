@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ def cluster_embeddings(
     *,
     client: Any = None,
     valid: Any = None,
+    sweep: Sequence[SweepPoint] | None = None,
 ) -> ClusterResult:
     """Cluster the embeddings: choose k, fit the centroids, assign every row.
 
@@ -51,6 +53,11 @@ def cluster_embeddings(
         assignment -1 and distance 0.0; they may hold anything (zeros, NaN). ``None``: every
         row, except that a store's recorded skipped samples (``store.skipped_indices``) are
         excluded. All True behaves exactly like no mask.
+    sweep : sequence of SweepPoint, optional
+        The k sweep, when it ran elsewhere (e.g. :func:`evaluate_k` fanned out by a scheduler
+        over the :func:`plan_sweep` sample of the same source, config and mask): k is chosen
+        from it with :func:`choose_k` and the fit starts from the same sample, exactly as if the
+        sweep had run here. Only with automatic k (``config.n_clusters`` None), unsupervised.
 
     Returns
     -------
@@ -65,6 +72,13 @@ def cluster_embeddings(
         mode without labels, a mask of the wrong shape or one that excludes every row.
     """
     config = ClusterConfig() if config is None else _check_config(config)
+    if sweep is not None and (config.n_clusters is not None or config.use_labels):
+        raise ValueError(
+            "sweep=... chooses k, so it needs automatic k without labels; pass "
+            "ClusterConfig(n_clusters=None, use_labels=False) or leave sweep out"
+        )
+    if sweep is not None and not sweep:
+        raise ValueError("sweep is empty; pass the evaluated points of at least one k")
     if config.fit_device == "cuda":
         resolve_fit_device(config)  # no CUDA: fail before reading anything
     src = as_source(source, normalize=config.normalize, valid=valid)
@@ -94,7 +108,7 @@ def cluster_embeddings(
             stacklevel=2,
         )
     with _thread_limit(config.n_threads):
-        result = _cluster_all(data, config, entropy, client)
+        result = _cluster_all(data, config, entropy, client, sweep)
     return result if mask is None else _expand_result(result, mask)
 
 
@@ -121,10 +135,19 @@ def _resolve_labels(labels: Any, src: ChunkSource) -> np.ndarray:
 
 
 def _cluster_all(
-    src: ChunkSource, config: ClusterConfig, entropy: int, client: Any
+    src: ChunkSource,
+    config: ClusterConfig,
+    entropy: int,
+    client: Any,
+    swept: Sequence[SweepPoint] | None = None,
 ) -> ClusterResult:
     sweep: tuple[SweepPoint, ...] = ()
-    if config.n_clusters is not None:
+    if swept is not None:  # the sweep ran elsewhere on the same sample: choose, then fit here
+        sample = sample_rows(src, config.sweep_samples, _derive_seed(entropy, _KEY_SAMPLE))
+        sweep = tuple(swept)
+        k = choose_k(sweep)
+        chosen_by = "davies_bouldin"
+    elif config.n_clusters is not None:
         k = _check_k_for_rows(config.n_clusters, src.n_rows)
         sample = sample_rows(
             src, _init_sample_size(k, config, src.n_rows), _derive_seed(entropy, _KEY_SAMPLE)
