@@ -20,6 +20,7 @@ with a message (refit and save).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cl_core.io import atomic_write_bytes, json_default
 from cl_core.schedule import Schedule
 
 if TYPE_CHECKING:
@@ -137,8 +139,8 @@ def write_state(
 ) -> Path:
     """Write ``arrays`` (None values skipped) and ``meta`` to exactly ``filepath``.
 
-    Written through a handle (``np.savez`` would append ``.npz`` to a name) into a temporary
-    file next to it, then renamed: an interrupted save never leaves a truncated file.
+    Saved into memory (``np.savez`` would append ``.npz`` to a name), then written with
+    :func:`cl_core.io.atomic_write_bytes`: an interrupted save never leaves a truncated file.
 
     Returns
     -------
@@ -147,12 +149,10 @@ def write_state(
     """
     path = Path(filepath)
     stored = {name: np.asarray(value) for name, value in arrays.items() if value is not None}
-    stored["meta"] = np.array(json.dumps(dict(meta), sort_keys=True, default=_json_default))
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "wb") as handle:
-        np.savez(handle, allow_pickle=False, **stored)
-    os.replace(partial, path)
-    return path
+    stored["meta"] = np.array(json.dumps(dict(meta), sort_keys=True, default=json_default))
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **stored)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def read_state(filepath: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -208,12 +208,3 @@ def read_state(filepath: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray],
                 f"({n_samples},); the file is damaged, refit and save again"
             )
     return arrays, meta
-
-
-def _json_default(value: Any) -> Any:
-    """JSON fallback for parameter values: NumPy scalars, paths."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import functools
 import io
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
+from cl_core.io import atomic_write_bytes
 from flows import _files
 from flows.ids import WorkDir, content_id
 from flows.tasks import CONTENT_ID, configured
@@ -307,19 +306,6 @@ def curriculum_ab(
     )
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same directory, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def artifact_key(*parts: str) -> str:
     """A Prefect artifact key (lowercase letters, digits and dashes only)."""
     text = "-".join(parts).lower()
@@ -348,9 +334,9 @@ def _write_results(
     title = f"{curriculum.manifest.get('name', '')} @ {curriculum.version}: {summary.outcome}"
     warmup = config.warmup_iterations(curriculum.warmup_iterations)
     png = _png(plot_curves(summary, title=title, warmup=warmup))
-    _write_bytes(directory / PLOT_FILE, png)
+    atomic_write_bytes(directory / PLOT_FILE, png)
     text = f"{table}\n\n{summary.verdict}\n" + "".join(f"\n{note}\n" for note in summary.notes)
-    _write_bytes(directory / TABLE_FILE, text.encode("utf-8"))
+    atomic_write_bytes(directory / TABLE_FILE, text.encode("utf-8"))
     _files.save_json(
         directory / RESULTS_FILE,
         {
