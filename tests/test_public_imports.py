@@ -122,3 +122,22 @@ cl_core_version = C.__name__  # dunder: fine
 def test_relative_and_other_packages_imports_are_not_flagged() -> None:
     source = "from ._checks import check_choice\nfrom curriculum_learning._checks import x\n"
     assert private_uses(source) == []
+
+
+def test_the_prefect_boundary_offers_the_library_vocabularies() -> None:
+    """The pydantic models at the Prefect boundary spell the choices as Literal types; they must
+    stay the library's own lists (one vocabulary, checked here instead of copied by hand)."""
+    import typing
+
+    from cl_core.difficulty import NORMALIZATIONS as DIFFICULTY_METHODS
+    from cl_core.embed.plan import PRECISIONS
+    from cl_core.store import DTYPES, NORMALIZATIONS
+    from flows.params import ClusterParams, CurriculumParams, EmbedParams
+
+    def choices(model: typing.Any, field: str) -> set[str]:
+        return set(typing.get_args(model.model_fields[field].annotation))
+
+    assert choices(EmbedParams, "dtype") == set(DTYPES)
+    assert choices(EmbedParams, "precision") == set(PRECISIONS)
+    assert choices(ClusterParams, "normalize") == set(NORMALIZATIONS)
+    assert choices(CurriculumParams, "difficulty") == set(DIFFICULTY_METHODS)
