@@ -259,10 +259,14 @@ def cluster_task(
     n_clusters: int | None = None,
     sweep: list[dict[str, Any]] | None = None,
     on_cluster: bool = False,
+    sample_path: str | None = None,
 ) -> dict[str, Any]:
     """``cluster_embeddings`` with k given, or chosen from the flow's sweep (``sweep=``: the
     library chooses k and fits from the sweep's sample, as if the sweep had run inside it);
     ``cluster.json`` last.
+
+    ``sample_path``: the sweep's sample (the sample task's file), handed to the fit so that it
+    is not drawn from the store a second time.
 
     ``on_cluster``: the task runs on a Dask worker, and the assignment runs as Dask tasks over
     row ranges of the store on that worker's cluster (each task reads its own chunks); the
@@ -274,9 +278,16 @@ def cluster_task(
         config = dataclasses.replace(config, n_clusters=int(n_clusters))
     store = open_store(store_path, read_only=True)
     labels = store.labels() if clustering.use_labels else None
+    sample = _sweep_sample(sample_path) if points is not None and sample_path else None
     with _cluster_client(on_cluster) as client:
         result = cluster_embeddings(
-            store, config, labels=labels, valid=usable_rows(store), client=client, sweep=points
+            store,
+            config,
+            labels=labels,
+            valid=usable_rows(store),
+            client=client,
+            sweep=points,
+            sample=sample,
         )
     directory = _save_cluster_arrays(as_location(out_dir), result)
     summary = _cluster_summary(result, directory, sweep)

@@ -122,6 +122,42 @@ def test_a_sweep_run_elsewhere_gives_the_same_result_as_the_library_sweep(
         cluster_embeddings(features, config, sweep=[])
 
 
+def test_the_sweep_sample_handed_to_the_fit_is_not_read_again(
+    blobs7: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With sweep=, sample=plan.sample gives the library's result without drawing the sample
+    from the source a second time (the flow's fit used to re-read it: ~3 s at N = 1M)."""
+    from cl_core.cluster import plan_sweep, stage
+
+    features, _ = blobs7
+    config = ClusterConfig(cluster_range=(2, 6))
+    library = cluster_embeddings(features, config)
+    plan = plan_sweep(features, config)
+    points = [
+        SweepPoint.from_dict(
+            evaluate_k(
+                plan.sample, k, plan.sweep_seed, config.sweep_batch_size, n_init=config.sweep_n_init
+            ).to_dict()
+        )
+        for k in plan.ks
+    ]
+
+    def no_second_draw(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the sweep sample was drawn from the source again")
+
+    monkeypatch.setattr(stage, "sample_rows", no_second_draw)
+    given = cluster_embeddings(features, config, sweep=points, sample=plan.sample)
+
+    np.testing.assert_array_equal(given.centroids, library.centroids)
+    np.testing.assert_array_equal(given.assignment, library.assignment)
+    with pytest.raises(ValueError, match="pass it with sweep"):
+        cluster_embeddings(features, config, sample=plan.sample)
+    with pytest.raises(ValueError, match=r"has shape \(10, \d+\).*plan_sweep sample"):
+        cluster_embeddings(features, config, sweep=points, sample=plan.sample[:10])
+    with pytest.raises(ValueError, match="2-D"):
+        cluster_embeddings(features, config, sweep=points, sample=plan.sample[0])
+
+
 def test_explicit_k_is_honoured_even_when_a_range_is_given(
     blobs7: tuple[np.ndarray, np.ndarray],
 ) -> None:

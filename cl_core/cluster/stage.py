@@ -18,7 +18,7 @@ from cl_core.cluster.assign import _assign_rows
 from cl_core.cluster.config import ClusterConfig, ClusterWarning, _check_config, resolve_fit_device
 from cl_core.cluster.fit import _check_k_for_rows, _fit_centers, _init_sample_size
 from cl_core.cluster.results import ClusterResult, SweepPoint
-from cl_core.cluster.sampling import sample_rows
+from cl_core.cluster.sampling import _check_sample, sample_rows
 from cl_core.cluster.seeds import _KEY_SAMPLE, _KEY_SWEEP, _derive_seed, _entropy
 from cl_core.cluster.supervised import _cluster_per_class
 from cl_core.cluster.sweep import _candidate_ks, choose_k, sweep_k
@@ -33,6 +33,7 @@ def cluster_embeddings(
     client: Any = None,
     valid: Any = None,
     sweep: Sequence[SweepPoint] | None = None,
+    sample: Any = None,
 ) -> ClusterResult:
     """Cluster the embeddings: choose k, fit the centroids, assign every row.
 
@@ -58,6 +59,10 @@ def cluster_embeddings(
         over the :func:`plan_sweep` sample of the same source, config and mask): k is chosen
         from it with :func:`choose_k` and the fit starts from the same sample, exactly as if the
         sweep had run here. Only with automatic k (``config.n_clusters`` None), unsupervised.
+    sample : array-like of shape (n, D), optional
+        With ``sweep``: the :func:`plan_sweep` sample the sweep ran on (``plan.sample``), so the
+        fit starts from it instead of reading the same rows from the source again (at N = 1M a
+        second read costs as much as the whole sweep). Default: drawn again, by its seed.
 
     Returns
     -------
@@ -79,6 +84,10 @@ def cluster_embeddings(
         )
     if sweep is not None and not sweep:
         raise ValueError("sweep is empty; pass the evaluated points of at least one k")
+    if sample is not None and sweep is None:
+        raise ValueError(
+            "sample=... is the plan_sweep sample of a sweep run elsewhere; pass it with sweep=..."
+        )
     if config.fit_device == "cuda":
         resolve_fit_device(config)  # no CUDA: fail before reading anything
     src = as_source(source, normalize=config.normalize, valid=valid)
@@ -108,7 +117,7 @@ def cluster_embeddings(
             stacklevel=2,
         )
     with _thread_limit(config.n_threads):
-        result = _cluster_all(data, config, entropy, client, sweep)
+        result = _cluster_all(data, config, entropy, client, sweep, sample)
     return result if mask is None else _expand_result(result, mask)
 
 
@@ -121,6 +130,19 @@ def _expand_result(result: ClusterResult, mask: np.ndarray) -> ClusterResult:
     return dataclasses.replace(
         result, assignment=assignment, distances=distances, valid=mask.copy()
     )
+
+
+def _check_swept_sample(sample: Any, src: ChunkSource, config: ClusterConfig) -> np.ndarray:
+    """The given sweep sample as float32, if it has the plan_sweep sample's shape."""
+    values = _check_sample(sample)
+    expected = (min(config.sweep_samples, src.n_rows), src.dim)
+    if values.shape != expected:
+        raise ValueError(
+            f"sample has shape {values.shape}, but the plan_sweep sample of this source and "
+            f"config has shape {expected} (min(sweep_samples, N) rows x D); pass plan.sample "
+            "of the same source, config and mask, or leave sample out"
+        )
+    return values
 
 
 def _resolve_labels(labels: Any, src: ChunkSource) -> np.ndarray:
@@ -140,10 +162,14 @@ def _cluster_all(
     entropy: int,
     client: Any,
     swept: Sequence[SweepPoint] | None = None,
+    swept_sample: Any = None,
 ) -> ClusterResult:
     sweep: tuple[SweepPoint, ...] = ()
     if swept is not None:  # the sweep ran elsewhere on the same sample: choose, then fit here
-        sample = sample_rows(src, config.sweep_samples, _derive_seed(entropy, _KEY_SAMPLE))
+        if swept_sample is None:
+            sample = sample_rows(src, config.sweep_samples, _derive_seed(entropy, _KEY_SAMPLE))
+        else:
+            sample = _check_swept_sample(swept_sample, src, config)
         sweep = tuple(swept)
         k = choose_k(sweep)
         chosen_by = "davies_bouldin"

@@ -96,10 +96,11 @@ def cluster_flow(
         )
     ledger = TaskLedger()
     sweep: list[dict[str, Any]] | None = None
+    sample_path: str | None = None
     n_clusters = clustering.n_clusters
     with ui_artifacts() as ui:
         if n_clusters is None and not clustering.use_labels:
-            sweep = _sweep(embedded, clustering, output, work, ledger)
+            sweep, sample_path = _sweep(embedded, clustering, output, work, ledger)
             n_clusters = _choose_k(sweep)
             ui.create(publish_sweep_table, sweep, n_clusters, name)  # beside the final fit
             best = next(point for point in sweep if point["k"] == n_clusters)
@@ -120,6 +121,7 @@ def cluster_flow(
             out_dir=str(out_dir),
             n_clusters=n_clusters,
             sweep=sweep,
+            sample_path=sample_path,
         )
         warning = edge_of_range_warning(
             summary["n_clusters"], clustering.cluster_range, summary["chosen_by"]
@@ -156,8 +158,11 @@ def _sweep(
     output: OutputParams,
     work: WorkDir,
     ledger: TaskLedger,
-) -> list[dict[str, Any]]:
-    """The library's sweep: sample task, then groups of ks on the flow's (Dask) task runner."""
+) -> tuple[list[dict[str, Any]], str]:
+    """The library's sweep: sample task, then groups of ks on the flow's (Dask) task runner.
+
+    Returns the swept points by k and the sample's file (the fit starts from that sample).
+    """
     config = clustering.to_config()
     sample_id = content_id(
         "sweep-sample",
@@ -211,4 +216,4 @@ def _sweep(
             bar.advance(len(future.result()))
     bar.close()
     points = [point for future in futures for point in future.result()]
-    return sorted(points, key=lambda point: point["k"])
+    return sorted(points, key=lambda point: point["k"]), str(sample_path)

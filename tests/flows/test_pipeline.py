@@ -311,3 +311,32 @@ def test_flow_and_direct_publish_curriculum_write_the_same_manifest(
     assert {"difficulty_min", "difficulty_max", "max_inverse_temperature"} <= set(
         flow_manifest["metrics"]
     )
+
+
+def test_the_fit_starts_from_the_sweep_sample_without_reading_it_again(
+    blob_store: Path, pipeline_params: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fit task hands the sample task's sample to ``cluster_embeddings(sample=...)``: the
+    sample is drawn from the store once per run (the fit used to draw it a second time, as
+    long as the whole sweep at N = 1M), and the result is still the library's own."""
+    from cl_core.cluster import cluster_embeddings, stage
+    from cl_core.store import open_store
+
+    draws: list[int] = []
+    original = stage.sample_rows
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        draws.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(stage, "sample_rows", counted)
+    params = {**pipeline_params, "dataset": DatasetParams(spec=f"zarr:{blob_store}", name="b")}
+    result = _run(params, _output(tmp_path))
+    assert result.task_states["fit-clusters"] == ["Completed"]
+    assert draws == []
+    monkeypatch.setattr(stage, "sample_rows", original)
+    reference = cluster_embeddings(open_store(blob_store), params["clustering"].to_config())
+    assert result.n_clusters == reference.n_clusters
+    np.testing.assert_array_equal(
+        np.load(Path(result.artifact_path) / "assignment.npy"), reference.assignment
+    )
