@@ -599,7 +599,8 @@ _SERVER_START = (
     "import time; t = time.perf_counter()\n"
     "from flows import _prefect_env as e\n"
     "e.configure_environment()\n"
-    "with e.embedded_server() as server:\n"
+    "from flows._embedded_server import embedded_server\n"
+    "with embedded_server() as server:\n"
     "    server.wait_until_ready()\n"
     "    print(round(time.perf_counter() - t, 2))\n"
 )

@@ -195,9 +195,11 @@ def execute(params: dict[str, Any], *, show_progress: bool = True, verbose: bool
     from flows import _prefect_env
 
     _prefect_env.configure_environment()  # before Prefect is first imported
+    from flows import _embedded_server
+
     with (
-        _prefect_env.one_embedded_server_at_a_time(_note),
-        _prefect_env.embedded_server() as server,  # starts now: its start overlaps the checks
+        _embedded_server.one_embedded_server_at_a_time(_note),
+        _embedded_server.embedded_server() as server,  # starts now: it overlaps the checks
     ):
         with bad_input_exits():
             check_model(params)  # a rejected model leaves no server database behind

@@ -159,8 +159,10 @@ def execute_ab(params: dict[str, Any], *, verbose: bool = False) -> Any:
     from flows import _prefect_env
 
     _prefect_env.configure_environment()  # before Prefect is first imported
+    from flows._embedded_server import one_embedded_server_at_a_time
+
     started = time.perf_counter()
-    with _prefect_env.one_embedded_server_at_a_time(_note):
+    with one_embedded_server_at_a_time(_note):
         outcome = _run_flow(params, verbose=verbose)
     seconds = time.perf_counter() - started
     typer.echo(outcome.table)

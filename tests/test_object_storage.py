@@ -7,15 +7,9 @@ Every test talks to a real S3-compatible server (moto in server mode, its own pr
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +17,7 @@ import fsspec
 import numpy as np
 import pytest
 import s3fs
+from s3_server import start_moto_server, stop_server, use_s3_endpoint
 
 from cl_core.artifacts import (
     MANIFEST_FILE,
@@ -42,69 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 N = 300
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _start_moto(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
-            return process, endpoint
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"moto server did not start on {endpoint}") from None
-            time.sleep(0.1)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
-def _use_endpoint(monkeypatch: pytest.MonkeyPatch, endpoint: str, key: str, secret: str) -> None:
-    """Point every S3 client of this process at ``endpoint`` with these credentials."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    missing = str(ROOT / "no-such-aws-config")
-    monkeypatch.setenv("AWS_CONFIG_FILE", missing)  # the machine's own profiles stay out
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", missing)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    s3fs.S3FileSystem.clear_instance_cache()  # clients are cached per process
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[str]:
-    process, endpoint = _start_moto()
-    yield endpoint
-    _stop(process)
-
-
 @pytest.fixture
-def bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh, empty bucket on the local server; its name."""
-    _use_endpoint(monkeypatch, s3_server, "testing", "testing")
-    name = f"cl-{uuid.uuid4().hex[:12]}"
-    fsspec.filesystem("s3").mkdir(f"s3://{name}")
-    yield name
-    s3fs.S3FileSystem.clear_instance_cache()
+def bucket(s3_bucket: str) -> str:
+    """A fresh, empty bucket on the session's moto server (conftest's ``s3_bucket``)."""
+    return s3_bucket
 
 
 @pytest.fixture
@@ -268,7 +204,7 @@ def test_denied_access_names_the_bucket_and_the_operation(
     import boto3
 
     # Authorisation is enforced after the first 4 requests (the setup below, as admin).
-    process, endpoint = _start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "4"})
+    process, endpoint = start_moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": "4"})
     try:
         admin = {
             "endpoint_url": endpoint,
@@ -289,14 +225,14 @@ def test_denied_access_names_the_bucket_and_the_operation(
             UserName="reader", PolicyName="read-only", PolicyDocument=json.dumps(read_only)
         )
         key = iam.create_access_key(UserName="reader")["AccessKey"]
-        _use_endpoint(monkeypatch, endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+        use_s3_endpoint(monkeypatch, endpoint, key["AccessKeyId"], key["SecretAccessKey"])
         with pytest.raises(
             PermissionError, match=r"access denied to bucket 'locked': cannot write"
         ):
             publish_curriculum("s3://locked/artifacts", "toy", scores, **_options())
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
-        _stop(process)
+        stop_server(process)
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:

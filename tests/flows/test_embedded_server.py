@@ -1,4 +1,4 @@
-"""The run's own temporary Prefect server (flows._prefect_env.embedded_server)."""
+"""The run's own temporary Prefect server (flows._embedded_server.embedded_server)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from flows._prefect_env import (
-    EMBEDDED_API_URL,
+from flows._embedded_server import (
     EmbeddedServer,
     EmbeddedServerError,
     _server_environment,
     embedded_server,
-    server_configured,
     stop_server,
 )
+from flows._prefect_env import EMBEDDED_API_URL, server_configured
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,7 +95,7 @@ def test_stop_server_kills_a_server_that_ignores_sigterm() -> None:
 def test_the_server_process_stops_when_its_parent_is_gone() -> None:
     """Closing the server's stdin (what the OS does when the run dies) stops it with SIGTERM."""
     watcher = (
-        "import threading, time; from flows._prefect_env import _stop_when_stdin_closes\n"
+        "import threading, time; from flows._embedded_server import _stop_when_stdin_closes\n"
         "threading.Thread(target=_stop_when_stdin_closes, daemon=True).start()\n"
         "print('watching', flush=True); time.sleep(60)"
     )
@@ -113,7 +112,8 @@ TINY_RUN = """
 import json, os, sys
 from flows import _prefect_env
 _prefect_env.configure_environment()
-with _prefect_env.one_embedded_server_at_a_time(print), _prefect_env.embedded_server() as server:
+from flows import _embedded_server as served
+with served.one_embedded_server_at_a_time(print), served.embedded_server() as server:
     from prefect import flow, task
 
     @task

@@ -61,8 +61,10 @@ def test_importing_flows_changes_nothing(tmp_path: Path) -> None:
     import subprocess
     import sys
 
+    # scikit-learn sets KMP_DUPLICATE_LIB_OK on import (its own default, not ours): imported
+    # first, so that the check does not depend on whether an earlier test imported it.
     script = (
-        "import json, os, ssl; before = dict(os.environ)\n"
+        "import json, os, ssl, sklearn; before = dict(os.environ)\n"
         "import flows, flows.pipeline, flows.cli\n"
         "import prefect.client.orchestration as o\n"
         "print(json.dumps({'env_same': dict(os.environ) == before, 'ssl_real': o.ssl is ssl}))"
@@ -105,13 +107,13 @@ def test_embedded_runs_on_one_prefect_home_take_turns(
     import subprocess
     import sys
 
-    from flows._prefect_env import one_embedded_server_at_a_time
+    from flows._embedded_server import one_embedded_server_at_a_time
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
     monkeypatch.setenv("PREFECT_PROFILES_PATH", str(tmp_path / "none.toml"))
     holder = (
-        "import sys, time; from flows._prefect_env import one_embedded_server_at_a_time as lock\n"
+        "import sys, time; from flows._embedded_server import one_embedded_server_at_a_time as lock\n"
         "with lock(print):\n    print('held', flush=True); sys.stdin.readline()"
     )
     process = subprocess.Popen(
