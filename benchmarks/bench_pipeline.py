@@ -224,11 +224,108 @@ def timed_flow(params: dict[str, Any], timer: StepTimer) -> dict[str, Any]:
     busy = timer.busy_seconds(started, stopped)
     return {
         "result": result,
+        "started": started,
+        "stopped": stopped,
         "flow_seconds": stopped - started,
         "busy_seconds": busy,
         "overhead_seconds": stopped - started - busy,
         "share": (stopped - started - busy) / (stopped - started),
         "steps": timer.by_label(started, stopped),
+    }
+
+
+def union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The union of intervals, as sorted disjoint intervals."""
+    merged: list[tuple[float, float]] = []
+    for a, b in sorted(span for span in spans if span[1] > span[0]):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def uncovered(
+    start: float, stop: float, spans: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """The parts of [start, stop] that no interval covers."""
+    gaps, cursor = [], start
+    for a, b in union([(max(a, start), min(b, stop)) for a, b in spans]):
+        if a > cursor:
+            gaps.append((cursor, a))
+        cursor = max(cursor, b)
+    if stop > cursor:
+        gaps.append((cursor, stop))
+    return gaps
+
+
+def prefect_spans(run: dict[str, Any]) -> list[tuple[float, float, str]]:
+    """Start and end of the run's flow runs and task runs as Prefect recorded them (public
+    client API), on this process's ``perf_counter`` clock; a stage flow's placeholder task run
+    in its parent is left out (it spans the whole stage flow)."""
+    from prefect.client.orchestration import get_client
+
+    offset = time.time() - time.perf_counter()
+    since = run["started"] + offset - 1.0
+    spans = []
+    with get_client(sync_client=True) as client:
+        flow_runs = [f for f in client.read_flow_runs(limit=200) if f.start_time and f.end_time]
+        flow_runs = [f for f in flow_runs if f.start_time.timestamp() >= since]
+        placeholders = {f.parent_task_run_id for f in flow_runs if f.parent_task_run_id}
+        names = {flow.id: flow.name for flow in client.read_flows(limit=200)}
+        for f in flow_runs:
+            spans.append((f.start_time.timestamp() - offset, f.end_time.timestamp() - offset,
+                          f"flow {names.get(f.flow_id, f.name)}"))  # fmt: skip
+        for t in client.read_task_runs(limit=200):
+            recorded = t.start_time and t.end_time and t.id not in placeholders
+            if recorded and t.start_time.timestamp() >= since:
+                spans.append((t.start_time.timestamp() - offset,
+                              t.end_time.timestamp() - offset, f"task {t.name}"))  # fmt: skip
+    return spans
+
+
+def overhead_breakdown(run: dict[str, Any], timer: StepTimer) -> dict[str, Any]:
+    """Where the overhead of a measured run lies: outside every task run (flow-run creation
+    and state changes, task submission, the Dask cluster) or inside a task run but outside
+    cl_core (cache lookups, result records, the tasks' own file reads and writes); and the
+    largest gaps, named by the events around them."""
+    start, stop = run["started"], run["stopped"]
+    core = [(a, b) for a, b, _ in timer.intervals if a >= start and b <= stop]
+    prefect = prefect_spans(run)
+    tasks = [(a, b) for a, b, label in prefect if label.startswith("task ")]
+    outside_tasks = uncovered(start, stop, core + tasks)
+    inside_tasks = sum(b - a for a, b in uncovered(start, stop, core)) - sum(
+        b - a for a, b in outside_tasks
+    )
+    events = [(a, f"{label} starts") for a, _, label in prefect]
+    events += [(b, f"{label} ends") for _, b, label in prefect]
+    steps = [  # the steps worth naming (not the id hashing and path parsing in between)
+        (a, b, label.rsplit(".", 1)[-1])
+        for a, b, label in timer.intervals
+        if a >= start and b <= stop and b - a >= 0.005
+    ]
+    events += [(a, f"{name} starts") for a, _, name in steps]
+    events += [(b, f"{name} ends") for _, b, name in steps]
+    events += [(start, "pipeline called"), (stop, "pipeline returned")]
+    events.sort()
+    largest = []
+    for a, b in sorted(uncovered(start, stop, core), key=lambda gap: gap[0] - gap[1])[:6]:
+        before = [name for t, name in events if t <= a + 1e-4]
+        after = [name for t, name in events if t >= b - 1e-4]
+        largest.append(
+            {
+                "seconds": round(b - a, 3),
+                "after": before[-1] if before else "?",
+                "during": [name for t, name in events if a + 1e-4 < t < b - 1e-4],
+                "before": after[0] if after else "?",
+            }
+        )
+    return {
+        "outside_task_runs_seconds": round(sum(b - a for a, b in outside_tasks), 3),
+        "inside_task_runs_seconds": round(inside_tasks, 3),
+        "flow_runs": sum(1 for _, _, label in prefect if label.startswith("flow ")),
+        "task_runs": len(tasks),
+        "largest_gaps": largest,
     }
 
 
@@ -274,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
 
         direct_seconds = run_direct(store, workdir / "direct", params_in("direct"))
         grouped = timed_flow(params_in("flow", sweep_runner=args.sweep_runner), timer)
+        breakdown = overhead_breakdown(grouped, timer)
         cached = timed_flow(params_in("flow", sweep_runner=args.sweep_runner), timer)
         per_k = None
         if not args.no_per_k:
@@ -299,7 +397,11 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("  of which cl_core busy s", f"{grouped['busy_seconds']:.2f}"),
         ("  Prefect/IO overhead s", f"{grouped['overhead_seconds']:.2f} ({100 * share:.1f}%)"),
-    ]
+        ("    outside task runs s (flow runs, submits)",
+         f"{breakdown['outside_task_runs_seconds']:.2f} ({breakdown['flow_runs']} flow runs)"),
+        ("    inside task runs, not cl_core s (cache, IO)",
+         f"{breakdown['inside_task_runs_seconds']:.2f} ({breakdown['task_runs']} task runs)"),
+    ]  # fmt: skip
     if per_k is not None:
         rows += [
             ("pipeline flow s (one sweep task per k)", f"{per_k['flow_seconds']:.2f}"),
@@ -318,6 +420,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'-' * width}-|------")
     for label, value in rows:
         print(f"{label:<{width}} | {value}")
+    print("\nlargest overhead gaps in the measured flow run:")
+    for gap in breakdown["largest_gaps"]:
+        during = f" (during: {', '.join(gap['during'])})" if gap["during"] else ""
+        print(f"  {gap['seconds']:6.3f} s  {gap['after']} -> {gap['before']}{during}")
     print("\ncl_core time by step in the measured flow run:")
     for label, seconds in sorted(grouped["steps"].items(), key=lambda item: -item[1]):
         print(f"  {label:<45} {seconds:8.2f} s")
@@ -334,6 +440,10 @@ def main(argv: list[str] | None = None) -> int:
         "cl_core_busy_seconds": round(grouped["busy_seconds"], 3),
         "overhead_seconds": round(grouped["overhead_seconds"], 3),
         "overhead_share": round(share, 4),
+        "overhead_outside_task_runs_seconds": breakdown["outside_task_runs_seconds"],
+        "overhead_inside_task_runs_seconds": breakdown["inside_task_runs_seconds"],
+        "flow_runs": breakdown["flow_runs"],
+        "task_runs": breakdown["task_runs"],
         "sweep_tasks": sweep_tasks,
         "sweep_runner": args.sweep_runner,
         "per_k_flow_seconds": round(per_k["flow_seconds"], 3) if per_k else None,
