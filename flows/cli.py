@@ -289,6 +289,20 @@ def _print_result(result: Any, seconds: float) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+# Options shared by `run` and `demo` (typer reads the Annotated metadata of each parameter).
+OutputOption = Annotated[
+    str, typer.Option("--output", "-o", help="artifact root: a folder or s3://bucket/prefix")
+]
+WorkDirOption = Annotated[
+    str, typer.Option(help="intermediate results and task cache: a folder or s3://bucket/prefix")
+]
+SweepRunnerOption = Annotated[str, typer.Option(help="dask or threads")]
+ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress")]
+VerboseOption = Annotated[
+    bool, typer.Option(help="log every task run and print tracebacks of a failed run")
+]
+
+
 @app.command()
 def run(
     dataset: Annotated[
@@ -307,13 +321,8 @@ def run(
     pacing: Annotated[str, typer.Option(help="linear, cosine, root or step")] = "linear",
     f0: Annotated[float, typer.Option("--f0", help="initial effective fraction")] = 0.3,
     warmup: Annotated[int, typer.Option(help="iterations until uniform sampling")] = 1000,
-    output: Annotated[
-        str, typer.Option("--output", "-o", help="artifact root: a folder or s3://bucket/prefix")
-    ] = "artifacts",
-    work_dir: Annotated[
-        str,
-        typer.Option(help="intermediate results and task cache: a folder or s3://bucket/prefix"),
-    ] = "runs",
+    output: OutputOption = "artifacts",
+    work_dir: WorkDirOption = "runs",
     name: Annotated[str | None, typer.Option(help="artifact name (default from dataset)")] = None,
     dataset_id: Annotated[
         str | None,
@@ -341,17 +350,15 @@ def run(
         str | None,
         typer.Option(help="N or all: embed on a local Dask cluster, one worker per GPU"),
     ] = None,
-    sweep_runner: Annotated[str, typer.Option(help="dask or threads")] = "dask",
+    sweep_runner: SweepRunnerOption = "dask",
     batch_size: Annotated[int, typer.Option(help="images per forward pass")] = 64,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto)")] = None,
     image_size: Annotated[int | None, typer.Option(help="input size (default: model's)")] = None,
     random_weights: Annotated[
         bool, typer.Option(help="random init instead of pretrained weights (testing)")
     ] = False,
-    progress_bars: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
-    verbose: Annotated[
-        bool, typer.Option(help="log every task run and print tracebacks of a failed run")
-    ] = False,
+    progress_bars: ProgressOption = True,
+    verbose: VerboseOption = False,
 ) -> None:
     """Build and publish a curriculum for a dataset."""
     with bad_input_exits():
@@ -405,18 +412,11 @@ def demo_params(output: str, work_dir: str, sweep_runner: str = "dask") -> dict[
 
 @app.command()
 def demo(
-    output: Annotated[
-        str, typer.Option("--output", "-o", help="artifact root: a folder or s3://bucket/prefix")
-    ] = "artifacts",
-    work_dir: Annotated[
-        str,
-        typer.Option(help="intermediate results and task cache: a folder or s3://bucket/prefix"),
-    ] = "runs",
-    sweep_runner: Annotated[str, typer.Option(help="dask or threads")] = "dask",
-    progress_bars: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
-    verbose: Annotated[
-        bool, typer.Option(help="log every task run and print tracebacks of a failed run")
-    ] = False,
+    output: OutputOption = "artifacts",
+    work_dir: WorkDirOption = "runs",
+    sweep_runner: SweepRunnerOption = "dask",
+    progress_bars: ProgressOption = True,
+    verbose: VerboseOption = False,
 ) -> None:
     """Digits (1,797 images) + EfficientNet-Lite0 (bundled weights), k by Davies-Bouldin."""
     with bad_input_exits():

@@ -19,6 +19,7 @@ from cl_core.cluster import (
     ClusterConfig,
     ClusterResult,
     ClusterWarning,
+    SweepPlan,
     SweepPoint,
     as_source,
     assign,
@@ -91,6 +92,18 @@ def test_auto_k_finds_the_number_of_blobs(blobs7: tuple[np.ndarray, np.ndarray])
     assert purity_pairs(result.assignment, truth)
 
 
+def _swept_elsewhere(plan: SweepPlan, config: ClusterConfig) -> list[SweepPoint]:
+    """The sweep as a scheduler runs it: evaluate_k per k of the plan, points through JSON."""
+    return [
+        SweepPoint.from_dict(
+            evaluate_k(
+                plan.sample, k, plan.sweep_seed, config.sweep_batch_size, n_init=config.sweep_n_init
+            ).to_dict()
+        )
+        for k in plan.ks
+    ]
+
+
 def test_a_sweep_run_elsewhere_gives_the_same_result_as_the_library_sweep(
     blobs7: tuple[np.ndarray, np.ndarray],
 ) -> None:
@@ -103,14 +116,7 @@ def test_a_sweep_run_elsewhere_gives_the_same_result_as_the_library_sweep(
     config = ClusterConfig(cluster_range=(2, 9))
     library = cluster_embeddings(features, config)
     plan = plan_sweep(features, config)
-    points = [
-        SweepPoint.from_dict(
-            evaluate_k(
-                plan.sample, k, plan.sweep_seed, config.sweep_batch_size, n_init=config.sweep_n_init
-            ).to_dict()
-        )
-        for k in plan.ks
-    ]
+    points = _swept_elsewhere(plan, config)
     flow_route = cluster_embeddings(features, config, sweep=points)
 
     assert flow_route.chosen_by == "davies_bouldin" and flow_route.n_clusters == library.n_clusters
@@ -133,14 +139,7 @@ def test_the_sweep_sample_handed_to_the_fit_is_not_read_again(
     config = ClusterConfig(cluster_range=(2, 6))
     library = cluster_embeddings(features, config)
     plan = plan_sweep(features, config)
-    points = [
-        SweepPoint.from_dict(
-            evaluate_k(
-                plan.sample, k, plan.sweep_seed, config.sweep_batch_size, n_init=config.sweep_n_init
-            ).to_dict()
-        )
-        for k in plan.ks
-    ]
+    points = _swept_elsewhere(plan, config)
 
     def no_second_draw(*args: object, **kwargs: object) -> None:
         raise AssertionError("the sweep sample was drawn from the source again")

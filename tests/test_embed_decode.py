@@ -154,7 +154,7 @@ def test_batched_decoding_skips_files_nothing_can_decode(tmp_path: Path) -> None
 
 def test_gpu_decoding_is_refused_without_cuda_or_image_files(tmp_path: Path) -> None:
     root = _varied_folder(tmp_path / "images")
-    with pytest.raises(ValueError, match="decode='gpu' needs the model on a CUDA device"):
+    with pytest.raises(ValueError, match="decode='gpu' needs a CUDA device"):
         embed_dataset(f"imagefolder:{root}", tmp_path / "e.zarr", _config(decode="gpu"))
     with pytest.raises(ValueError, match="decode='gpu' decodes image files"):
         embed_dataset("digits", tmp_path / "d.zarr", _config(decode="gpu"))

@@ -37,6 +37,7 @@ import torchvision.io
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
+from cl_core.embed.config import DECODERS
 from cl_core.embed.decoding import (
     _as_bytes,
     _as_uint8_tensor,
@@ -46,7 +47,6 @@ from cl_core.embed.decoding import (
 )
 from cl_core.embed.transform import _TENSOR_INTERPOLATION, EvalTransform
 
-DECODERS = ("auto", "cpu", "gpu")
 """Values of ``decoder``: ``gpu`` = nvJPEG on the CUDA device, ``cpu`` = libjpeg-turbo on the CPU."""
 
 
@@ -223,19 +223,30 @@ def gpu_decode_available(device: str = "cuda") -> bool:
         return False
 
 
-def _resolve_decoder(decoder: str, device: torch.device) -> str:
+def choose_decoder(decoder: str, device: Any, *, argument: str = "decoder") -> str:
+    """The JPEG decoder for images bound for ``device``: ``"gpu"`` or ``"cpu"``.
+
+    ``auto`` -> ``gpu`` when ``device`` is CUDA and torchvision's nvJPEG decoder works there,
+    else ``cpu``. ``argument`` names the caller's parameter in the error messages.
+
+    Raises
+    ------
+    ValueError
+        ``decoder`` is not one of ``DECODERS``, or it is ``gpu`` where the GPU decoder cannot run.
+    """
     if decoder not in DECODERS:
-        raise ValueError(f"decoder={decoder!r} is not one of {list(DECODERS)}")
+        raise ValueError(f"{argument}={decoder!r} is not one of {list(DECODERS)}")
+    device = torch.device(device)
     if decoder == "gpu":
         if device.type != "cuda":
             raise ValueError(
-                f"decoder='gpu' needs a CUDA device, got device={str(device)!r}; pass "
-                f"decoder='cpu' or 'auto', or device='cuda'"
+                f"{argument}='gpu' needs a CUDA device, got device={str(device)!r}; pass "
+                f"{argument}='cpu' or 'auto', or put the model on a CUDA device"
             )
         if not gpu_decode_available(str(device)):
             raise ValueError(
-                f"decoder='gpu': torchvision's nvJPEG decoder does not work on {device} (torchvision "
-                f"built without CUDA image ops?); pass decoder='cpu' or 'auto'"
+                f"{argument}='gpu': torchvision's nvJPEG decoder does not work on {device} "
+                f"(torchvision built without CUDA image ops?); pass {argument}='cpu' or 'auto'"
             )
         return "gpu"
     if decoder == "auto" and device.type == "cuda" and gpu_decode_available(str(device)):
@@ -305,7 +316,7 @@ def decode_batch(
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    chosen = _resolve_decoder(decoder, device)
+    chosen = choose_decoder(decoder, device)
     decode_device = device if chosen == "gpu" else torch.device("cpu")
 
     count = len(blobs)

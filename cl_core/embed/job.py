@@ -104,23 +104,9 @@ def resolve_decode(decode: str, spec: DatasetSpec, loaded: LoadedModel, device: 
                 f"samples; use decode='auto' (or pass 'imagefolder:PATH')"
             )
         return "dataset"
-    from cl_core.embed.batch_decoding import gpu_decode_available
+    from cl_core.embed.batch_decoding import choose_decoder
 
-    if decode == "gpu":
-        if device.type != "cuda":
-            raise ValueError(
-                f"decode='gpu' needs the model on a CUDA device, got device={str(device)!r}; "
-                f"use decode='cpu' or 'auto'"
-            )
-        if not gpu_decode_available(str(device)):
-            raise ValueError(
-                f"decode='gpu': torchvision's GPU JPEG decoder does not work on {device}; use "
-                f"decode='cpu' or 'auto'"
-            )
-        return "gpu"
-    if decode == "auto" and device.type == "cuda" and gpu_decode_available(str(device)):
-        return "gpu"
-    return "cpu"
+    return choose_decoder(decode, device, argument="decode")
 
 
 def _eval_transform(config: EmbedConfig, loaded: LoadedModel, decode: str) -> Any:
