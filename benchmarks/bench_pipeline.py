@@ -14,6 +14,13 @@ overhead: Prefect's task and flow bookkeeping (task submission included), the lo
 cluster's start, the UI artifacts, and the tasks' reading and writing of intermediate files.
 Goal: overhead <= 5% of the flow time; ``ratio`` = 5% / measured share (> 1 meets it).
 
+Where the overhead lies is reported from Prefect's own records of the run's flow and task runs:
+outside every task run (flow-run creation and state changes, task submission) or inside one but
+outside cl_core (cache lookups, result records, the tasks' file IO), with the largest gaps named.
+Beside it, Prefect's cost for the same shape with no work in it (a parent flow, two stage flows,
+seven tasks) and for one flow with the same tasks: the part of the overhead no change to this
+project's code removes while the stages are flows.
+
 Also reported: the embedded (temporary) Prefect server's start, a cached rerun, and the sweep
 run as one Prefect task per k (on a Dask cluster given by address, which is what the flow does
 for a remote cluster) beside the default of one task per local worker, each task evaluating
@@ -329,6 +336,44 @@ def overhead_breakdown(run: dict[str, Any], timer: StepTimer) -> dict[str, Any]:
     }
 
 
+def prefect_floor(repeats: int = 3, task_seconds: float = 0.05) -> dict[str, float]:
+    """Prefect's own cost for the pipeline's shape on this machine, with nothing else in it:
+    a parent flow calling two stage flows that run 3 and 4 tasks, beside one flow running the
+    same 7 tasks (each task sleeps ``task_seconds``; the sleeps are subtracted). The fastest of
+    ``repeats`` runs each, in seconds."""
+    from prefect import flow, task
+
+    from flows._prefect_env import embedded_run_settings
+
+    @task(persist_result=False)
+    def step(index: int) -> int:
+        time.sleep(task_seconds)
+        return index
+
+    @flow(name="floor-stage")
+    def stage(n_tasks: int) -> int:
+        return sum(step(index) for index in range(n_tasks))
+
+    @flow(name="floor-parent")
+    def parent() -> None:
+        stage(3)
+        stage(4)
+
+    @flow(name="floor-one-flow")
+    def one_flow() -> None:
+        for index in range(7):
+            step(index)
+
+    seconds: dict[str, list[float]] = {"stage_flows": [], "one_flow": []}
+    with embedded_run_settings():
+        for _ in range(repeats):
+            for key, run in (("stage_flows", parent), ("one_flow", one_flow)):
+                started = time.perf_counter()
+                run()
+                seconds[key].append(time.perf_counter() - started - 7 * task_seconds)
+    return {key: min(values) for key, values in seconds.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N = 20 000 instead of 1 000 000")
@@ -373,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         grouped = timed_flow(params_in("flow", sweep_runner=args.sweep_runner), timer)
         breakdown = overhead_breakdown(grouped, timer)
         cached = timed_flow(params_in("flow", sweep_runner=args.sweep_runner), timer)
+        floor = prefect_floor()
         per_k = None
         if not args.no_per_k:
             with LocalCluster(
@@ -409,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
              f"({100 * per_k['share']:.1f}%)"),
         ]  # fmt: skip
     rows += [
+        ("Prefect alone: parent + 2 stage flows, 7 tasks s",
+         f"{floor['stage_flows']:.2f} (one flow, same tasks: {floor['one_flow']:.2f})"),
         ("embedded Prefect server start s (once)", f"{server_seconds:.2f}"),
         ("cached rerun s", f"{cached['flow_seconds']:.2f} "
          f"({cached['result'].count('Cached')} tasks cached)"),
@@ -450,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
         "per_k_overhead_seconds": round(per_k["overhead_seconds"], 3) if per_k else None,
         "per_k_overhead_share": round(per_k["share"], 4) if per_k else None,
         "direct_seconds": round(direct_seconds, 3),
+        "prefect_floor_stage_flows_seconds": round(floor["stage_flows"], 3),
+        "prefect_floor_one_flow_seconds": round(floor["one_flow"], 3),
         "server_start_seconds": round(server_seconds, 3),
         "cached_rerun_seconds": round(cached["flow_seconds"], 3),
         "warmup_run_seconds": round(warm["flow_seconds"], 3),
