@@ -47,8 +47,6 @@ from cl_core.embed.decoding import (
 )
 from cl_core.embed.transform import _TENSOR_INTERPOLATION, EvalTransform
 
-"""Values of ``decoder``: ``gpu`` = nvJPEG on the CUDA device, ``cpu`` = libjpeg-turbo on the CPU."""
-
 
 @dataclass(frozen=True)
 class DecodedBatch:

@@ -14,6 +14,8 @@ from cl_core.store.moments import NORMALIZATIONS as READER_NORMALIZATIONS
 from cl_core.validation import check_choice
 
 DECODERS = ("auto", "cpu", "gpu")
+"""Values of ``decode`` / ``decoder``: ``gpu`` = nvJPEG on the CUDA device, ``cpu`` =
+libjpeg-turbo on the CPU, ``auto`` = ``gpu`` where it works, else ``cpu``."""
 
 
 @dataclass(frozen=True)
