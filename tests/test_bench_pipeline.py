@@ -1,0 +1,24 @@
+"""benchmarks/bench_pipeline.py: the interval arithmetic behind the overhead it reports."""
+
+from __future__ import annotations
+
+from benchmarks.bench_pipeline import StepTimer, uncovered, union
+
+
+def test_union_merges_overlapping_and_touching_intervals_and_drops_empty_ones() -> None:
+    spans = [(5.0, 6.0), (0.0, 2.0), (1.0, 3.0), (3.0, 4.0), (7.0, 7.0), (8.0, 7.5)]
+    assert union(spans) == [(0.0, 4.0), (5.0, 6.0)]
+
+
+def test_uncovered_is_what_no_interval_covers_within_the_window() -> None:
+    spans = [(1.0, 2.0), (1.5, 3.0), (5.0, 12.0), (-3.0, 0.5)]
+    assert uncovered(0.0, 10.0, spans) == [(0.5, 1.0), (3.0, 5.0)]
+    assert uncovered(0.0, 10.0, []) == [(0.0, 10.0)]
+
+
+def test_busy_seconds_counts_overlapping_steps_once() -> None:
+    """Sweep jobs overlap on Dask workers: their union, not their sum, is cl_core's time."""
+    timer = StepTimer()
+    timer.intervals = [(0.0, 4.0, "a"), (1.0, 5.0, "b"), (8.0, 9.0, "c"), (9.5, 12.0, "d")]
+    assert timer.busy_seconds(0.0, 10.0) == 5.0 + 1.0 + 0.5
+    assert timer.by_label(0.0, 10.0) == {"a": 4.0, "b": 4.0, "c": 1.0}
