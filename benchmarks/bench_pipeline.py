@@ -116,20 +116,8 @@ class StepTimer:
 
     def busy_seconds(self, start: float, stop: float) -> float:
         """Length of the union of recorded intervals clipped to [start, stop]."""
-        spans = sorted((max(a, start), min(b, stop)) for a, b, _ in self.intervals)
-        total, current_start, current_stop = 0.0, 0.0, None
-        for a, b in spans:
-            if b <= a:
-                continue
-            if current_stop is None or a > current_stop:
-                if current_stop is not None:
-                    total += current_stop - current_start
-                current_start, current_stop = a, b
-            else:
-                current_stop = max(current_stop, b)
-        if current_stop is not None:
-            total += current_stop - current_start
-        return total
+        clipped = [(max(a, start), min(b, stop)) for a, b, _ in self.intervals]
+        return sum(b - a for a, b in union(clipped))
 
     def by_label(self, start: float, stop: float) -> dict[str, float]:
         totals: dict[str, float] = {}
@@ -301,9 +289,8 @@ def overhead_breakdown(run: dict[str, Any], timer: StepTimer) -> dict[str, Any]:
     prefect = prefect_spans(run)
     tasks = [(a, b) for a, b, label in prefect if label.startswith("task ")]
     outside_tasks = uncovered(start, stop, core + tasks)
-    inside_tasks = sum(b - a for a, b in uncovered(start, stop, core)) - sum(
-        b - a for a, b in outside_tasks
-    )
+    gaps = uncovered(start, stop, core)
+    inside_tasks = sum(b - a for a, b in gaps) - sum(b - a for a, b in outside_tasks)
     events = [(a, f"{label} starts") for a, _, label in prefect]
     events += [(b, f"{label} ends") for _, b, label in prefect]
     steps = [  # the steps worth naming (not the id hashing and path parsing in between)
@@ -316,7 +303,7 @@ def overhead_breakdown(run: dict[str, Any], timer: StepTimer) -> dict[str, Any]:
     events += [(start, "pipeline called"), (stop, "pipeline returned")]
     events.sort()
     largest = []
-    for a, b in sorted(uncovered(start, stop, core), key=lambda gap: gap[0] - gap[1])[:6]:
+    for a, b in sorted(gaps, key=lambda gap: gap[0] - gap[1])[:6]:
         before = [name for t, name in events if t <= a + 1e-4]
         after = [name for t, name in events if t >= b - 1e-4]
         largest.append(
