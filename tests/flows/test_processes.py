@@ -40,6 +40,18 @@ def _embedded_env(home: Path) -> dict[str, str]:
     return env
 
 
+def _run_cli(home: Path, *args: Any, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``cl-curriculum ARGS`` in a child with no server configured (embedded server on ``home``)."""
+    return subprocess.run(
+        _cli(*args),
+        cwd=ROOT,
+        env=_embedded_env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def _children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -65,13 +77,8 @@ def test_bad_input_exits_2_before_prefect_starts(
     home = tmp_path / "home"
     before = _children_cpu_seconds()
     started = time.perf_counter()
-    completed = subprocess.run(
-        _cli("run", *args, "--work-dir", tmp_path / "runs", "--no-progress"),
-        cwd=ROOT,
-        env=_embedded_env(home),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    completed = _run_cli(
+        home, "run", *args, "--work-dir", tmp_path / "runs", "--no-progress", timeout=300
     )
     wall = time.perf_counter() - started
     cpu = _children_cpu_seconds() - before
@@ -93,13 +100,8 @@ def test_cuda_without_cuda_exits_2_before_prefect_starts(tmp_path: Path) -> None
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    completed = subprocess.run(
-        _cli("run", "digits", "--device", "cuda", "--no-progress"),
-        cwd=ROOT,
-        env=_embedded_env(tmp_path / "home"),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    completed = _run_cli(
+        tmp_path / "home", "run", "digits", "--device", "cuda", "--no-progress", timeout=300
     )
     assert completed.returncode == 2
     assert completed.stderr.strip() == (
@@ -114,16 +116,11 @@ def test_a_bad_image_fails_in_one_line_naming_it_without_tracebacks(
     """On the embedded server, as a user runs it: the error is the last line on stderr."""
     folder = Path(shutil.copytree(image_folder, tmp_path / "images"))
     (folder / "class1" / "zz-empty.png").write_bytes(b"")  # index 48
-    completed = subprocess.run(
-        _cli(
-            "run", f"imagefolder:{folder}", *_tiny_model(tiny_weights), "--device", "cpu",
-            "--k", "3", "--no-progress", "--output", tmp_path / "artifacts",
-            "--work-dir", tmp_path / "runs",
-        ),
-        cwd=ROOT,
-        env=_embedded_env(tmp_path / "home"),
-        capture_output=True,
-        text=True,
+    completed = _run_cli(
+        tmp_path / "home",
+        "run", f"imagefolder:{folder}", *_tiny_model(tiny_weights), "--device", "cpu",
+        "--k", "3", "--no-progress", "--output", tmp_path / "artifacts",
+        "--work-dir", tmp_path / "runs",
         timeout=600,
     )  # fmt: skip
     assert completed.returncode == 1, completed.stderr
@@ -297,15 +294,10 @@ def test_ab_on_the_embedded_server_prints_no_server_lifecycle_lines(tmp_path: Pa
     artifact = publish_curriculum(
         tmp_path / "artifacts", "digits", rng.random(1797), warmup_iterations=10
     )
-    completed = subprocess.run(
-        _cli(
-            "ab", artifact, "--dataset", "digits", "--seeds", "1", "--steps", "20",
-            "--arms", "easy,uniform", "--output", tmp_path / "ab",
-        ),
-        cwd=ROOT,
-        env=_embedded_env(tmp_path / "home"),
-        capture_output=True,
-        text=True,
+    completed = _run_cli(
+        tmp_path / "home",
+        "ab", artifact, "--dataset", "digits", "--seeds", "1", "--steps", "20",
+        "--arms", "easy,uniform", "--output", tmp_path / "ab",
         timeout=600,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
