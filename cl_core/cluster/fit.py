@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from cl_core.cluster._threads import _thread_limit
 from cl_core.cluster.config import ClusterConfig, _check_config, resolve_fit_device
 from cl_core.cluster.sampling import (
     _check_sample,
@@ -35,6 +34,7 @@ from cl_core.cluster.seeds import (
     _entropy,
 )
 from cl_core.sources import ArraySource, ChunkSource, as_source
+from cl_core.threads import thread_limit
 from cl_core.validation import check_int
 
 
@@ -222,7 +222,7 @@ def fit_kmeans(
     src = as_source(source, normalize=config.normalize)
     k = _check_k_for_rows(k, src.n_rows)
     entropy = _entropy(config.random_state)
-    with _thread_limit(config.n_threads):
+    with thread_limit(config.n_threads):
         return _fit_centers(src, k, config, entropy, sample)
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from cl_core.cluster._threads import _thread_limit
 from cl_core.cluster.assign import _assign_rows
 from cl_core.cluster.config import ClusterConfig, ClusterWarning, _check_config, resolve_fit_device
 from cl_core.cluster.fit import _check_k_for_rows, _fit_centers, _init_sample_size
@@ -23,6 +22,7 @@ from cl_core.cluster.seeds import _KEY_SAMPLE, _KEY_SWEEP, _derive_seed, _entrop
 from cl_core.cluster.supervised import _cluster_per_class
 from cl_core.cluster.sweep import _candidate_ks, choose_k, sweep_k
 from cl_core.sources import ChunkSource, _as_label_array, _resolve_valid, _RowSubset, as_source
+from cl_core.threads import thread_limit
 
 
 def cluster_embeddings(
@@ -106,7 +106,7 @@ def cluster_embeddings(
         label_values = _resolve_labels(labels, src)
         if mask is not None:
             label_values = label_values[mask]
-        with _thread_limit(config.n_threads):
+        with thread_limit(config.n_threads):
             result = _cluster_per_class(data, config, label_values, entropy, client)
         return result if mask is None else _expand_result(result, mask)
     if labels is not None:
@@ -116,7 +116,7 @@ def cluster_embeddings(
             ClusterWarning,
             stacklevel=2,
         )
-    with _thread_limit(config.n_threads):
+    with thread_limit(config.n_threads):
         result = _cluster_all(data, config, entropy, client, sweep, sample)
     return result if mask is None else _expand_result(result, mask)
 

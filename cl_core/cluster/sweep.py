@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from cl_core.cluster._threads import _openmp_limit, _thread_limit
 from cl_core.cluster.config import (
     CHOSEN_BY,
     DEFAULT_SWEEP_BATCH_SIZE,
@@ -36,6 +35,7 @@ from cl_core.cluster.sampling import (
 )
 from cl_core.cluster.seeds import _KEY_SAMPLE, _KEY_SWEEP, _derive_seed, _entropy
 from cl_core.sources import _resolve_valid, _RowSubset, as_source
+from cl_core.threads import openmp_limit, thread_limit
 from cl_core.validation import check_choice, check_int
 
 
@@ -92,7 +92,7 @@ def evaluate_k(
     k = _check_k_for_index(k, n)
     seed = _derive_seed(_entropy(random_state), _KEY_SWEEP, k)
     started = time.perf_counter()
-    with _openmp_limit(n_threads), warnings.catch_warnings():
+    with openmp_limit(n_threads), warnings.catch_warnings():
         # Duplicate points can leave a cluster empty; the index is still well defined then.
         warnings.filterwarnings("ignore", message="Number of distinct clusters")
         batch = min(check_int("batch_size", batch_size, 1), n)
@@ -192,7 +192,7 @@ def sweep_k(
     # thread per job avoids oversubscribing the cores. BLAS limits are process-wide, and
     # scikit-learn switches them around each fit, which concurrent fits can restore out of
     # order; this outer limit puts the caller's setting back once every job is done.
-    with _thread_limit(1, "blas"):
+    with thread_limit(1, "blas"):
         if scheduler == "synchronous" or len(candidates) == 1:
             return tuple(evaluate_k(values, k, entropy, batch_size, **options) for k in candidates)
         import dask

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from cl_core.cluster._threads import _thread_limit
 from cl_core.cluster.assign import _assign_block  # the in-process kernel: bitwise-equal results
+from cl_core.threads import thread_limit
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def assign_range(
     centers = np.ascontiguousarray(centroids, dtype=np.float32)
     assignment = np.empty(stop - start, dtype=np.int32)
     distances = np.empty(stop - start, dtype=np.float32)
-    with _thread_limit(n_threads, "blas", sklearn=False):  # numpy's BLAS only
+    with thread_limit(n_threads, "blas", sklearn=False):  # numpy's BLAS only
         for first, block in handle.iter_chunks(normalize, rows=(start, stop), prefetch=False):
             lo, hi = first - start, first - start + block.shape[0]
             keep = None if valid is None else valid[lo:hi]

@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from cl_core.cluster._threads import _torch_threads
 from cl_core.cluster.kmeans_torch.batches import DEFAULT_BATCH_ROWS, _Batches
 from cl_core.cluster.kmeans_torch.device import resolve_device
 from cl_core.cluster.kmeans_torch.initial import _initial_centroids
 from cl_core.cluster.kmeans_torch.kernels import DEFAULT_MAX_SCORES
 from cl_core.cluster.kmeans_torch.updates import ALGORITHMS, _lloyd, _measure, _minibatch
 from cl_core.sources import as_source
+from cl_core.threads import torch_threads
 from cl_core.validation import check_choice, check_int
 
 
@@ -179,7 +179,7 @@ def fit_kmeans_torch(
             f"device_cache_bytes must be an integer or None, got {device_cache_bytes!r}"
         )
 
-    with _torch_threads(n_threads):
+    with torch_threads(n_threads):
         initial = _initial_centroids(src, k, init, n_init, init_samples, seed, dev)
         batches = _Batches(src, dev, batch_rows, device_cache_bytes)
         centroids = torch.from_numpy(initial).to(dev)
