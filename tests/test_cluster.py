@@ -777,7 +777,7 @@ def test_small_data_is_fitted_on_the_cpu_whatever_the_device(
     monkeypatch: pytest.MonkeyPatch, blobs7: tuple[np.ndarray, np.ndarray]
 ) -> None:
     """N <= sweep_samples is exact KMeans on the CPU: the same result on every machine."""
-    import cl_core.cluster.fit as fit_module  # where _fit_centers looks the device up
+    import cl_core.cluster.fit as fit_module  # where fit_centers looks the device up
 
     features, _ = blobs7
     plain = cluster_embeddings(features, ClusterConfig(n_clusters=7, fit_device="cpu"))

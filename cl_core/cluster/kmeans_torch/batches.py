@@ -17,13 +17,21 @@ DEFAULT_BATCH_ROWS = 65_536
 """Rows moved to the device per step (16 store chunks of 4096 rows; 96 MiB in fp32 at D=384)."""
 
 
-class _Batches:
+class DeviceBatches:
     """Normalised rows of a :class:`cl_core.cluster.ChunkSource` as device batches.
 
     Batches are ``batch_rows`` consecutive rows (boundaries at multiples of ``batch_rows``,
     whatever the storage chunking). The first full pass checks every row is finite and, when
     the device is an accelerator and the rows fit ``cache_bytes``, keeps them on the device so
     later passes read no storage.
+
+    Attributes
+    ----------
+    cache : list of Tensor or None
+        The device-resident batches once a dataset-order pass has filled them; None when the
+        rows are streamed (on the CPU, or when they do not fit ``cache_bytes``).
+    checked : bool
+        Whether a full pass has checked every row for NaN/inf.
     """
 
     def __init__(self, src: Any, device: torch.device, batch_rows: int, cache_bytes: int):
