@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -99,25 +98,6 @@ class _Batcher:
         self.model.partial_fit(batch)
 
 
-def _iter_blocks(
-    src: ChunkSource, order: np.ndarray, block_rows: int
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Read row blocks ``[b * block_rows, ...)`` in ``order``, prefetching the next one."""
-
-    def read(block: int) -> tuple[int, np.ndarray]:
-        start = int(block) * block_rows
-        return start, src.read_range(start, min(start + block_rows, src.n_rows))
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cl-cluster-prefetch") as pool:
-        pending = pool.submit(read, order[0]) if len(order) else None
-        for position in range(len(order)):
-            assert pending is not None
-            current = pending.result()
-            if position + 1 < len(order):
-                pending = pool.submit(read, order[position + 1])
-            yield current
-
-
 def stream_refine(
     src: ChunkSource,
     initial: Sequence[np.ndarray],
@@ -156,7 +136,7 @@ def stream_refine(
     n_blocks = math.ceil(src.n_rows / block_rows)
     for epoch in range(config.n_epochs):
         order = np.random.default_rng(derive_seed(entropy, KEY_ORDER, epoch)).permutation(n_blocks)
-        for start, block in _iter_blocks(src, order, block_rows):
+        for start, block in src.iter_blocks(order, block_rows):
             if row_groups is None:
                 batchers[0].add(block)
             else:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,30 @@ class ChunkSource:
         """Yield ``(start, rows)`` blocks of ``chunk_rows`` rows in dataset order."""
         for start in range(0, self.n_rows, self.chunk_rows):
             yield start, self.read_range(start, min(start + self.chunk_rows, self.n_rows))
+
+    def iter_blocks(
+        self, order: Iterable[int], block_rows: int
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, rows)`` of the blocks ``[b * block_rows, (b + 1) * block_rows)``,
+        ``b`` in ``order``, reading the next block in a second thread meanwhile.
+
+        The caller's work on one block (a ``partial_fit``, a device transfer) overlaps the
+        storage read of the next one.
+        """
+        positions = [int(block) for block in order]
+
+        def read(block: int) -> tuple[int, np.ndarray]:
+            start = block * block_rows
+            return start, self.read_range(start, min(start + block_rows, self.n_rows))
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cl-cluster-prefetch") as pool:
+            pending = pool.submit(read, positions[0]) if positions else None
+            for position in range(len(positions)):
+                assert pending is not None
+                current = pending.result()
+                if position + 1 < len(positions):
+                    pending = pool.submit(read, positions[position + 1])
+                yield current
 
     def __len__(self) -> int:
         return self.n_rows

@@ -45,10 +45,6 @@ class DeviceBatches:
         )
         self.checked = False
 
-    def _read(self, batch: int) -> np.ndarray:
-        start = batch * self.batch_rows
-        return self.src.read_range(start, min(start + self.batch_rows, self.src.n_rows))
-
     def _to_device(self, rows: np.ndarray) -> torch.Tensor:
         import torch
 
@@ -65,23 +61,13 @@ class DeviceBatches:
                 yield batch * self.batch_rows, self.cache[batch]
             return
         first_full_pass = not self.checked and order is None
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cl-kmeans-read") as pool:
-            positions = list(batches)
-            pending = pool.submit(self._read, positions[0]) if positions else None
-            for index, batch in enumerate(positions):
-                assert pending is not None
-                rows = pending.result()
-                if index + 1 < len(positions):
-                    pending = pool.submit(self._read, positions[index + 1])
-                start = batch * self.batch_rows
-                if not self.checked:
-                    check_finite("features", rows, offset=start)
-                tensor = self._to_device(rows)
-                if first_full_pass and self.cache is not None:
-                    self.cache.append(tensor)
-                yield start, tensor
+        for start, rows in self.src.iter_blocks(batches, self.batch_rows):
+            if not self.checked:
+                check_finite("features", rows, offset=start)
+            tensor = self._to_device(rows)
+            if first_full_pass and self.cache is not None:
+                self.cache.append(tensor)
+            yield start, tensor
         if order is None or len(order) == self.n_batches:
             self.checked = True
         if self.cache is not None and len(self.cache) != self.n_batches:
