@@ -249,7 +249,7 @@ def fit_centers(
     else:
         sample = check_sample(sample)
         covers_all = sample.shape[0] >= src.n_rows and config.max_fit_samples is None
-    _require_distinct(sample, k, src.n_rows, "n_clusters")
+    _require_distinct(sample, k, src.n_rows)
     seed = derive_seed(entropy, KEY_INIT)
     if not covers_all and k > 1 and resolve_fit_device(config) == "cuda":
         from cl_core.cluster.kmeans_torch import fit_kmeans_torch, kmeans_plusplus_init
@@ -274,15 +274,15 @@ def fit_centers(
     return stream_refine(src, [centers], config, entropy)[0]
 
 
-def _require_distinct(sample: np.ndarray, k: int, n_rows: int, argument: str) -> int:
+def _require_distinct(sample: np.ndarray, k: int, n_rows: int) -> None:
+    """Raise unless ``sample`` (of ``n_rows`` rows) has at least ``k`` distinct rows."""
     distinct = count_distinct_rows(sample, enough=max(k, 2))
     if distinct < 2 <= k:
         raise constant_features_error(sample.shape[0], n_rows)
     if distinct < k:
         scope = "" if sample.shape[0] >= n_rows else f" in a sample of {sample.shape[0]} rows"
         raise ValueError(
-            f"{argument} asks for {k} clusters but there are only {distinct} distinct rows"
-            f"{scope} (after normalisation); choose {argument} <= {distinct}, or remove the "
+            f"n_clusters asks for {k} clusters but there are only {distinct} distinct rows"
+            f"{scope} (after normalisation); choose n_clusters <= {distinct}, or remove the "
             "duplicated samples"
         )
-    return distinct

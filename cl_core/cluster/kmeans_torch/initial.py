@@ -44,7 +44,7 @@ def kmeans_plusplus_init(
     n_init : int
         Draws; the one with the lowest inertia on ``sample`` is kept.
     device : {"auto", "cpu", "cuda"}, "cuda:N" or torch.device
-        Where the distances are computed (see :func:`resolve_device`).
+        Where the distances are computed (see :func:`cl_core.devices.resolve_device`).
 
     Returns
     -------
