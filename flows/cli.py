@@ -165,7 +165,7 @@ def _check_model_and_dataset(dataset: DatasetParams, embedding: EmbedParams) -> 
 
     embedding.to_config()  # imports torch: after the checks that need nothing
     if embedding.device is not None:
-        from cl_core.embed import resolve_device
+        from cl_core.devices import resolve_device
 
         resolve_device(embedding.device)  # --device cuda without CUDA fails here
     inputs.resolve_inputs(dataset, embedding)

@@ -343,32 +343,32 @@ def test_thread_limits_apply_inside_and_restore_after() -> None:
     import torch
     from threadpoolctl import threadpool_info
 
-    from cl_core.cluster._threads import _thread_limit, _torch_threads
+    from cl_core.threads import thread_limit, torch_threads
 
     def blas_threads() -> set[int]:
         return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
 
     before = blas_threads()
-    with _thread_limit(1, "blas", sklearn=False):
+    with thread_limit(1, "blas", sklearn=False):
         assert blas_threads() == {1}
     assert blas_threads() == before
-    with _thread_limit(None):
+    with thread_limit(None):
         assert blas_threads() == before
     torch_before = torch.get_num_threads()
     other = 3 if torch_before != 3 else 2
-    with pytest.raises(RuntimeError, match="inside"), _torch_threads(other):
+    with pytest.raises(RuntimeError, match="inside"), torch_threads(other):
         assert torch.get_num_threads() == other
         raise RuntimeError("inside")
     assert torch.get_num_threads() == torch_before
-    with _torch_threads(None):
+    with torch_threads(None):
         assert torch.get_num_threads() == torch_before
 
 
 def test_numpy_only_thread_limit_does_not_import_scikit_learn() -> None:
     # Each Dask assignment task limits numpy's BLAS this way; it must not pay sklearn's import.
     code = (
-        "import sys; from cl_core.cluster._threads import _thread_limit\n"
-        "with _thread_limit(1, 'blas', sklearn=False): pass\n"
+        "import sys; from cl_core.threads import thread_limit\n"
+        "with thread_limit(1, 'blas', sklearn=False): pass\n"
         "print('sklearn' in sys.modules)"
     )
     out = subprocess.run(
@@ -777,7 +777,7 @@ def test_small_data_is_fitted_on_the_cpu_whatever_the_device(
     monkeypatch: pytest.MonkeyPatch, blobs7: tuple[np.ndarray, np.ndarray]
 ) -> None:
     """N <= sweep_samples is exact KMeans on the CPU: the same result on every machine."""
-    import cl_core.cluster.fit as fit_module  # where _fit_centers looks the device up
+    import cl_core.cluster.fit as fit_module  # where fit_centers looks the device up
 
     features, _ = blobs7
     plain = cluster_embeddings(features, ClusterConfig(n_clusters=7, fit_device="cpu"))

@@ -175,13 +175,13 @@ def test_n_threads_holds_during_the_fit_and_is_restored(
     from cl_core.cluster.kmeans_torch import fit as fit_module
 
     seen: list[int] = []
-    initial = fit_module._initial_centroids
+    initial = fit_module.initial_centroids
 
     def spy(*args: object) -> np.ndarray:
         seen.append(torch.get_num_threads())
         return initial(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(fit_module, "_initial_centroids", spy)
+    monkeypatch.setattr(fit_module, "initial_centroids", spy)
     before = torch.get_num_threads()
     outside = 3 if before != 3 else 2
     torch.set_num_threads(outside)
@@ -212,7 +212,7 @@ def test_cuda_matches_cpu(blobs: np.ndarray) -> None:
 
 
 def test_device_cache_serves_later_passes_without_reads(blobs: np.ndarray) -> None:
-    from cl_core.cluster.kmeans_torch import _Batches
+    from cl_core.cluster.kmeans_torch.batches import DeviceBatches
 
     class Counting(ArraySource):
         reads = 0
@@ -223,12 +223,12 @@ def test_device_cache_serves_later_passes_without_reads(blobs: np.ndarray) -> No
 
     src = Counting(blobs, normalize="l2")
     accelerator = torch.device("meta")  # any non-CPU device enables the cache logic
-    batches = _Batches(src, accelerator, batch_rows=5000, cache_bytes=blobs.nbytes)
+    batches = DeviceBatches(src, accelerator, batch_rows=5000, cache_bytes=blobs.nbytes)
     first = [start for start, _ in batches.iterate()]
     assert first == [0, 5000, 10000] and Counting.reads == 3
     again = [start for start, _ in batches.iterate(np.array([2, 0, 1]))]
     assert again == [10000, 0, 5000] and Counting.reads == 3  # served from the cache
-    too_small = _Batches(src, accelerator, batch_rows=5000, cache_bytes=blobs.nbytes - 1)
+    too_small = DeviceBatches(src, accelerator, batch_rows=5000, cache_bytes=blobs.nbytes - 1)
     list(too_small.iterate())
     list(too_small.iterate())
     assert Counting.reads == 9 and too_small.cache is None

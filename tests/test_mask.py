@@ -161,9 +161,9 @@ def test_array_source_statistics_skip_excluded_rows(mask: np.ndarray) -> None:
     x = np.arange(N * 2, dtype=np.float64).reshape(N, 2)
     x[~mask] = 1e6
     source = ArraySource(x, valid=mask)
-    assert source._mean is not None and source._std is not None
-    np.testing.assert_allclose(source._mean, x[mask].mean(axis=0))
-    np.testing.assert_allclose(source._std, x[mask].std(axis=0))
+    assert source.feature_mean is not None and source.feature_std is not None
+    np.testing.assert_allclose(source.feature_mean, x[mask].mean(axis=0))
+    np.testing.assert_allclose(source.feature_std, x[mask].std(axis=0))
 
 
 @pytest.mark.parametrize(

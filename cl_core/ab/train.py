@@ -145,8 +145,7 @@ def train_arm(
     """
     import torch
 
-    # Imported here: cl_core.cluster is not needed to import cl_core.ab.
-    from cl_core.cluster._threads import _torch_threads
+    from cl_core.threads import torch_threads
 
     check_choice("arm", arm, ARMS)
     seed = check_int("seed", seed, 0, "; seeds are non-negative integers")
@@ -157,7 +156,7 @@ def train_arm(
     rows = train_rows[positions]
     eval_at = set(config.eval_steps)
     started = time.perf_counter()
-    with _torch_threads(threads), torch.random.fork_rng(devices=[]):
+    with torch_threads(threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = task.build_model()
         init_digest = _state_digest(model)

@@ -1,17 +1,17 @@
 """Assignment: every row to its nearest centroid, chunk by chunk, with its true distance.
 
-With a Dask client and a store at a path or URL the same arithmetic runs as tasks over row ranges
-(:mod:`cl_core.cluster.assign_dask`, imported only then), each worker reading its own chunks.
+:func:`assign_block` is the kernel of :func:`assign` and of every Dask assignment task
+(:mod:`cl_core.cluster.assign_dask`), so both give bitwise-equal results; this module imports no
+other clustering module but the sources.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
-from cl_core.sources import ChunkSource, StoreSource, _RowSubset, _to_numpy, as_source
+from cl_core.cluster.sources import as_source, to_numpy
 from cl_core.validation import check_finite
 
 _ASSIGN_MAX_SCORES = 1 << 22  # rows x centroids scores per GEMM in assign (16 MiB float32)
@@ -47,13 +47,13 @@ def assign(
         cancellation error), so rows at a centroid get exactly 0.
     """
     src = as_source(source)
-    centers = _check_centroids(centroids, src.dim)
-    groups = _check_groups(row_groups, centroid_groups, src.n_rows, centers.shape[0])
+    centers = check_centroids(centroids, src.dim)
+    groups = check_groups(row_groups, centroid_groups, src.n_rows, centers.shape[0])
     assignment = np.empty(src.n_rows, dtype=np.int32)
     distances = np.empty(src.n_rows, dtype=np.float32)
     for start, block in src.iter_chunks():
         stop = start + block.shape[0]
-        assignment[start:stop], distances[start:stop] = _assign_block(
+        assignment[start:stop], distances[start:stop] = assign_block(
             block,
             centers,
             start,
@@ -63,7 +63,7 @@ def assign(
     return assignment, distances
 
 
-def _assign_block(
+def assign_block(
     block: np.ndarray,
     centers: np.ndarray,
     first: int,
@@ -79,7 +79,7 @@ def _assign_block(
     block : ndarray of shape (B, D), float32
         Normalised rows; checked for NaN/inf (reported as dataset rows ``first + i``).
     centers : ndarray of shape (k, D), float32, C-contiguous
-        From :func:`_check_centroids`.
+        From :func:`check_centroids`.
     first : int
         Dataset index of the block's first row.
     row_groups : ndarray of shape (B,), int64, optional
@@ -101,53 +101,9 @@ def _assign_block(
     return nearest, np.sqrt(np.einsum("ij,ij->i", difference, difference))
 
 
-def _assign_rows(
-    src: ChunkSource,
-    centroids: np.ndarray,
-    client: Any,
-    *,
-    row_groups: np.ndarray | None = None,
-    centroid_groups: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`assign`, or with a Dask client the same arithmetic as tasks over store row ranges.
-
-    Every task opens the store itself (path / fsspec URL) and returns only its int32/float32
-    slices; the results are identical to :func:`assign`. In-memory sources stay local.
-    """
-    base, rows = (src.base, src.rows) if isinstance(src, _RowSubset) else (src, None)
-    if (
-        client is None
-        or not isinstance(base, StoreSource)
-        or not isinstance(getattr(base.store, "path", None), (str, os.PathLike))
-    ):
-        return assign(src, centroids, row_groups=row_groups, centroid_groups=centroid_groups)
-    from cl_core.cluster.assign_dask import assign_chunks
-
-    valid = full_groups = None
-    if rows is not None:
-        valid = np.zeros(base.n_rows, dtype=bool)
-        valid[rows] = True
-    if row_groups is not None and centroid_groups is not None:
-        # Excluded rows need *some* group that has a centroid; they get -1 / 0.0 anyway.
-        full_groups = np.full(base.n_rows, np.asarray(centroid_groups)[0], dtype=np.int64)
-        full_groups[slice(None) if rows is None else rows] = row_groups
-    result = assign_chunks(
-        base.store,
-        centroids,
-        normalize=base.normalize,
-        valid=valid,
-        row_groups=full_groups,
-        centroid_groups=centroid_groups,
-        scheduler=client,
-    )
-    if rows is None:
-        return result.assignment, result.distances
-    return result.assignment[rows], result.distances[rows]  # _expand_result spreads them back
-
-
-def _check_centroids(centroids: Any, dim: int) -> np.ndarray:
+def check_centroids(centroids: Any, dim: int) -> np.ndarray:
     """The centroids as a C-contiguous float32 (k, D) array; raise on a bad shape or NaN/inf."""
-    centers = np.ascontiguousarray(_to_numpy(centroids), dtype=np.float32)
+    centers = np.ascontiguousarray(to_numpy(centroids), dtype=np.float32)
     if centers.ndim != 2 or centers.shape[0] == 0 or centers.shape[1] != dim:
         raise ValueError(
             f"centroids must have shape (k, {dim}) to match the features, got {centers.shape}; "
@@ -157,7 +113,7 @@ def _check_centroids(centroids: Any, dim: int) -> np.ndarray:
     return centers
 
 
-def _check_groups(
+def check_groups(
     row_groups: Any, centroid_groups: Any, n_rows: int, k: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Supervised mode's (row_groups, centroid_groups) as int64 arrays, or None (neither given).

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cl_core.sources import NORMALIZATIONS
+from cl_core.devices import cuda_may_be_present, resolve_device
+from cl_core.store.moments import NORMALIZATIONS
 from cl_core.validation import check_choice, check_int, check_random_state
 
 SCHEDULERS = ("threads", "processes", "synchronous")
@@ -120,7 +119,7 @@ class ClusterConfig:
     def __post_init__(self) -> None:
         if self.n_clusters is not None:
             check_int("n_clusters", self.n_clusters, 1, "; use None to choose k over cluster_range")
-        object.__setattr__(self, "cluster_range", _check_cluster_range(self.cluster_range))
+        object.__setattr__(self, "cluster_range", check_cluster_range(self.cluster_range))
         if not isinstance(self.use_labels, (bool, np.bool_)):
             raise TypeError(f"use_labels must be True or False, got {self.use_labels!r}")
         check_int("sweep_samples", self.sweep_samples, 3, " (the sweep needs k + 1 rows)")
@@ -159,45 +158,22 @@ def resolve_fit_device(config: ClusterConfig) -> str:
     """``"cpu"`` or ``"cuda"``: where the streamed final fit runs for ``config`` on this machine.
 
     ``"auto"`` asks torch for a CUDA device (without importing torch on a Linux or macOS
-    machine that has no NVIDIA driver); ``"cuda"`` without one is an error.
-    Cache keys and manifests should record the resolved value.
+    machine that has no NVIDIA driver: :func:`cl_core.devices.cuda_may_be_present`); ``"cuda"``
+    without one is an error. Cache keys and manifests should record the resolved value.
 
     Raises
     ------
     ValueError
         ``fit_device="cuda"`` on a machine where torch sees no CUDA device.
     """
-    device = _check_config(config).fit_device
-    if device == "cpu" or (device == "auto" and not _cuda_may_be_present()):
+    device = check_config(config).fit_device
+    if device == "cpu" or (device == "auto" and not cuda_may_be_present()):
         return "cpu"
-    from cl_core.cluster.kmeans_torch import resolve_device
-
-    try:
-        return str(resolve_device(device).type)
-    except ValueError:
-        raise ValueError(
-            "fit_device='cuda' asks for a CUDA GPU, but torch sees none on this machine; use "
-            "fit_device='auto' or 'cpu'"
-        ) from None
+    return str(resolve_device(device, name="fit_device").type)
 
 
-def _cuda_may_be_present() -> bool:
-    """False only when this machine certainly has no NVIDIA GPU (no torch import needed then).
-
-    Importing torch costs seconds and hundreds of MiB; on a Linux machine without the NVIDIA
-    driver's device files, or on macOS, CUDA cannot be there, so ``"auto"`` resolves to the CPU
-    without it. Elsewhere torch is asked.
-    """
-    if "torch" in sys.modules:
-        return True  # already paid for: let torch answer
-    if sys.platform == "darwin":
-        return False
-    if sys.platform.startswith("linux"):
-        return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/gpus").is_dir()
-    return True
-
-
-def _check_cluster_range(value: object) -> tuple[int, int]:
+def check_cluster_range(value: object) -> tuple[int, int]:
+    """``value`` as an inclusive ``(low, high)`` pair of ks with ``2 <= low <= high``; else raise."""
     hint = "; give (low, high) with 2 <= low <= high, e.g. (2, 20)"
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
         raise TypeError(f"cluster_range must be a pair (low, high), got {value!r}{hint}")
@@ -212,7 +188,8 @@ def _check_cluster_range(value: object) -> tuple[int, int]:
     return (low, high)
 
 
-def _check_config(config: object) -> ClusterConfig:
+def check_config(config: object) -> ClusterConfig:
+    """``config`` itself if it is a :class:`ClusterConfig`; else a TypeError with an example."""
     if not isinstance(config, ClusterConfig):
         raise TypeError(
             f"config must be a ClusterConfig, got {type(config).__name__}; e.g. "

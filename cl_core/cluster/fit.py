@@ -11,34 +11,33 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from cl_core.cluster._threads import _thread_limit
-from cl_core.cluster.config import ClusterConfig, _check_config, resolve_fit_device
+from cl_core.cluster.config import ClusterConfig, check_config, resolve_fit_device
 from cl_core.cluster.sampling import (
-    _check_sample,
-    _constant_features_error,
-    _count_distinct_rows,
+    check_sample,
+    constant_features_error,
+    count_distinct_rows,
     sample_rows,
 )
 from cl_core.cluster.seeds import (
-    _KEY_FIT_SAMPLE,
-    _KEY_INIT,
-    _KEY_ORDER,
-    _KEY_SAMPLE,
-    _KEY_STREAM,
-    _derive_seed,
-    _entropy,
+    KEY_FIT_SAMPLE,
+    KEY_INIT,
+    KEY_ORDER,
+    KEY_SAMPLE,
+    KEY_STREAM,
+    derive_seed,
+    root_entropy,
 )
-from cl_core.sources import ArraySource, ChunkSource, as_source
+from cl_core.cluster.sources import ArraySource, ChunkSource, as_source
+from cl_core.threads import thread_limit
 from cl_core.validation import check_int
 
 
-def _initial_centers(
+def initial_centers(
     rows: np.ndarray, k: int, config: ClusterConfig, seed: int, *, exact: bool
 ) -> np.ndarray:
     """Centres fitted on in-memory rows: the best of ``config.n_init`` k-means++ starts.
@@ -99,26 +98,7 @@ class _Batcher:
         self.model.partial_fit(batch)
 
 
-def _iter_blocks(
-    src: ChunkSource, order: np.ndarray, block_rows: int
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Read row blocks ``[b * block_rows, ...)`` in ``order``, prefetching the next one."""
-
-    def read(block: int) -> tuple[int, np.ndarray]:
-        start = int(block) * block_rows
-        return start, src.read_range(start, min(start + block_rows, src.n_rows))
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cl-cluster-prefetch") as pool:
-        pending = pool.submit(read, order[0]) if len(order) else None
-        for position in range(len(order)):
-            assert pending is not None
-            current = pending.result()
-            if position + 1 < len(order):
-                pending = pool.submit(read, order[position + 1])
-            yield current
-
-
-def _stream_refine(
+def stream_refine(
     src: ChunkSource,
     initial: Sequence[np.ndarray],
     config: ClusterConfig,
@@ -147,7 +127,7 @@ def _stream_refine(
                 batch_size=block_rows,
                 reassignment_ratio=0.0,
                 compute_labels=False,
-                random_state=_derive_seed(entropy, _KEY_STREAM, group),
+                random_state=derive_seed(entropy, KEY_STREAM, group),
             ),
             block_rows,
         )
@@ -155,10 +135,8 @@ def _stream_refine(
     ]
     n_blocks = math.ceil(src.n_rows / block_rows)
     for epoch in range(config.n_epochs):
-        order = np.random.default_rng(_derive_seed(entropy, _KEY_ORDER, epoch)).permutation(
-            n_blocks
-        )
-        for start, block in _iter_blocks(src, order, block_rows):
+        order = np.random.default_rng(derive_seed(entropy, KEY_ORDER, epoch)).permutation(n_blocks)
+        for start, block in src.iter_blocks(order, block_rows):
             if row_groups is None:
                 batchers[0].add(block)
             else:
@@ -188,8 +166,11 @@ def _route_rows(block: np.ndarray, groups: np.ndarray, batchers: list[_Batcher])
             batchers[group].add(block[order[bounds[position] : bounds[position + 1]]])
 
 
-def _init_sample_size(k: int, config: ClusterConfig, n_rows: int) -> int:
-    # At least 3k rows so k-means++ has room to spread (as scikit-learn's init_size).
+def init_sample_size(k: int, config: ClusterConfig, n_rows: int) -> int:
+    """Rows of the sample the initial centres are fitted on for k clusters out of ``n_rows``.
+
+    At least 3k rows, so that k-means++ has room to spread (as scikit-learn's ``init_size``).
+    """
     return min(n_rows, max(config.sweep_samples, 3 * k))
 
 
@@ -218,15 +199,16 @@ def fit_kmeans(
     -------
     ndarray of shape (k, D), float32
     """
-    config = ClusterConfig() if config is None else _check_config(config)
+    config = ClusterConfig() if config is None else check_config(config)
     src = as_source(source, normalize=config.normalize)
-    k = _check_k_for_rows(k, src.n_rows)
-    entropy = _entropy(config.random_state)
-    with _thread_limit(config.n_threads):
-        return _fit_centers(src, k, config, entropy, sample)
+    k = check_k_for_rows(k, src.n_rows)
+    entropy = root_entropy(config.random_state)
+    with thread_limit(config.n_threads):
+        return fit_centers(src, k, config, entropy, sample)
 
 
-def _check_k_for_rows(k: object, n_rows: int) -> int:
+def check_k_for_rows(k: object, n_rows: int) -> int:
+    """``k`` as an int in ``[1, n_rows]`` (the explicit ``n_clusters``); else raise naming it."""
     k = check_int("n_clusters", k, 1)
     if k > n_rows:
         raise ValueError(
@@ -236,22 +218,39 @@ def _check_k_for_rows(k: object, n_rows: int) -> int:
     return k
 
 
-def _fit_centers(
+def fit_centers(
     src: ChunkSource, k: int, config: ClusterConfig, entropy: int, sample: np.ndarray | None
 ) -> np.ndarray:
+    """The body of :func:`fit_kmeans` (checked arguments, thread limit set by the caller).
+
+    Parameters
+    ----------
+    src : ChunkSource
+    k : int
+        Checked, ``1 <= k <= src.n_rows``.
+    config : ClusterConfig
+    entropy : int
+        The root entropy (:func:`cl_core.cluster.seeds.root_entropy`) every seed derives from.
+    sample : ndarray of shape (n, D) or None
+        Normalised rows for the initial centres (the sweep sample); drawn when None or too small.
+
+    Returns
+    -------
+    ndarray of shape (k, D), float32
+    """
     if config.max_fit_samples is not None and src.n_rows > config.max_fit_samples:
-        subsample = sample_rows(src, config.max_fit_samples, _derive_seed(entropy, _KEY_FIT_SAMPLE))
+        subsample = sample_rows(src, config.max_fit_samples, derive_seed(entropy, KEY_FIT_SAMPLE))
         src = ArraySource(subsample, normalize="none", chunk_rows=config.batch_size)
     covers_all = False
     if sample is None or sample.shape[0] < min(src.n_rows, 3 * k):
-        size = _init_sample_size(k, config, src.n_rows)
-        sample = sample_rows(src, size, _derive_seed(entropy, _KEY_SAMPLE))
+        size = init_sample_size(k, config, src.n_rows)
+        sample = sample_rows(src, size, derive_seed(entropy, KEY_SAMPLE))
         covers_all = size >= src.n_rows
     else:
-        sample = _check_sample(sample)
+        sample = check_sample(sample)
         covers_all = sample.shape[0] >= src.n_rows and config.max_fit_samples is None
-    _require_distinct(sample, k, src.n_rows, "n_clusters")
-    seed = _derive_seed(entropy, _KEY_INIT)
+    _require_distinct(sample, k, src.n_rows)
+    seed = derive_seed(entropy, KEY_INIT)
     if not covers_all and k > 1 and resolve_fit_device(config) == "cuda":
         from cl_core.cluster.kmeans_torch import fit_kmeans_torch, kmeans_plusplus_init
 
@@ -269,21 +268,21 @@ def _fit_centers(
             final_pass=False,
         )
         return np.asarray(fitted.centroids, dtype=np.float32)
-    centers = _initial_centers(sample, k, config, seed, exact=covers_all)
+    centers = initial_centers(sample, k, config, seed, exact=covers_all)
     if covers_all:
         return centers  # Lloyd on every row already; streaming would only add noise
-    return _stream_refine(src, [centers], config, entropy)[0]
+    return stream_refine(src, [centers], config, entropy)[0]
 
 
-def _require_distinct(sample: np.ndarray, k: int, n_rows: int, argument: str) -> int:
-    distinct = _count_distinct_rows(sample, enough=max(k, 2))
+def _require_distinct(sample: np.ndarray, k: int, n_rows: int) -> None:
+    """Raise unless ``sample`` (of ``n_rows`` rows) has at least ``k`` distinct rows."""
+    distinct = count_distinct_rows(sample, enough=max(k, 2))
     if distinct < 2 <= k:
-        raise _constant_features_error(sample.shape[0], n_rows)
+        raise constant_features_error(sample.shape[0], n_rows)
     if distinct < k:
         scope = "" if sample.shape[0] >= n_rows else f" in a sample of {sample.shape[0]} rows"
         raise ValueError(
-            f"{argument} asks for {k} clusters but there are only {distinct} distinct rows"
-            f"{scope} (after normalisation); choose {argument} <= {distinct}, or remove the "
+            f"n_clusters asks for {k} clusters but there are only {distinct} distinct rows"
+            f"{scope} (after normalisation); choose n_clusters <= {distinct}, or remove the "
             "duplicated samples"
         )
-    return distinct

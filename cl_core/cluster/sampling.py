@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from cl_core.cluster.seeds import _entropy
-from cl_core.sources import ChunkSource, _to_numpy, as_source
+from cl_core.cluster.seeds import root_entropy
+from cl_core.cluster.sources import ChunkSource, as_source, to_numpy
 from cl_core.validation import check_finite, check_int
 
 
@@ -33,7 +33,7 @@ def sample_rows(source: Any, n: int, random_state: int | None = 0) -> np.ndarray
     n = check_int("n", n, 1)
     if n >= src.n_rows:
         return _read_all(src)
-    rng = np.random.default_rng(_entropy(random_state))
+    rng = np.random.default_rng(root_entropy(random_state))
     indices = np.sort(rng.choice(src.n_rows, size=n, replace=False))
     return np.ascontiguousarray(src.read_rows(indices), dtype=np.float32)
 
@@ -45,15 +45,16 @@ def _read_all(src: ChunkSource) -> np.ndarray:
     return out
 
 
-def _check_sample(sample: Any) -> np.ndarray:
-    values = np.ascontiguousarray(_to_numpy(sample), dtype=np.float32)
+def check_sample(sample: Any) -> np.ndarray:
+    """``sample`` as a C-contiguous float32 (n, D) array, non-empty and finite; else raise."""
+    values = np.ascontiguousarray(to_numpy(sample), dtype=np.float32)
     if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] == 0:
         raise ValueError(f"sample must be a non-empty 2-D array (n, D), got shape {values.shape}")
     check_finite("sample", values)
     return values
 
 
-def _count_distinct_rows(rows: np.ndarray, enough: int | None = None) -> int:
+def count_distinct_rows(rows: np.ndarray, enough: int | None = None) -> int:
     """Number of distinct rows; with ``enough``, any count >= it may be returned instead.
 
     Rows with different projections on a fixed random direction are certainly different, so the
@@ -70,7 +71,8 @@ def _count_distinct_rows(rows: np.ndarray, enough: int | None = None) -> int:
     return int(np.unique(rows, axis=0).shape[0])
 
 
-def _constant_features_error(n_sample: int, n_rows: int) -> ValueError:
+def constant_features_error(n_sample: int, n_rows: int) -> ValueError:
+    """The error for a sample of ``n_sample`` of ``n_rows`` rows that are all identical."""
     where = "all" if n_sample >= n_rows else f"a random sample of {n_sample} of the {n_rows}"
     return ValueError(
         f"features are constant: {where} rows are identical after normalisation, so there is no "

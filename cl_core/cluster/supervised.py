@@ -15,21 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from cl_core.cluster.assign import _assign_rows
+from cl_core.cluster.assign_dask import assign_rows
 from cl_core.cluster.config import ClusterConfig, ClusterWarning
-from cl_core.cluster.fit import _initial_centers, _stream_refine
+from cl_core.cluster.fit import initial_centers, stream_refine
 from cl_core.cluster.results import ClusterResult, SweepPoint
-from cl_core.cluster.sampling import _constant_features_error, _count_distinct_rows
+from cl_core.cluster.sampling import constant_features_error, count_distinct_rows
 from cl_core.cluster.seeds import (
-    _KEY_CLASS,
-    _KEY_FIT_SAMPLE,
-    _KEY_INIT,
-    _KEY_STREAM,
-    _KEY_SWEEP,
-    _derive_seed,
+    KEY_CLASS,
+    KEY_FIT_SAMPLE,
+    KEY_INIT,
+    KEY_STREAM,
+    KEY_SWEEP,
+    derive_seed,
 )
+from cl_core.cluster.sources import ArraySource, ChunkSource
 from cl_core.cluster.sweep import choose_k, sweep_k
-from cl_core.sources import ArraySource, ChunkSource
 
 
 @dataclass
@@ -46,21 +46,27 @@ class _ClassPlan:
         return self.sample_index.shape[0] == self.rows.shape[0]
 
 
-def _cluster_per_class(
+def cluster_per_class(
     src: ChunkSource, config: ClusterConfig, labels: np.ndarray, entropy: int, client: Any
 ) -> ClusterResult:
+    """Supervised :func:`cluster_embeddings` over ``src`` (the valid rows), ``labels`` per row.
+
+    Every class gets its own subsample, k and initial centres; classes larger than their
+    subsample are refined together in one streamed pass per epoch; every row is assigned to the
+    nearest centroid of its class (on ``client`` when given, as :func:`assign_rows`).
+    """
     classes, class_index = np.unique(labels, return_inverse=True)
     plans = _plan_classes(classes, class_index.reshape(-1), config, entropy)
     any_class_varies = False
     for plan, sample in _iter_class_samples(src, plans, config.sweep_samples):
         any_class_varies |= _fit_class(plan, sample, config, entropy, client)
     if not any_class_varies and not _class_points_differ(plans):
-        raise _constant_features_error(sum(p.sample_index.shape[0] for p in plans), src.n_rows)
+        raise constant_features_error(sum(p.sample_index.shape[0] for p in plans), src.n_rows)
     _refine_large_classes(src, plans, class_index, config, entropy)
 
     centroids = np.concatenate([np.asarray(plan.centers, dtype=np.float32) for plan in plans])
     centroid_groups = np.repeat(np.arange(len(plans)), [plan.k for plan in plans])
-    assignment, distances = _assign_rows(
+    assignment, distances = assign_rows(
         src, centroids, client, row_groups=class_index, centroid_groups=centroid_groups
     )
     return ClusterResult(
@@ -85,7 +91,7 @@ def _plan_classes(
     for position, label in enumerate(classes):
         rows = order[bounds[position] : bounds[position + 1]]
         if rows.shape[0] > config.sweep_samples:
-            rng = np.random.default_rng(_derive_seed(entropy, _KEY_CLASS, position))
+            rng = np.random.default_rng(derive_seed(entropy, KEY_CLASS, position))
             chosen = np.sort(rng.choice(rows, size=config.sweep_samples, replace=False))
         else:
             chosen = rows
@@ -123,7 +129,7 @@ def _fit_class(
     """Choose the class's k and initial centres; True when its rows are not all identical."""
     n_class = plan.rows.shape[0]
     wanted = config.n_clusters if config.n_clusters is not None else config.cluster_range[1]
-    distinct = _count_distinct_rows(sample, enough=max(wanted, 2))
+    distinct = count_distinct_rows(sample, enough=max(wanted, 2))
     name = f"class {_plain(plan.label)!r}"
     if config.n_clusters is not None:
         plan.k = min(config.n_clusters, n_class, distinct)
@@ -147,7 +153,7 @@ def _fit_class(
                 stacklevel=5,
             )
         else:
-            class_seed = _derive_seed(entropy, _KEY_CLASS, _KEY_SWEEP, plan.rows[0])
+            class_seed = derive_seed(entropy, KEY_CLASS, KEY_SWEEP, plan.rows[0])
             plan.sweep = sweep_k(
                 sample,
                 range(low, top + 1),
@@ -160,8 +166,8 @@ def _fit_class(
                 class_label=_plain(plan.label),
             )
             plan.k = choose_k(plan.sweep)
-    seed = _derive_seed(entropy, _KEY_CLASS, _KEY_INIT, plan.rows[0])
-    plan.centers = _initial_centers(sample, plan.k, config, seed, exact=plan.covered)
+    seed = derive_seed(entropy, KEY_CLASS, KEY_INIT, plan.rows[0])
+    plan.centers = initial_centers(sample, plan.k, config, seed, exact=plan.covered)
     return distinct > 1
 
 
@@ -191,15 +197,15 @@ def _refine_large_classes(
     groups[large] = np.arange(len(large))
     row_groups = groups[class_index]
     if config.max_fit_samples is not None and src.n_rows > config.max_fit_samples:
-        rng = np.random.default_rng(_derive_seed(entropy, _KEY_FIT_SAMPLE))
+        rng = np.random.default_rng(derive_seed(entropy, KEY_FIT_SAMPLE))
         chosen = np.sort(rng.choice(src.n_rows, size=config.max_fit_samples, replace=False))
         data = ArraySource(src.read_rows(chosen), normalize="none", chunk_rows=config.batch_size)
         row_groups = row_groups[chosen]
-    refined = _stream_refine(
+    refined = stream_refine(
         data,
         [np.asarray(plans[position].centers) for position in large],
         config,
-        _derive_seed(entropy, _KEY_CLASS, _KEY_STREAM),
+        derive_seed(entropy, KEY_CLASS, KEY_STREAM),
         row_groups=row_groups,
     )
     for position, centers in zip(large, refined, strict=True):

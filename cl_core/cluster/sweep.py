@@ -17,25 +17,25 @@ from typing import Any
 
 import numpy as np
 
-from cl_core.cluster._threads import _openmp_limit, _thread_limit
 from cl_core.cluster.config import (
     CHOSEN_BY,
     DEFAULT_SWEEP_BATCH_SIZE,
     SCHEDULERS,
     ClusterConfig,
     ClusterWarning,
-    _check_cluster_range,
-    _check_config,
+    check_cluster_range,
+    check_config,
 )
 from cl_core.cluster.results import SweepPoint
 from cl_core.cluster.sampling import (
-    _check_sample,
-    _constant_features_error,
-    _count_distinct_rows,
+    check_sample,
+    constant_features_error,
+    count_distinct_rows,
     sample_rows,
 )
-from cl_core.cluster.seeds import _KEY_SAMPLE, _KEY_SWEEP, _derive_seed, _entropy
-from cl_core.sources import _resolve_valid, _RowSubset, as_source
+from cl_core.cluster.seeds import KEY_SAMPLE, KEY_SWEEP, derive_seed, root_entropy
+from cl_core.cluster.sources import RowSubset, as_source, resolve_valid
+from cl_core.threads import openmp_limit, thread_limit
 from cl_core.validation import check_choice, check_int
 
 
@@ -87,12 +87,12 @@ def evaluate_k(
     from sklearn.cluster import MiniBatchKMeans
     from sklearn.metrics import davies_bouldin_score
 
-    values = _check_sample(sample)
+    values = check_sample(sample)
     n = values.shape[0]
     k = _check_k_for_index(k, n)
-    seed = _derive_seed(_entropy(random_state), _KEY_SWEEP, k)
+    seed = derive_seed(root_entropy(random_state), KEY_SWEEP, k)
     started = time.perf_counter()
-    with _openmp_limit(n_threads), warnings.catch_warnings():
+    with openmp_limit(n_threads), warnings.catch_warnings():
         # Duplicate points can leave a cluster empty; the index is still well defined then.
         warnings.filterwarnings("ignore", message="Number of distinct clusters")
         batch = min(check_int("batch_size", batch_size, 1), n)
@@ -172,14 +172,14 @@ def sweep_k(
         In the order of ``ks``. Every job runs single-threaded, so the results are the same on
         every backend.
     """
-    values = _check_sample(sample)
+    values = check_sample(sample)
     candidates = [_check_k_for_index(k, values.shape[0]) for k in ks]
     if not candidates:
         raise ValueError("ks is empty; give at least one k to evaluate, e.g. range(2, 21)")
     if len(set(candidates)) != len(candidates):
         raise ValueError(f"ks has repeated values {list(ks)!r}; give each k once")
     check_choice("scheduler", scheduler, SCHEDULERS)
-    entropy = _entropy(random_state)  # fixed before dispatch, so every job shares it
+    entropy = root_entropy(random_state)  # fixed before dispatch, so every job shares it
     options = {"n_init": n_init, "n_threads": 1, "class_label": class_label}
     if client is not None:
         shared = client.scatter(values, broadcast=True)
@@ -192,7 +192,7 @@ def sweep_k(
     # thread per job avoids oversubscribing the cores. BLAS limits are process-wide, and
     # scikit-learn switches them around each fit, which concurrent fits can restore out of
     # order; this outer limit puts the caller's setting back once every job is done.
-    with _thread_limit(1, "blas"):
+    with thread_limit(1, "blas"):
         if scheduler == "synchronous" or len(candidates) == 1:
             return tuple(evaluate_k(values, k, entropy, batch_size, **options) for k in candidates)
         import dask
@@ -270,20 +270,20 @@ def plan_sweep(source: Any, config: ClusterConfig | None = None, *, valid: Any =
     -------
     SweepPlan
     """
-    config = ClusterConfig() if config is None else _check_config(config)
+    config = ClusterConfig() if config is None else check_config(config)
     if config.use_labels:
         raise ValueError(
             "plan_sweep plans the unsupervised sweep; with use_labels=True the sweep runs per "
             "class inside cluster_embeddings"
         )
     src = as_source(source, normalize=config.normalize, valid=valid)
-    mask = _resolve_valid(valid, src)
-    data = src if mask is None else _RowSubset(src, np.flatnonzero(mask))
-    entropy = _entropy(config.random_state)
-    sample_seed = _derive_seed(entropy, _KEY_SAMPLE)
-    sweep_seed = _derive_seed(entropy, _KEY_SWEEP)
+    mask = resolve_valid(valid, src)
+    data = src if mask is None else RowSubset(src, np.flatnonzero(mask))
+    entropy = root_entropy(config.random_state)
+    sample_seed = derive_seed(entropy, KEY_SAMPLE)
+    sweep_seed = derive_seed(entropy, KEY_SWEEP)
     sample = sample_rows(data, config.sweep_samples, sample_seed)
-    ks = _candidate_ks(config.cluster_range, sample, data.n_rows)
+    ks = candidate_ks(config.cluster_range, sample, data.n_rows)
     sample.flags.writeable = False
     return SweepPlan(
         sample=sample,
@@ -294,12 +294,12 @@ def plan_sweep(source: Any, config: ClusterConfig | None = None, *, valid: Any =
     )
 
 
-def _candidate_ks(cluster_range: tuple[int, int], sample: np.ndarray, n_rows: int) -> list[int]:
+def candidate_ks(cluster_range: tuple[int, int], sample: np.ndarray, n_rows: int) -> list[int]:
     """The sweep's ks: the range, capped (with a warning) at what the sample supports."""
     low, high = cluster_range
-    distinct = _count_distinct_rows(sample, enough=high)
+    distinct = count_distinct_rows(sample, enough=high)
     if distinct < 2:
-        raise _constant_features_error(sample.shape[0], n_rows)
+        raise constant_features_error(sample.shape[0], n_rows)
     limit = min(sample.shape[0] - 1, distinct)
     if low > limit:
         raise ValueError(
@@ -342,7 +342,7 @@ def edge_of_range_warning(
         E.g. ``"k = 20 is the top of the swept range 2..20; the Davies-Bouldin curve may keep
         falling: try --k-range 2:40"``, or None when k lies strictly inside the range.
     """
-    low, high = _check_cluster_range(cluster_range)
+    low, high = check_cluster_range(cluster_range)
     k = check_int("chosen_k", chosen_k, 1)
     check_choice("chosen_by", chosen_by, CHOSEN_BY)
     if chosen_by != "davies_bouldin" or low == high:

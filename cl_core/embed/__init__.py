@@ -66,7 +66,6 @@ from cl_core.embed.plan import (
     InferencePlan,
     cpu_has_native_bf16,
     prefers_channels_last,
-    resolve_device,
     resolve_precision,
 )
 from cl_core.embed.stage import embed_dataset, embed_shards, plan_inference, plan_store
@@ -106,7 +105,6 @@ __all__ = [
     "prefers_channels_last",
     "resolve_dataset",
     "resolve_decode",
-    "resolve_device",
     "resolve_precision",
     "resolved_data_config",
     "select_output",

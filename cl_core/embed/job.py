@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from cl_core import CODE_VERSION
+from cl_core.devices import resolve_device
 from cl_core.embed.config import DECODERS, EmbedConfig
 from cl_core.embed.datasets import BadSampleError, DatasetSpec, resolve_dataset
 from cl_core.embed.identity import DatasetIdentity, dataset_identity
 from cl_core.embed.inference import probe, run_shards
 from cl_core.embed.loader import start_worker_server
 from cl_core.embed.models import LoadedModel, load_model
-from cl_core.embed.plan import InferencePlan, resolve_device, resolve_precision
+from cl_core.embed.plan import InferencePlan, resolve_precision
 from cl_core.validation import check_choice
 
 _LOCK_POLL_S = 0.2

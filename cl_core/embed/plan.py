@@ -34,19 +34,6 @@ Sapphire Rapids and later), AVX512-BF16 (Cooper Lake, AMD Zen 4 and later). With
 emulated and slower than fp32."""
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; other strings as ``torch.device``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available; use device='auto' or 'cpu'")
-    return resolved
-
-
 @functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags as the Linux kernel lists them (``/proc/cpuinfo``), read once.

@@ -39,7 +39,8 @@ def embed_identity(dataset_fingerprint: str, loaded: Any, embedding: EmbedParams
     CPU; decode: the GPU or the CPU decoder) enter the id resolved, as ``spec`` (the resolved
     dataset) and the device make them: different stored values never share an id.
     """
-    from cl_core.embed import resolve_decode, resolve_device, resolve_precision  # torch-heavy
+    from cl_core.devices import resolve_device
+    from cl_core.embed import resolve_decode, resolve_precision  # torch-heavy
 
     config = embedding.to_config()
     device = resolve_device(config.device)

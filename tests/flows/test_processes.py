@@ -105,7 +105,8 @@ def test_cuda_without_cuda_exits_2_before_prefect_starts(tmp_path: Path) -> None
     )
     assert completed.returncode == 2
     assert completed.stderr.strip() == (
-        "error: device='cuda' but CUDA is not available; use device='auto' or 'cpu'"
+        "error: device='cuda' asks for a CUDA GPU, but torch sees no CUDA device "
+        f"(torch {torch.__version__}); use device='auto' or 'cpu'"
     )
     assert not (tmp_path / "home" / "prefect.db").exists()
 

@@ -17,13 +17,21 @@ DEFAULT_BATCH_ROWS = 65_536
 """Rows moved to the device per step (16 store chunks of 4096 rows; 96 MiB in fp32 at D=384)."""
 
 
-class _Batches:
+class DeviceBatches:
     """Normalised rows of a :class:`cl_core.cluster.ChunkSource` as device batches.
 
     Batches are ``batch_rows`` consecutive rows (boundaries at multiples of ``batch_rows``,
     whatever the storage chunking). The first full pass checks every row is finite and, when
     the device is an accelerator and the rows fit ``cache_bytes``, keeps them on the device so
     later passes read no storage.
+
+    Attributes
+    ----------
+    cache : list of Tensor or None
+        The device-resident batches once a dataset-order pass has filled them; None when the
+        rows are streamed (on the CPU, or when they do not fit ``cache_bytes``).
+    checked : bool
+        Whether a full pass has checked every row for NaN/inf.
     """
 
     def __init__(self, src: Any, device: torch.device, batch_rows: int, cache_bytes: int):
@@ -36,10 +44,6 @@ class _Batches:
             [] if device.type != "cpu" and need <= cache_bytes else None
         )
         self.checked = False
-
-    def _read(self, batch: int) -> np.ndarray:
-        start = batch * self.batch_rows
-        return self.src.read_range(start, min(start + self.batch_rows, self.src.n_rows))
 
     def _to_device(self, rows: np.ndarray) -> torch.Tensor:
         import torch
@@ -57,23 +61,13 @@ class _Batches:
                 yield batch * self.batch_rows, self.cache[batch]
             return
         first_full_pass = not self.checked and order is None
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cl-kmeans-read") as pool:
-            positions = list(batches)
-            pending = pool.submit(self._read, positions[0]) if positions else None
-            for index, batch in enumerate(positions):
-                assert pending is not None
-                rows = pending.result()
-                if index + 1 < len(positions):
-                    pending = pool.submit(self._read, positions[index + 1])
-                start = batch * self.batch_rows
-                if not self.checked:
-                    check_finite("features", rows, offset=start)
-                tensor = self._to_device(rows)
-                if first_full_pass and self.cache is not None:
-                    self.cache.append(tensor)
-                yield start, tensor
+        for start, rows in self.src.iter_blocks(batches, self.batch_rows):
+            if not self.checked:
+                check_finite("features", rows, offset=start)
+            tensor = self._to_device(rows)
+            if first_full_pass and self.cache is not None:
+                self.cache.append(tensor)
+            yield start, tensor
         if order is None or len(order) == self.n_batches:
             self.checked = True
         if self.cache is not None and len(self.cache) != self.n_batches:

@@ -1,4 +1,13 @@
-"""The torch k-means fit: arguments checked, initial centres, the passes, the result."""
+"""The torch k-means fit: arguments checked, initial centres, the passes, the result.
+
+Nothing holds the N x D matrix in host memory: every pass streams the source's chunks in batches
+of ``batch_rows`` rows to the device (kept there only on an accelerator, when they fit
+``device_cache_bytes``) and accumulates float64 per-cluster sums. Nearest centres come from the
+fp32 expansion ``||x||^2 - 2 x.c + ||c||^2``; inertia and distances from the difference
+``x - c``. Every random choice is seeded from ``random_state``; on CUDA the cluster sums are a
+one-hot matmul (cuBLAS GEMMs are deterministic, atomics are not), so for a given seed, device,
+``batch_rows`` and thread count the result is bitwise identical.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from cl_core.cluster._threads import _torch_threads
-from cl_core.cluster.kmeans_torch.batches import DEFAULT_BATCH_ROWS, _Batches
-from cl_core.cluster.kmeans_torch.device import resolve_device
-from cl_core.cluster.kmeans_torch.initial import _initial_centroids
+from cl_core.cluster.kmeans_torch.batches import DEFAULT_BATCH_ROWS, DeviceBatches
+from cl_core.cluster.kmeans_torch.initial import initial_centroids
 from cl_core.cluster.kmeans_torch.kernels import DEFAULT_MAX_SCORES
-from cl_core.cluster.kmeans_torch.updates import ALGORITHMS, _lloyd, _measure, _minibatch
-from cl_core.sources import as_source
+from cl_core.cluster.kmeans_torch.updates import ALGORITHMS, measure, run_lloyd, run_minibatch
+from cl_core.cluster.sources import as_source
+from cl_core.devices import resolve_device
+from cl_core.threads import torch_threads
 from cl_core.validation import check_choice, check_int
 
 
@@ -108,7 +117,7 @@ def fit_kmeans_torch(
     k : int
         Clusters, ``1 <= k <= N``.
     algorithm : {"lloyd", "minibatch"}
-        See the notes of :mod:`cl_core.cluster.kmeans_torch`.
+        Full-batch Lloyd (:func:`run_lloyd`) or online mini-batch k-means (:func:`run_minibatch`).
     max_iter : int
         Most passes over the data.
     tol : float
@@ -179,18 +188,18 @@ def fit_kmeans_torch(
             f"device_cache_bytes must be an integer or None, got {device_cache_bytes!r}"
         )
 
-    with _torch_threads(n_threads):
-        initial = _initial_centroids(src, k, init, n_init, init_samples, seed, dev)
-        batches = _Batches(src, dev, batch_rows, device_cache_bytes)
+    with torch_threads(n_threads):
+        initial = initial_centroids(src, k, init, n_init, init_samples, seed, dev)
+        batches = DeviceBatches(src, dev, batch_rows, device_cache_bytes)
         centroids = torch.from_numpy(initial).to(dev)
         with torch.no_grad():
             if algorithm == "lloyd":
-                state = _lloyd(batches, centroids, max_iter, float(tol), max_scores)
+                state = run_lloyd(batches, centroids, max_iter, float(tol), max_scores)
             else:
-                state = _minibatch(batches, centroids, max_iter, max_scores, seed)
+                state = run_minibatch(batches, centroids, max_iter, max_scores, seed)
             centroids, inertia, counts, n_iter, converged, relocated = state
             if final_pass:
-                inertia, counts = _measure(batches, centroids, max_scores)
+                inertia, counts = measure(batches, centroids, max_scores)
         return TorchKMeansResult(
             centroids=centroids.cpu().numpy().astype(np.float32, copy=False),
             inertia=float(inertia),

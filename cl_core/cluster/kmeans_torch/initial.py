@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cl_core.cluster.kmeans_torch.device import resolve_device
 from cl_core.cluster.kmeans_torch.kernels import nearest_centroids
-from cl_core.cluster.sampling import sample_rows
-from cl_core.cluster.seeds import _derive_seed
+from cl_core.cluster.sampling import count_distinct_rows, sample_rows
+from cl_core.cluster.seeds import KEY_TORCH_INIT, KEY_TORCH_INIT_SAMPLE, derive_seed
+from cl_core.cluster.sources import to_numpy
+from cl_core.devices import resolve_device
 from cl_core.validation import check_finite, check_int
 
 if TYPE_CHECKING:
@@ -19,12 +20,6 @@ if TYPE_CHECKING:
 DEFAULT_INIT_SAMPLES = 20_000
 """Rows of the seeded subsample for k-means++ (at least ``3 k``), as the CPU path's
 :data:`cl_core.cluster.DEFAULT_SWEEP_SAMPLES`."""
-
-
-# Keys of this fit's random streams (distinct from those of cl_core.cluster.seeds, 1 to 7);
-# the mini-batch order's key is in cl_core.cluster.kmeans_torch.updates.
-_KEY_INIT_SAMPLE = 11
-_KEY_INIT = 12
 
 
 def kmeans_plusplus_init(
@@ -49,7 +44,7 @@ def kmeans_plusplus_init(
     n_init : int
         Draws; the one with the lowest inertia on ``sample`` is kept.
     device : {"auto", "cpu", "cuda"}, "cuda:N" or torch.device
-        Where the distances are computed (see :func:`resolve_device`).
+        Where the distances are computed (see :func:`cl_core.devices.resolve_device`).
 
     Returns
     -------
@@ -71,7 +66,7 @@ def kmeans_plusplus_init(
         rows = torch.from_numpy(rows_np).to(dev)
         sq_norms = (rows * rows).sum(dim=1)
         for draw in range(check_int("n_init", n_init, 1)):
-            rng = np.random.default_rng(_derive_seed(random_state, _KEY_INIT, draw))
+            rng = np.random.default_rng(derive_seed(random_state, KEY_TORCH_INIT, draw))
             centers = _kmeans_plusplus(rows, sq_norms, k, rng)
             inertia = float(nearest_centroids(rows, centers)[1].double().sum())
             if inertia < best_inertia:
@@ -113,7 +108,7 @@ def _kmeans_plusplus(
     return centers
 
 
-def _initial_centroids(
+def initial_centroids(
     src: Any,
     k: int,
     init: Any,
@@ -122,15 +117,32 @@ def _initial_centroids(
     seed: int,
     device: torch.device,
 ) -> np.ndarray:
+    """The starting centres of :func:`fit_kmeans_torch`: ``init`` checked, or k-means++.
+
+    Parameters
+    ----------
+    src : ChunkSource
+    k : int
+    init : "k-means++" or array-like of shape (k, D)
+    n_init : int
+        k-means++ draws.
+    init_samples : int or None
+        Rows of the seeded k-means++ subsample (default ``max(DEFAULT_INIT_SAMPLES, 3 k)``).
+    seed : int
+        The fit's seed; the subsample and the draws derive their own from it.
+    device : torch.device
+
+    Returns
+    -------
+    ndarray of shape (k, D), float32
+    """
     if not (isinstance(init, str) and init == "k-means++"):
         if isinstance(init, str):
             raise ValueError(
                 f"init={init!r} is not supported; use 'k-means++' or an array of shape "
                 f"({k}, {src.dim})"
             )
-        centers = np.ascontiguousarray(
-            init.detach().cpu().numpy() if hasattr(init, "detach") else init, dtype=np.float32
-        )
+        centers = np.ascontiguousarray(to_numpy(init), dtype=np.float32)
         if centers.shape != (k, src.dim):
             raise ValueError(f"init must have shape (k, D) = ({k}, {src.dim}), got {centers.shape}")
         check_finite("init", centers)
@@ -142,23 +154,14 @@ def _initial_centroids(
             f"init_samples={size} is smaller than k={k}; k-means++ needs at least k rows, "
             f"e.g. init_samples={3 * k}"
         )
-    sample = sample_rows(src, size, _derive_seed(seed, _KEY_INIT_SAMPLE))
+    sample = sample_rows(src, size, derive_seed(seed, KEY_TORCH_INIT_SAMPLE))
     check_finite("features", sample)
-    distinct = _count_distinct(sample, k)
+    distinct = count_distinct_rows(sample, enough=k)
     if distinct < k:
         raise ValueError(
             f"k={k} clusters asked for, but the {size}-row init sample has only {distinct} "
             f"distinct rows; choose k <= {distinct} or remove duplicated samples"
         )
     return kmeans_plusplus_init(
-        sample, k, _derive_seed(seed, _KEY_INIT), n_init=n_init, device=device
+        sample, k, derive_seed(seed, KEY_TORCH_INIT), n_init=n_init, device=device
     )
-
-
-def _count_distinct(rows: np.ndarray, enough: int) -> int:
-    """Distinct rows (any count >= ``enough`` may stand for a larger one)."""
-    direction = np.random.default_rng(0).standard_normal(size=rows.shape[1], dtype=np.float32)
-    lower_bound = int(np.unique(rows @ direction).shape[0])  # different projections: different rows
-    if lower_bound >= enough:
-        return lower_bound
-    return int(np.unique(rows, axis=0).shape[0])

@@ -1,4 +1,8 @@
-"""The passes of the torch k-means over the streamed batches: Lloyd, mini-batch, measure."""
+"""The passes of the torch k-means over the streamed batches: Lloyd, mini-batch, measure.
+
+:func:`run_lloyd` and :func:`run_minibatch` return ``(centroids, inertia, counts, n_iter,
+converged, n_relocated)``, the fields :class:`TorchKMeansResult` is built from.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cl_core.cluster.kmeans_torch.batches import _Batches
+from cl_core.cluster.kmeans_torch.batches import DeviceBatches
 from cl_core.cluster.kmeans_torch.kernels import cluster_sums, nearest_centroids
-from cl_core.cluster.seeds import _derive_seed
+from cl_core.cluster.seeds import KEY_TORCH_ORDER, derive_seed
 
 if TYPE_CHECKING:
     import torch
@@ -18,12 +22,15 @@ ALGORITHMS = ("lloyd", "minibatch")
 """Update rules of :func:`fit_kmeans_torch`."""
 
 
-_KEY_ORDER = 13  # the mini-batch order's random stream (see _KEY_INIT in .initial)
-
-
-def _lloyd(
-    batches: _Batches, centroids: torch.Tensor, max_iter: int, tol: float, max_scores: int
+def run_lloyd(
+    batches: DeviceBatches, centroids: torch.Tensor, max_iter: int, tol: float, max_scores: int
 ) -> tuple[torch.Tensor, float, torch.Tensor, int, bool, int]:
+    """Full-batch Lloyd: each pass assigns every row, then moves every centre to its rows' mean.
+
+    Converged when the summed squared centre shift is at most ``tol`` x the mean per-dimension
+    variance of the rows (scikit-learn's criterion). A centre that receives no row moves onto
+    one of the rows farthest from their centre in that pass (counted in ``n_relocated``).
+    """
     import torch
 
     k, dim = centroids.shape
@@ -86,9 +93,15 @@ def _lloyd(
     return centroids, inertia, counts, n_iter, converged, relocated
 
 
-def _minibatch(
-    batches: _Batches, centroids: torch.Tensor, max_iter: int, max_scores: int, seed: int
+def run_minibatch(
+    batches: DeviceBatches, centroids: torch.Tensor, max_iter: int, max_scores: int, seed: int
 ) -> tuple[torch.Tensor, float, torch.Tensor, int, bool, int]:
+    """Online mini-batch k-means (Sculley 2010, without random reassignment), ``max_iter`` passes.
+
+    Batches are visited in a seeded random order per pass (the first pass in dataset order, so
+    that it checks the rows and fills the device cache); every centre moves to the
+    count-weighted mean of its old position and the batch's rows.
+    """
     import torch
 
     k = centroids.shape[0]
@@ -99,7 +112,7 @@ def _minibatch(
     counts = torch.zeros(k, dtype=torch.int64, device=dev)
     for epoch in range(max_iter):
         order: np.ndarray | None = np.random.default_rng(
-            _derive_seed(seed, _KEY_ORDER, epoch)
+            derive_seed(seed, KEY_TORCH_ORDER, epoch)
         ).permutation(batches.n_batches)
         if epoch == 0 and not batches.checked:
             order = None  # the first pass runs in dataset order: it checks rows, fills the cache
@@ -120,9 +133,10 @@ def _minibatch(
     return work.float(), inertia, counts, max_iter, False, 0
 
 
-def _measure(
-    batches: _Batches, centroids: torch.Tensor, max_scores: int
+def measure(
+    batches: DeviceBatches, centroids: torch.Tensor, max_scores: int
 ) -> tuple[float, torch.Tensor]:
+    """``(inertia, counts)`` of ``centroids``: one assign-only pass over all rows."""
     import torch
 
     k = centroids.shape[0]

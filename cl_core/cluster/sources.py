@@ -1,4 +1,4 @@
-"""Readers of embeddings: one chunked interface over Zarr stores and in-memory arrays.
+"""Readers of embeddings for the clustering stage: one chunked interface over stores and arrays.
 
 A :class:`ChunkSource` hands out normalised float32 rows by chunk, by range or by index, so every
 stage step (subsample, k sweep, streamed fit, assignment) reads a store and an array the same way
@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,30 @@ class ChunkSource:
         for start in range(0, self.n_rows, self.chunk_rows):
             yield start, self.read_range(start, min(start + self.chunk_rows, self.n_rows))
 
+    def iter_blocks(
+        self, order: Iterable[int], block_rows: int
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, rows)`` of the blocks ``[b * block_rows, (b + 1) * block_rows)``,
+        ``b`` in ``order``, reading the next block in a second thread meanwhile.
+
+        The caller's work on one block (a ``partial_fit``, a device transfer) overlaps the
+        storage read of the next one.
+        """
+        positions = [int(block) for block in order]
+
+        def read(block: int) -> tuple[int, np.ndarray]:
+            start = block * block_rows
+            return start, self.read_range(start, min(start + block_rows, self.n_rows))
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cl-cluster-prefetch") as pool:
+            pending = pool.submit(read, positions[0]) if positions else None
+            for position in range(len(positions)):
+                assert pending is not None
+                current = pending.result()
+                if position + 1 < len(positions):
+                    pending = pool.submit(read, positions[position + 1])
+                yield current
+
     def __len__(self) -> int:
         return self.n_rows
 
@@ -94,6 +119,13 @@ class ArraySource(ChunkSource):
         Rows that count (True): the mean/std and the finiteness check cover only those, so the
         placeholder rows of skipped samples (zeros, or anything) do not shift the statistics.
         The source still exposes all N rows; :func:`cluster_embeddings` reads only valid ones.
+
+    Attributes
+    ----------
+    feature_mean, feature_std : ndarray of shape (D,), float64, or None
+        The per-dimension mean/std of the valid rows that ``"standard"`` normalises with (as a
+        store's :attr:`~cl_core.store.EmbeddingStore.feature_mean`); None for other
+        normalisations.
     """
 
     def __init__(
@@ -121,9 +153,9 @@ class ArraySource(ChunkSource):
         self.n_rows, self.dim = (int(s) for s in values.shape)
         self.chunk_rows = check_int("chunk_rows", chunk_rows, 1)
         self.normalize = check_choice("normalize", normalize, NORMALIZATIONS)
-        self._labels = None if labels is None else _as_label_array(labels, self.n_rows)
+        self._labels = None if labels is None else as_label_array(labels, self.n_rows)
         self.valid = check_valid_mask("valid", valid, self.n_rows)
-        self._mean, self._std = self._scan_statistics()
+        self.feature_mean, self.feature_std = self._scan_statistics()
 
     def _scan_statistics(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Check every row is finite; return float64 mean/std when normalising ``standard``."""
@@ -146,7 +178,7 @@ class ArraySource(ChunkSource):
         return mean, np.sqrt(m2 / count)
 
     def _normalized(self, raw: np.ndarray) -> np.ndarray:
-        return normalize_block(raw, self.normalize, self._mean, self._std)
+        return normalize_block(raw, self.normalize, self.feature_mean, self.feature_std)
 
     def read_range(self, start: int, stop: int) -> np.ndarray:
         return self._normalized(np.asarray(self._values[start:stop]))
@@ -173,7 +205,7 @@ def _check_finite_rows(block: np.ndarray, row_index: np.ndarray) -> None:
         )
 
 
-class _RowSubset(ChunkSource):
+class RowSubset(ChunkSource):
     """The rows ``rows`` (ascending dataset indices) of another source, as a source of their own.
 
     Row ``j`` of the subset is row ``rows[j]`` of ``base``; chunks are ``chunk_rows`` subset rows.
@@ -278,17 +310,17 @@ class StoreSource(ChunkSource):
 def _lazy_array(values: Any) -> Any:
     """Keep sliceable array-likes (memmap, h5py...) as they are; convert everything else."""
     if hasattr(values, "detach"):  # torch tensor
-        return _to_numpy(values)
+        return to_numpy(values)
     if all(hasattr(values, name) for name in ("shape", "dtype", "__getitem__")):
         try:
             np.dtype(values.dtype)
         except TypeError:
-            return _to_numpy(values)
+            return to_numpy(values)
         return values
-    return _to_numpy(values)
+    return to_numpy(values)
 
 
-def _to_numpy(values: Any) -> np.ndarray:
+def to_numpy(values: Any) -> np.ndarray:
     """numpy view of an array-like; torch tensors via ``.numpy()`` without importing torch."""
     if isinstance(values, np.ndarray):
         return values
@@ -339,9 +371,9 @@ def _is_store(x: Any) -> bool:
     return all(hasattr(x, name) for name in ("iter_chunks", "read_rows", "n_rows", "chunk_rows"))
 
 
-def _as_label_array(labels: Any, n_rows: int) -> np.ndarray:
+def as_label_array(labels: Any, n_rows: int) -> np.ndarray:
     """Labels (list, ndarray or torch tensor) as a 1-D numpy array of length ``n_rows``."""
-    values = _to_numpy(labels)
+    values = to_numpy(labels)
     if values.ndim != 1:
         raise ValueError(
             f"labels must be 1-D (one class per row), got shape {values.shape}; flatten it "
@@ -366,7 +398,7 @@ def _as_label_array(labels: Any, n_rows: int) -> np.ndarray:
     return values
 
 
-def _resolve_valid(valid: Any, src: ChunkSource) -> np.ndarray | None:
+def resolve_valid(valid: Any, src: ChunkSource) -> np.ndarray | None:
     """The row mask to use: ``valid`` checked, or a store's recorded skips, or None."""
     if valid is not None:
         return check_valid_mask("valid", valid, src.n_rows)
@@ -377,13 +409,3 @@ def _resolve_valid(valid: Any, src: ChunkSource) -> np.ndarray | None:
             mask[np.asarray(skipped, dtype=np.int64)] = False
             return check_valid_mask("store.skipped_indices", mask, src.n_rows)
     return None
-
-
-__all__ = [
-    "DEFAULT_CHUNK_ROWS",
-    "NORMALIZATIONS",
-    "ArraySource",
-    "ChunkSource",
-    "StoreSource",
-    "as_source",
-]

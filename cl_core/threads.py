@@ -1,4 +1,8 @@
-"""Thread limits: OpenMP/BLAS pools (threadpoolctl) and torch's intra-op threads."""
+"""Thread limits: OpenMP/BLAS pools (threadpoolctl) and torch's intra-op threads.
+
+A leaf module (threadpoolctl, scikit-learn and torch are imported inside the functions), used
+by the clustering stage, the Dask assignment tasks and the A/B training loop.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ def _load_native_libraries() -> None:
     import sklearn.metrics  # noqa: F401
 
 
-def _thread_limit(
+def thread_limit(
     n_threads: int | None, user_api: str | None = None, *, sklearn: bool = True
 ) -> AbstractContextManager[Any]:
     """At most ``n_threads`` threads in the native pools of ``user_api`` while the block runs.
@@ -43,13 +47,16 @@ def _thread_limit(
     return threadpool_limits(limits=n_threads, user_api=user_api)
 
 
-def _openmp_limit(n_threads: int | None) -> AbstractContextManager[Any]:
-    # OpenMP thread counts are per calling thread, so this is safe inside a thread pool.
-    return _thread_limit(n_threads, "openmp")
+def openmp_limit(n_threads: int | None) -> AbstractContextManager[Any]:
+    """At most ``n_threads`` OpenMP threads while the block runs (None: no limit).
+
+    OpenMP thread counts are per calling thread, so this is safe inside a thread pool.
+    """
+    return thread_limit(n_threads, "openmp")
 
 
 @contextlib.contextmanager
-def _torch_threads(n_threads: int | None) -> Iterator[None]:
+def torch_threads(n_threads: int | None) -> Iterator[None]:
     """torch's intra-op CPU threads set to ``n_threads`` inside the block, restored after it.
 
     None leaves torch's setting alone. Not thread-safe: the setting is process-wide.
