@@ -288,7 +288,10 @@ def test_all_true_mask_publishes_the_same_version(tmp_path: Path, rng: np.random
 
 @pytest.mark.skipif(CODE_VERSION != "0.1.0", reason="the pinned id belongs to code version 0.1.0")
 def test_unmasked_version_is_unchanged_by_the_mask_feature(tmp_path: Path) -> None:
-    """Pinned from the code before masks existed (same inputs, same version id)."""
+    """Pinned from the code before masks existed (same inputs, same version id), and the schedule
+    written is the one solved without any mask. (The schedule file's hash itself is not pinned:
+    its floats come from numpy's exp/log, whose last bits differ between SIMD builds, e.g. AVX-512
+    and AVX2 machines.)"""
     difficulty = np.linspace(0, 1, 64).astype(np.float32)
     path = publish_curriculum(
         tmp_path,
@@ -305,7 +308,9 @@ def test_unmasked_version_is_unchanged_by_the_mask_feature(tmp_path: Path) -> No
     assert path.name == "9874fc82ed5b"
     manifest = json.loads((path / "manifest.json").read_text())
     assert "excluded" not in manifest
-    assert manifest["files"]["schedule.json"]["sha256"].startswith("935a32677e90")
+    written = json.loads((path / "schedule.json").read_text())
+    config = ScheduleConfig(pacing="cosine", warmup_iterations=100)
+    assert written == build_schedule(difficulty, config).to_json()
 
 
 def test_curriculum_identity_includes_the_mask(
