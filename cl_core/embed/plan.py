@@ -100,7 +100,7 @@ def prefers_channels_last(module: Any) -> bool:
 
 @dataclass(frozen=True, eq=False)
 class InferencePlan:
-    """Everything one inference run needs (built by :mod:`cl_core.embed.job` from an EmbedConfig)."""
+    """Everything one inference run needs (built by :func:`cl_core.embed.stage.prepare_job`)."""
 
     loaded: LoadedModel
     spec: DatasetSpec
