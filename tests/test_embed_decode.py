@@ -168,11 +168,11 @@ def test_worker_count_scales_with_cores_when_cpu_workers_feed_a_gpu(
     root = _varied_folder(tmp_path / "images")
     plan: InferencePlan = prepare_job(f"imagefolder:{root}", _config(num_workers=None), None).plan
     assert isinstance(plan.spec.dataset, ImageFiles)
-    monkeypatch.setattr(plan_module, "_usable_cpus", lambda: 64)
+    monkeypatch.setattr(plan_module, "usable_cpus", lambda: 64)
     on_gpu = dataclasses.replace(plan, device=torch.device("cuda"))
     assert on_gpu.workers == plan_module.MAX_GPU_FEED_WORKERS > 8  # CPU decoding for a GPU model
     assert dataclasses.replace(on_gpu, decode="gpu").workers == 8  # workers only read bytes
-    monkeypatch.setattr(plan_module, "_usable_cpus", lambda: 2)
+    monkeypatch.setattr(plan_module, "usable_cpus", lambda: 2)
     assert plan.workers == 0  # CPU model on 2 cores: the workers would take the model's cores
 
 

@@ -146,7 +146,7 @@ class InferencePlan:
         tensors."""
         if self.num_workers is not None:
             return self.num_workers
-        cpus = _usable_cpus()
+        cpus = usable_cpus()
         if self.spec.kind == "text" or isinstance(self.spec.dataset, TensorDataset):
             return 0  # nothing to gain: text tokenises fast, tensors are sliced in memory
         if self.decode == "gpu":
@@ -156,7 +156,7 @@ class InferencePlan:
         return 0 if cpus < 8 else min(4, cpus // 8)
 
 
-def _usable_cpus() -> int:
+def usable_cpus() -> int:
     """Cores this process may run on (the affinity mask, e.g. a container's share)."""
     try:
         return len(os.sched_getaffinity(0))
