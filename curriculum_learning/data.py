@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from curriculum_learning._checks import check_finite
+from cl_core.validation import check_finite
 
 __all__ = ["as_labels", "as_scores", "dataset_labels", "device_name", "ordered_loader", "to_numpy"]
 

@@ -27,9 +27,9 @@ from cl_core.schedule import (
     inverse_temperature,
 )
 from cl_core.store import EmbeddingStore
+from cl_core.validation import check_choice, check_non_negative_int
 from curriculum_learning import params as _params
 from curriculum_learning import persistence
-from curriculum_learning._checks import check_choice, check_non_negative_int
 from curriculum_learning.data import as_labels, as_scores, dataset_labels, to_numpy
 from curriculum_learning.extractors import FeatureExtractor, FeatureView, PrecomputedDifficulty
 from curriculum_learning.sampling import positional_style, reachable_start, with_warmup
@@ -253,7 +253,7 @@ class CurriculumLearning:
         self.centroids_ = np.asarray(result.centroids, dtype=np.float32)
         self.assignment_ = np.asarray(result.assignment, dtype=np.int32)
         self.distances_ = np.asarray(result.distances, dtype=np.float32)
-        self._set_cluster_counts(int(result.n_clusters), result.cluster_class)
+        _set_cluster_counts(self, int(result.n_clusters), result.cluster_class)
         self.weights_ = np.asarray(difficulty, dtype=np.float32)
         self.curriculum(self.strategy)  # solve the default strategy's table once, now
         return self
@@ -266,14 +266,6 @@ class CurriculumLearning:
         directory = Path(self.cache_dir).expanduser()
         directory.mkdir(parents=True, exist_ok=True)
         return str(directory / "embeddings.zarr")
-
-    def _set_cluster_counts(self, total: int | None, cluster_class: Any) -> None:
-        self.cluster_class_ = None if cluster_class is None else np.asarray(cluster_class)
-        self.clusters_per_class_ = _params.clusters_per_class(self.cluster_class_)
-        self.n_clusters_total_ = total
-        self.optimal_clusters_ = _params.reference_k(
-            self.n_clusters, self.clusters_per_class_, total
-        )
 
     @classmethod
     def from_difficulty(
@@ -308,7 +300,7 @@ class CurriculumLearning:
                     f"{scores.shape}; got dtype {ids.dtype} shape {ids.shape}"
                 )
             instance.assignment_ = ids.astype(np.int32)
-            instance._set_cluster_counts(int(np.unique(ids).size), None)
+            _set_cluster_counts(instance, int(np.unique(ids).size), None)
         instance.curriculum(instance.strategy)
         return instance
 
@@ -431,7 +423,30 @@ class CurriculumLearning:
         Path
             ``filepath``.
         """
-        return persistence.save(self, filepath)
+        weights = self.get_difficulty_weights()  # NotFittedError before fit
+        params = self.get_params()
+        del params["feature_extractor"], params["cache_dir"]
+        params["cluster_range"] = list(params["cluster_range"])
+        arrays = {
+            "weights": weights,
+            "assignment": self.assignment_,
+            "centroids": self.centroids_,
+            "distances": self.distances_,
+            "labels": self.labels_,
+            "cluster_class": self.cluster_class_,
+        }
+        result = self.cluster_result_
+        meta = {
+            "params": params,
+            "random_state": self.random_state,
+            "feature_extractor": type(self.feature_extractor).__qualname__,
+            "optimal_clusters": self.optimal_clusters_,
+            "n_clusters_total": self.n_clusters_total_,
+            "chosen_by": None if result is None else result.chosen_by,
+            "store_fingerprint": None if self.store_ is None else self.store_.fingerprint,
+            "schedule": self.curriculum(self.strategy).schedule.to_json(),
+        }
+        return persistence.save(filepath, arrays, meta)
 
     def load_weights(self, filepath: str | os.PathLike[str]) -> CurriculumLearning:
         """Restore a state written by :meth:`save_weights` (read with ``allow_pickle=False``).
@@ -453,7 +468,7 @@ class CurriculumLearning:
         self.centroids_ = state.centroids
         self.distances_ = state.distances
         self.labels_ = state.labels
-        self._set_cluster_counts(state.n_clusters_total, state.cluster_class)
+        _set_cluster_counts(self, state.n_clusters_total, state.cluster_class)
         key = (state.schedule.config.strategy, int(self.warmup_iterations))
         self._curricula[key] = Curriculum.from_arrays(
             self.weights_, state.schedule, self.assignment_
@@ -501,3 +516,15 @@ class CurriculumLearning:
             if name != "feature_extractor"
         )
         return f"CurriculumLearning({type(self.feature_extractor).__name__}(...), {shown})"
+
+
+def _set_cluster_counts(
+    estimator: CurriculumLearning, total: int | None, cluster_class: Any
+) -> None:
+    """Set the fitted cluster counts of ``estimator`` (``optimal_clusters_`` as the reference)."""
+    estimator.cluster_class_ = None if cluster_class is None else np.asarray(cluster_class)
+    estimator.clusters_per_class_ = _params.clusters_per_class(estimator.cluster_class_)
+    estimator.n_clusters_total_ = total
+    estimator.optimal_clusters_ = _params.reference_k(
+        estimator.n_clusters, estimator.clusters_per_class_, total
+    )

@@ -65,7 +65,7 @@ def find_local_weights(model: str, directories: list[Path] | None = None) -> Pat
         *(_OFFICIAL_CHECKPOINTS[a] for a in aliases if a in _OFFICIAL_CHECKPOINTS),
     ]
     if directories is None:
-        directories = _weight_directories()
+        directories = weight_directories()
     for directory in directories:
         for stem in stems:
             for suffix in _WEIGHT_SUFFIXES:
@@ -75,7 +75,9 @@ def find_local_weights(model: str, directories: list[Path] | None = None) -> Pat
     return None
 
 
-def _weight_directories() -> list[Path]:
+def weight_directories() -> list[Path]:
+    """Where local weights are looked for: ``$CL_CURRICULUM_WEIGHTS_DIR``, then torch hub's
+    ``checkpoints``."""
     directories = []
     if os.environ.get(WEIGHTS_DIR_ENV):
         directories.append(Path(os.environ[WEIGHTS_DIR_ENV]).expanduser())

@@ -18,7 +18,7 @@ from cl_core.cluster import DEFAULT_SWEEP_SAMPLES, ClusterConfig
 from cl_core.difficulty import NORMALIZATIONS as DIFFICULTY_NORMALIZATIONS
 from cl_core.schedule import ScheduleConfig
 from cl_core.store import DTYPES as FEATURE_DTYPES
-from curriculum_learning._checks import check_batch_size, check_choice, check_fraction
+from cl_core.validation import check_choice, check_fraction
 from curriculum_learning.extractors import FeatureExtractor
 
 __all__ = [
@@ -33,6 +33,13 @@ __all__ = [
 ]
 
 
+def _check_batch_size(value: object) -> int:
+    """``batch_size`` as a positive int (a ``ValueError`` otherwise, as before the split)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {value!r}; e.g. 256")
+    return int(value)
+
+
 def check_params(params: Any) -> None:
     """Fail fast on bad settings of a ``CurriculumLearning`` (names the argument, the value and
     the fix); ``params`` is the instance (or anything with its attributes)."""
@@ -43,7 +50,7 @@ def check_params(params: Any) -> None:
             f"PretrainedModelExtractor(model)"
         )
     check_fraction("initial_effective_percentage", params.initial_effective_percentage)
-    check_batch_size(params.batch_size)
+    _check_batch_size(params.batch_size)
     if params.difficulty_normalization is not None:
         check_choice(
             "difficulty_normalization", params.difficulty_normalization, DIFFICULTY_NORMALIZATIONS

@@ -26,25 +26,14 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from cl_core.io import atomic_write_bytes, json_default
 from cl_core.schedule import Schedule
 
-if TYPE_CHECKING:
-    from curriculum_learning.estimator import CurriculumLearning
-
-__all__ = [
-    "SAVE_FORMAT",
-    "SAVE_FORMAT_VERSION",
-    "LoadedWeights",
-    "load",
-    "read_state",
-    "save",
-    "write_state",
-]
+__all__ = ["SAVE_FORMAT", "SAVE_FORMAT_VERSION", "LoadedWeights", "load", "save"]
 
 SAVE_FORMAT = "cl-curriculum/compat-weights"
 SAVE_FORMAT_VERSION = 1
@@ -66,46 +55,10 @@ class LoadedWeights:
     schedule: Schedule
 
 
-def save(curriculum: CurriculumLearning, filepath: str | os.PathLike[str]) -> Path:
-    """Write the fitted state of ``curriculum`` to exactly ``filepath`` (see the module docstring).
-
-    Returns
-    -------
-    Path
-        ``filepath``.
-    """
-    weights = curriculum.get_difficulty_weights()  # NotFittedError before fit
-    params = curriculum.get_params()
-    del params["feature_extractor"], params["cache_dir"]
-    params["cluster_range"] = list(params["cluster_range"])
-    arrays = {
-        "weights": weights,
-        "assignment": curriculum.assignment_,
-        "centroids": curriculum.centroids_,
-        "distances": curriculum.distances_,
-        "labels": curriculum.labels_,
-        "cluster_class": curriculum.cluster_class_,
-    }
-    result = curriculum.cluster_result_
-    meta = {
-        "format": SAVE_FORMAT,
-        "format_version": SAVE_FORMAT_VERSION,
-        "params": params,
-        "random_state": curriculum.random_state,
-        "feature_extractor": type(curriculum.feature_extractor).__qualname__,
-        "optimal_clusters": curriculum.optimal_clusters_,
-        "n_clusters_total": curriculum.n_clusters_total_,
-        "chosen_by": None if result is None else result.chosen_by,
-        "store_fingerprint": None if curriculum.store_ is None else curriculum.store_.fingerprint,
-        "schedule": curriculum.curriculum(curriculum.strategy).schedule.to_json(),
-    }
-    return write_state(filepath, arrays, meta)
-
-
 def load(filepath: str | os.PathLike[str], known_params: Iterable[str]) -> LoadedWeights:
     """Read a file written by :func:`save`; parameters outside ``known_params`` are an error
     (the file came from a newer version)."""
-    arrays, meta = read_state(filepath)
+    arrays, meta = _read_state(filepath)
     unknown = sorted(set(meta["params"]) - set(known_params))
     if unknown:
         raise ValueError(
@@ -134,10 +87,11 @@ def load(filepath: str | os.PathLike[str], known_params: Iterable[str]) -> Loade
     )
 
 
-def write_state(
+def save(
     filepath: str | os.PathLike[str], arrays: Mapping[str, Any], meta: Mapping[str, Any]
 ) -> Path:
-    """Write ``arrays`` (None values skipped) and ``meta`` to exactly ``filepath``.
+    """Write ``arrays`` (None values skipped) and ``meta`` (stamped with the format and its
+    version) to exactly ``filepath``.
 
     Saved into memory (``np.savez`` would append ``.npz`` to a name), then written with
     :func:`cl_core.io.atomic_write_bytes`: an interrupted save never leaves a truncated file.
@@ -149,14 +103,15 @@ def write_state(
     """
     path = Path(filepath)
     stored = {name: np.asarray(value) for name, value in arrays.items() if value is not None}
-    stored["meta"] = np.array(json.dumps(dict(meta), sort_keys=True, default=json_default))
+    document = {"format": SAVE_FORMAT, "format_version": SAVE_FORMAT_VERSION, **meta}
+    stored["meta"] = np.array(json.dumps(document, sort_keys=True, default=json_default))
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **stored)
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def read_state(filepath: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read and check a file written by :func:`write_state` (``allow_pickle=False``).
+def _read_state(filepath: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read and check a file written by :func:`save` (``allow_pickle=False``).
 
     Returns
     -------

@@ -63,6 +63,15 @@ def test_sampler_imports_only_numpy_and_stdlib() -> None:
     loaded = _modules_loaded_by("import cl_core.sampler")
     heavy = {"torch", "prefect", "dask", "sklearn", "zarr", "timm", "matplotlib", "scipy"}
     assert not (heavy & loaded), f"cl_core.sampler pulled in {sorted(heavy & loaded)}"
+    # Stricter: nothing outside numpy, the standard library and cl_core itself (private names
+    # such as the interpreter's start-up hooks are left out).
+    outside = {
+        name.split(".")[0]
+        for name in loaded
+        if name.split(".")[0] not in sys.stdlib_module_names and not name.startswith("_")
+    }
+    assert outside == {"cl_core", "numpy"}, f"cl_core.sampler pulled in {sorted(outside)}"
+    assert {"cl_core.sampler.curriculum", "cl_core.sampler.draws"} <= loaded
 
 
 def test_tests_import_required_dependencies_instead_of_skipping() -> None:

@@ -531,7 +531,7 @@ def test_dino_offline_without_a_file_says_how_to_give_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dataset: LabelledRows
 ) -> None:
     monkeypatch.setenv(cl.WEIGHTS_DIR_ENV, str(tmp_path))
-    monkeypatch.setattr(cl.factories, "_weight_directories", lambda: [tmp_path])
+    monkeypatch.setattr(cl.factories, "weight_directories", lambda: [tmp_path])
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError) as raised:
         cl.create_curriculum_learning_with_dino(dataset, "cpu", dino_model="dino_vits8")

@@ -268,7 +268,7 @@ def test_decoder_error_falls_back_per_file(files, monkeypatch) -> None:
     assert _cosine(result.images, normalize_uint8(reference, transform)).min() > 0.99
     # The CUDA branch of the batched call (device type only decides the branch here).
     tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
-    decoded = decoding._decode_jpegs(tensors, torch.device("cuda"))
+    decoded = decoding.decode_jpegs(tensors, torch.device("cuda"))
     assert isinstance(decoded[1], RuntimeError)
     assert decoded[0].shape[0] == 3 and decoded[2].shape[0] == 3
 

@@ -20,8 +20,8 @@ from cl_core.embed import EmbedConfig, embed_dataset
 from cl_core.embed.datasets import image_transform, resolved_data_config
 from cl_core.embed.files import ImageFiles
 from cl_core.embed.inference import run_shards
-from cl_core.embed.job import _prepare
 from cl_core.embed.plan import InferencePlan
+from cl_core.embed.stage import prepare_job
 from cl_core.store import create_store
 
 SIZE = 32
@@ -112,7 +112,7 @@ def test_cpu_decoding_matches_the_pil_path_and_is_recorded(tmp_path: Path) -> No
 
 def _batched_run(tmp_path: Path, root: Path, **options) -> object:
     """The GPU path's code (bytes from workers, batched decode on the device) on the CPU."""
-    job = _prepare(f"imagefolder:{root}", _config(**options), None)
+    job = prepare_job(f"imagefolder:{root}", _config(**options), None)
     assert job.plan.decode == "cpu"
     plan = dataclasses.replace(job.plan, decode="gpu")
     n = plan.spec.n_samples
@@ -166,13 +166,13 @@ def test_worker_count_scales_with_cores_when_cpu_workers_feed_a_gpu(
     import cl_core.embed.plan as plan_module
 
     root = _varied_folder(tmp_path / "images")
-    plan: InferencePlan = _prepare(f"imagefolder:{root}", _config(num_workers=None), None).plan
+    plan: InferencePlan = prepare_job(f"imagefolder:{root}", _config(num_workers=None), None).plan
     assert isinstance(plan.spec.dataset, ImageFiles)
-    monkeypatch.setattr(plan_module, "_usable_cpus", lambda: 64)
+    monkeypatch.setattr(plan_module, "usable_cpus", lambda: 64)
     on_gpu = dataclasses.replace(plan, device=torch.device("cuda"))
     assert on_gpu.workers == plan_module.MAX_GPU_FEED_WORKERS > 8  # CPU decoding for a GPU model
     assert dataclasses.replace(on_gpu, decode="gpu").workers == 8  # workers only read bytes
-    monkeypatch.setattr(plan_module, "_usable_cpus", lambda: 2)
+    monkeypatch.setattr(plan_module, "usable_cpus", lambda: 2)
     assert plan.workers == 0  # CPU model on 2 cores: the workers would take the model's cores
 
 

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import cl_core.sampler as sampler_module
+import cl_core.sampler.draws as draws_module
+import cl_core.sampler.sampler as sampler_module
 from cl_core.artifacts import publish_curriculum
 from cl_core.sampler import (
     DEFAULT_REFRESH_EVERY,
     Curriculum,
     CurriculumSampler,
-    _GroupedDraws,
+    GroupedDraws,
     load_curriculum,
 )
 from cl_core.schedule import Schedule, ScheduleConfig, curriculum_probabilities
@@ -135,7 +136,7 @@ def test_empirical_frequencies_match_probabilities(strategy: str, iteration: int
     expected = cur.probabilities(iteration)
 
     assert counts.sum() == 600_000
-    assert sampler._draw_table().n_groups < cur.n_samples // 10  # real groups, not singletons
+    assert sampler.draw_table().n_groups < cur.n_samples // 10  # real groups, not singletons
     assert _chi_square_p(counts, expected) > ALPHA
     # The test has power: the probabilities of a different iteration are rejected.
     other = cur.probabilities(iteration + 600 if iteration < 400 else 0)
@@ -153,7 +154,7 @@ def test_uniform_after_warmup() -> None:
 def test_draws_stay_exact_beyond_the_tables_design_temperature() -> None:
     """Groups sized for beta=1 at beta=5: lower acceptance, several rounds, same distribution."""
     difficulty = np.random.default_rng(3).random(500).astype(np.float32)
-    table = _GroupedDraws(difficulty, max_beta=1.0)
+    table = GroupedDraws(difficulty, max_beta=1.0)
     indices = table.draw(np.random.default_rng(7), 5.0, 400_000)
     expected = curriculum_probabilities(difficulty, 5.0, "easy")
     assert table.n_groups == 20
@@ -162,7 +163,7 @@ def test_draws_stay_exact_beyond_the_tables_design_temperature() -> None:
 
 
 def _reference_draw(
-    table: _GroupedDraws, rng: np.random.Generator, beta: float, size: int
+    table: GroupedDraws, rng: np.random.Generator, beta: float, size: int
 ) -> np.ndarray:
     """The grouped draw without shortcuts: binary search per proposal, every key read."""
     envelope = table.counts * np.exp(-beta * (table.group_min - table.key_min))
@@ -193,8 +194,8 @@ def test_draw_shortcuts_do_not_change_the_draw(
 ) -> None:
     """Guide lookups and accepting without reading the key give the plain algorithm's indices."""
     difficulty = np.random.default_rng(4).gamma(2.0, 1.0, 5000).astype(np.float32)
-    table = _GroupedDraws(difficulty, max_beta=1.0)
-    monkeypatch.setattr(sampler_module, "_GUIDE_PAYBACK", 1 << 30 if use_guide else 0)
+    table = GroupedDraws(difficulty, max_beta=1.0)
+    monkeypatch.setattr(draws_module, "GUIDE_PAYBACK", 1 << 30 if use_guide else 0)
     drawn = table.draw(np.random.default_rng(11), beta, size)
     expected = _reference_draw(table, np.random.default_rng(11), beta, size)
     np.testing.assert_array_equal(drawn, expected)
@@ -204,18 +205,18 @@ def test_draw_shortcuts_do_not_change_the_draw(
 def test_guide_is_the_searchsorted_of_its_slots(beta: float) -> None:
     """Including flat CDF tails (underflowed masses) and boundaries exactly on a slot edge."""
     difficulty = np.random.default_rng(5).random(3000).astype(np.float32)
-    table = _GroupedDraws(difficulty, max_beta=4.0)
-    cdf = table._cdf(beta)
+    table = GroupedDraws(difficulty, max_beta=4.0)
+    cdf = table.cdf(beta)
     slots = np.arange(table.guide_size) / table.guide_size
-    np.testing.assert_array_equal(table._guide(cdf), np.searchsorted(cdf, slots, side="right"))
+    np.testing.assert_array_equal(table.guide(cdf), np.searchsorted(cdf, slots, side="right"))
 
-    on_edges = table._cdf(beta)
+    on_edges = table.cdf(beta)
     on_edges[: table.n_groups // 2] = np.round(on_edges[: table.n_groups // 2] * 64) / 64
     on_edges.sort()
     u = np.concatenate([slots, on_edges, np.random.default_rng(6).random(10_000)])
     u = u[u < 1.0]  # as from Generator.random
     np.testing.assert_array_equal(
-        table._groups(u, on_edges, table._guide(on_edges)),
+        table.group_of(u, on_edges, table.guide(on_edges)),
         np.searchsorted(on_edges, u, side="right"),
     )
 
@@ -257,7 +258,7 @@ def test_indices_beyond_float32_precision() -> None:
     cur = _fixed_beta_curriculum(difficulty, beta)
     sampler = CurriculumSampler(cur, batch_size=4096, num_samples=16 * 4096)
 
-    curriculum = sampler._rank_block(0, 0)  # iteration 0: beta = 12
+    curriculum = sampler.rank_block(0, 0)  # iteration 0: beta = 12
     expected_easy = 1000 / (1000 + (n - 1000) * np.exp(-beta))
     observed_easy = np.mean(curriculum >= n - 1000)
     assert observed_easy == pytest.approx(expected_easy, abs=5 * np.sqrt(0.25 / curriculum.size))
@@ -266,7 +267,7 @@ def test_indices_beyond_float32_precision() -> None:
     assert curriculum.min() >= 0 and curriculum.max() < n
 
     sampler.set_epoch(1)  # past warmup: uniform over all N
-    uniform = sampler._rank_block(1, 0)
+    uniform = sampler.rank_block(1, 0)
     assert np.any((uniform > (1 << 24)) & (uniform % 2 == 1))
     assert uniform.max() < n
 

@@ -25,14 +25,14 @@ from cl_core.schedule import (
     curriculum_probabilities,
     effective_fraction,
     effective_fraction_at,
-    fraction,
     inverse_temperature,
     minimum_fraction,
     pacing_fraction,
     solve_inverse_temperature,
     solve_temperature,
-    solver,
 )
+from cl_core.schedule.fraction import BinnedFraction, ExactFraction
+from cl_core.schedule.solver import bisect_binned, polish_exact
 
 ROOT = Path(__file__).resolve().parents[1]
 PROPERTY = settings(max_examples=60, deadline=None, derandomize=True, database=None)
@@ -192,9 +192,9 @@ def test_target_just_above_minimum_is_reached() -> None:
 def test_exact_polish_recovers_from_a_poor_guess() -> None:
     d = clustered_difficulty(2000, 4, seed=9).astype(np.float64)
     offsets = d - d.min()
-    model = fraction._ExactFraction(offsets)
+    model = ExactFraction(offsets)
     for guess in (1e-6, 1e6):
-        beta, achieved = solver._polish_exact(model, 0.2, guess, 1e-6)
+        beta, achieved = polish_exact(model, 0.2, guess, 1e-6)
         assert abs(model.value(beta) - 0.2) <= 1e-6
         assert achieved == pytest.approx(model.value(beta))
 
@@ -203,14 +203,14 @@ def test_binned_model_agrees_with_exact_fraction() -> None:
     d = clustered_difficulty(50_000, 50, seed=4).astype(np.float64)
     offsets = d.max() - d
     betas = np.geomspace(1e-3, 1e4, 30)
-    approx = fraction._BinnedFraction(offsets).values(betas)
-    exact = np.array([fraction._ExactFraction(offsets).value(b) for b in betas])
+    approx = BinnedFraction(offsets).values(betas)
+    exact = np.array([ExactFraction(offsets).value(b) for b in betas])
     np.testing.assert_allclose(approx, exact, atol=1e-8)
 
 
 def test_exact_slope_matches_finite_difference() -> None:
     d = clustered_difficulty(3000, 3, seed=5).astype(np.float64)
-    model = fraction._ExactFraction(d - d.min())
+    model = ExactFraction(d - d.min())
     beta, h = 7.0, 1e-5
     _, slope = model.value_and_slope(beta)
     numeric = (model.value(beta * math.exp(h)) - model.value(beta * math.exp(-h))) / (2 * h)
@@ -335,6 +335,20 @@ def test_unknown_pacing_lists_valid_names() -> None:
         ScheduleConfig(pacing="exp")
     with pytest.raises(ValueError, match="unknown pacing"):
         pacing_fraction(0, pacing="exp", initial_fraction=0.3, warmup_iterations=10)
+
+
+def test_pacing_is_a_name_to_curve_table_and_an_unknown_name_raises() -> None:
+    """Past the config's own check (a hand-altered config), an unknown pacing is an error naming
+    the argument, the value and the valid names; it used to fall through to the step curve."""
+    assert list(PACINGS) == ["linear", "cosine", "root", "step"]
+    assert all(callable(curve) for curve in PACINGS.values())
+    schedule = build_schedule(
+        np.linspace(0.0, 1.0, 50), ScheduleConfig(initial_fraction=0.5, warmup_iterations=10)
+    )
+    object.__setattr__(schedule.config, "pacing", "exp")
+    for iteration in (3, np.arange(5)):
+        with pytest.raises(ValueError, match="unknown pacing 'exp'; valid: linear, cosine"):
+            schedule.target_fraction(iteration)
 
 
 @pytest.mark.parametrize(
@@ -608,7 +622,7 @@ def test_binned_bracket_ignores_huge_beta_artefacts() -> None:
     d = np.concatenate([np.zeros(50), rng.uniform(0, 1e-9, 50), rng.random(20_000)])
     offsets = d - d.min()
     targets = np.array([0.05, 0.15, 0.5, 0.9])
-    guesses = solver._bisect_binned(fraction._BinnedFraction(offsets), targets, np.full(4, 1e-4))
-    exact = fraction._ExactFraction(offsets)
+    guesses = bisect_binned(BinnedFraction(offsets), targets, np.full(4, 1e-4))
+    exact = ExactFraction(offsets)
     achieved = np.array([exact.value(beta) for beta in guesses])
     np.testing.assert_allclose(achieved, targets, atol=1e-6)

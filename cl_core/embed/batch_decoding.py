@@ -39,13 +39,13 @@ from PIL import Image
 
 from cl_core.embed.config import DECODERS
 from cl_core.embed.decoding import (
-    _as_bytes,
-    _as_uint8_tensor,
-    _crop_or_pad,
+    as_bytes,
+    as_uint8_tensor,
+    crop_or_pad,
     load_uint8,
     normalize_uint8,
 )
-from cl_core.embed.transform import _TENSOR_INTERPOLATION, EvalTransform
+from cl_core.embed.transform import EvalTransform
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def _probe_jpeg() -> bytes:
     return _PROBE_JPEG
 
 
-def _decode_jpegs(
+def decode_jpegs(
     tensors: list[torch.Tensor], device: torch.device
 ) -> list[torch.Tensor | BaseException]:
     """torchvision's decode_jpeg in RGB on ``device``: batched, one retry per file on error."""
@@ -260,10 +260,10 @@ def _resize_crop(image: torch.Tensor, transform: EvalTransform) -> torch.Tensor:
         image = TF.resize(
             image,
             [new_h, new_w],
-            interpolation=_TENSOR_INTERPOLATION[transform.interpolation],
+            interpolation=transform.tensor_interpolation,
             antialias=True,
         )
-    return _crop_or_pad(image, transform.size, transform.fill)
+    return crop_or_pad(image, transform.size, transform.fill)
 
 
 def decode_batch(
@@ -326,7 +326,7 @@ def decode_batch(
     views: list[bytes | bytearray | memoryview] = []
     for position, blob in enumerate(blobs):
         try:
-            view = _as_bytes(blob)
+            view = as_bytes(blob)
         except (TypeError, ValueError) as error:
             views.append(b"")
             failed[position] = str(error)
@@ -340,7 +340,7 @@ def decode_batch(
             fallback.append(position)
 
     if fast:
-        decoded = _decode_jpegs([_as_uint8_tensor(blobs[p]) for p in fast], decode_device)
+        decoded = decode_jpegs([as_uint8_tensor(blobs[p]) for p in fast], decode_device)
         for position, image in zip(fast, decoded, strict=True):
             if isinstance(image, BaseException) or image.dim() != 3 or image.shape[0] != 3:
                 fallback.append(position)

@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cl_core.embed.transform import _PIL_INTERPOLATION, EvalTransform
+from cl_core.embed.transform import EvalTransform
 
 # ---------------------------------------------------------------------------------------------
 # CPU / PIL path
 
 
-def _as_bytes(blob: Any) -> bytes | bytearray | memoryview:
+def as_bytes(blob: Any) -> bytes | bytearray | memoryview:
+    """The bytes of an encoded file given as bytes, a uint8 array or a 1-D uint8 tensor."""
     if isinstance(blob, torch.Tensor):
         if blob.dtype != torch.uint8 or blob.dim() != 1:
             raise ValueError(
@@ -42,14 +43,15 @@ def _as_bytes(blob: Any) -> bytes | bytearray | memoryview:
     )
 
 
-def _as_uint8_tensor(blob: Any) -> torch.Tensor:
+def as_uint8_tensor(blob: Any) -> torch.Tensor:
+    """An encoded file as a 1-D uint8 tensor (what torchvision's decoders take)."""
     if isinstance(blob, torch.Tensor):
         return blob
-    data = np.frombuffer(_as_bytes(blob), dtype=np.uint8)
+    data = np.frombuffer(as_bytes(blob), dtype=np.uint8)
     return torch.from_numpy(data.copy())
 
 
-def _crop_or_pad(image: torch.Tensor, size: tuple[int, int], fill: Sequence[int]) -> torch.Tensor:
+def crop_or_pad(image: torch.Tensor, size: tuple[int, int], fill: Sequence[int]) -> torch.Tensor:
     """torchvision / timm centre crop (padding with ``fill`` where the image is smaller)."""
     crop_h, crop_w = size
     height, width = image.shape[-2:]
@@ -75,7 +77,7 @@ def _crop_or_pad(image: torch.Tensor, size: tuple[int, int], fill: Sequence[int]
 def _open_image(source: Any) -> Image.Image:
     if isinstance(source, (str, os.PathLike)):
         return Image.open(source)
-    return Image.open(io.BytesIO(bytes(_as_bytes(source))))
+    return Image.open(io.BytesIO(bytes(as_bytes(source))))
 
 
 def load_uint8(path_or_bytes: Any, transform: EvalTransform) -> torch.Tensor:
@@ -114,10 +116,10 @@ def load_uint8(path_or_bytes: Any, transform: EvalTransform) -> torch.Tensor:
             image.draft(None, (new_w, new_h))
         rgb = image.convert("RGB")
     if rgb.size != (new_w, new_h):
-        rgb = rgb.resize((new_w, new_h), _PIL_INTERPOLATION[transform.interpolation])
+        rgb = rgb.resize((new_w, new_h), transform.pil_interpolation)
     array = np.asarray(rgb, dtype=np.uint8)
     tensor = torch.from_numpy(array.copy()).permute(2, 0, 1)
-    return _crop_or_pad(tensor, transform.size, transform.fill).contiguous()
+    return crop_or_pad(tensor, transform.size, transform.fill).contiguous()
 
 
 def normalize_uint8(

@@ -145,6 +145,15 @@ class ImageFiles(Dataset[tuple[Any, int]]):
         return self._labels.tolist()
 
     @property
+    def labels(self) -> np.ndarray:
+        """The samples' labels, int64 (N,)."""
+        return self._labels
+
+    def encoded_relpaths(self) -> list[bytes]:
+        """Every sample's path relative to :attr:`root` as bytes (``surrogateescape``), in order."""
+        return self._names[:-1].split(b"\0")
+
+    @property
     def samples(self) -> list[tuple[str, int]]:
         """``[(path, label), ...]`` like ``ImageFolder.samples`` (built on each access)."""
         return [(self.path(i), int(label)) for i, label in enumerate(self._labels)]

@@ -168,8 +168,8 @@ def _files_identity(spec: DatasetSpec, verify_content: bool) -> DatasetIdentity:
     digest = hashlib.sha256()
     method = "content" if verify_content else "listing"
     if isinstance(data, ImageFiles):
-        names = data._names[:-1].split(b"\0")  # relative paths, as bytes
-        labels = data._labels
+        names = data.encoded_relpaths()
+        labels = data.labels
         transform = spec.transform_id or repr(data.transform)
         root = os.fsencode(data.root) + b"/"
     else:

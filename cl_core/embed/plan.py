@@ -87,7 +87,7 @@ def prefers_channels_last(module: Any) -> bool:
 
 @dataclass(frozen=True, eq=False)
 class InferencePlan:
-    """Everything one inference run needs (built by :mod:`cl_core.embed.job` from an EmbedConfig)."""
+    """Everything one inference run needs (built by :func:`cl_core.embed.stage.prepare_job`)."""
 
     loaded: LoadedModel
     spec: DatasetSpec
@@ -133,7 +133,7 @@ class InferencePlan:
         tensors."""
         if self.num_workers is not None:
             return self.num_workers
-        cpus = _usable_cpus()
+        cpus = usable_cpus()
         if self.spec.kind == "text" or isinstance(self.spec.dataset, TensorDataset):
             return 0  # nothing to gain: text tokenises fast, tensors are sliced in memory
         if self.decode == "gpu":
@@ -143,7 +143,7 @@ class InferencePlan:
         return 0 if cpus < 8 else min(4, cpus // 8)
 
 
-def _usable_cpus() -> int:
+def usable_cpus() -> int:
     """Cores this process may run on (the affinity mask, e.g. a container's share)."""
     try:
         return len(os.sched_getaffinity(0))

@@ -1,31 +1,257 @@
-"""The embedding stage's entry points: :func:`embed_dataset`, :func:`plan_store` + :func:`embed_shards`
-(one call per shard from an orchestrator), and :func:`plan_inference`.
+"""The embedding stage: :func:`embed_dataset`, :func:`plan_store` + :func:`embed_shards` (one call
+per shard from an orchestrator), :func:`plan_inference`, and the job they run.
 
-Several processes may embed the same store at once (two scheduled runs, say): each shard is
-computed by whichever process locks it first (a lock file per shard, see
+A job (:func:`prepare_job`) is the model, the dataset, the resolved options and the store's
+identity attrs. Several processes may embed the same store at once (two scheduled runs, say):
+each shard is computed by whichever process locks it first (a lock file per shard, see
 :meth:`cl_core.store.EmbeddingStore.try_lock`), the others skip it or wait for it, and the result
 is the same as one process's. A sample that cannot be loaded raises
 :class:`cl_core.embed.BadSampleError` naming it, or with ``on_bad_sample="skip"`` is recorded in
-the store and left out. The resolved job (options, the store's identity) is
-:mod:`cl_core.embed.job`.
+the store and left out.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from cl_core.embed.config import EmbedConfig
-from cl_core.embed.identity import DatasetIdentity
-from cl_core.embed.job import (
-    _check_no_skipped,
-    _check_shards,
-    _check_store,
-    _create,
-    _prepare,
-    _run_locked,
-)
-from cl_core.embed.plan import InferencePlan
+from cl_core import CODE_VERSION
+from cl_core.devices import resolve_device
+from cl_core.embed.config import DECODERS, EmbedConfig
+from cl_core.embed.datasets import BadSampleError, DatasetSpec, resolve_dataset
+from cl_core.embed.identity import DatasetIdentity, dataset_identity
+from cl_core.embed.inference import probe, run_shards
+from cl_core.embed.loader import start_worker_server
+from cl_core.embed.models import LoadedModel, load_model
+from cl_core.embed.plan import InferencePlan, resolve_precision
+from cl_core.validation import check_choice
+
+_LOCK_POLL_S = 0.2
+
+
+# -- the job: model, dataset, identity ---------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class EmbedJob:
+    """One embedding job: the inference plan, the config, and the store identity attrs."""
+
+    plan: InferencePlan
+    config: EmbedConfig
+    attrs: dict[str, Any]
+
+
+def prepare_job(
+    dataset: Any,
+    config: EmbedConfig | None,
+    dataset_id: str | DatasetIdentity | None,
+    verify_content: bool = False,
+) -> EmbedJob:
+    """Load the model, resolve the dataset and every ``auto`` option, and compute the store's
+    identity attrs (what :func:`plan_store` and :func:`embed_shards` run)."""
+    config = EmbedConfig() if config is None else config
+    if not isinstance(config, EmbedConfig):
+        raise TypeError(f"config must be an EmbedConfig, got {type(config).__name__}")
+    device = resolve_device(config.device)
+    if config.num_workers or (config.num_workers is None and device.type == "cuda"):
+        start_worker_server()  # its imports overlap with loading the model
+    loaded = load_model(config.model, config.weights, pretrained=config.pretrained)
+    spec = resolve_dataset(dataset, image_size=config.image_size, data_config=loaded.data_config)
+    decode = resolve_decode(config.decode, spec, loaded, device)
+    plan = InferencePlan(
+        loaded=loaded,
+        spec=spec,
+        device=device,
+        precision=resolve_precision(config.precision, device),
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+        layer=config.layer,
+        pooling=config.pooling,
+        output_key=config.output_key,
+        channels_last=config.channels_last,
+        writer_queue=config.writer_queue,
+        on_bad_sample=config.on_bad_sample,
+        decode=decode,
+        eval_transform=_eval_transform(config, loaded, decode),
+    )
+    if plan.workers:
+        start_worker_server()
+    identity = dataset_identity(spec, dataset_id, verify_content=verify_content)
+    # Everything here enters the store's fingerprint (except code_version): a store made with
+    # another model, layer, pooling, precision or preprocessing is never reused.
+    attrs = {
+        "dataset_fingerprint": identity.fingerprint,
+        "dataset_identity_method": identity.method,
+        "model_id": loaded.model_id,
+        "weights_sha256": loaded.weights_sha256,
+        "layer": config.layer,
+        "pooling": config.pooling,
+        "output_key": config.output_key,
+        "precision": plan.precision,
+        "input_transform": _transform_description(spec, loaded, config),
+        "decode": decode,
+        "code_version": CODE_VERSION,
+    }
+    return EmbedJob(plan, config, attrs)
+
+
+def resolve_decode(decode: str, spec: DatasetSpec, loaded: LoadedModel, device: Any) -> str:
+    """Where ``spec``'s samples are decoded: ``dataset``, ``cpu`` or ``gpu``.
+
+    Only image folders are decoded by the pipeline (``dataset``: other datasets load their own
+    samples); ``auto`` -> ``gpu`` when the model runs on CUDA and the GPU decoder works there, else
+    ``cpu``. The resolved value (not ``auto``) is what identifies an embedding: the two decoders
+    give slightly different pixels. Raises for ``gpu`` where it cannot run.
+    """
+    from cl_core.embed.files import ImageFiles
+
+    check_choice("decode", decode, DECODERS)
+    if not isinstance(spec.dataset, ImageFiles) or loaded.kind == "text":
+        if decode == "gpu":
+            raise ValueError(
+                f"decode='gpu' decodes image files, but the dataset is "
+                f"{spec.description or type(spec.dataset).__name__!r}, which loads its own "
+                f"samples; use decode='auto' (or pass 'imagefolder:PATH')"
+            )
+        return "dataset"
+    from cl_core.embed.batch_decoding import choose_decoder
+
+    return choose_decoder(decode, device, argument="decode")
+
+
+def _eval_transform(config: EmbedConfig, loaded: LoadedModel, decode: str) -> Any:
+    """The tensor eval transform of the ``cpu`` / ``gpu`` decode paths (None for ``dataset``)."""
+    if decode == "dataset":
+        return None
+    from cl_core.embed.datasets import resolved_data_config
+    from cl_core.embed.transform import EvalTransform
+
+    return EvalTransform.from_data_config(
+        resolved_data_config(loaded.data_config, config.image_size)
+    )
+
+
+def _transform_description(spec: DatasetSpec, loaded: LoadedModel, config: EmbedConfig) -> str:
+    if spec.kind == "text":
+        return f"tokenizer of {loaded.model_id}"
+    builtin = spec.dataset_id is not None or spec.description.startswith("imagefolder:")
+    if not builtin:
+        return "the dataset's own"
+    data_config = dict(loaded.data_config or {})
+    if config.image_size is not None:
+        data_config["input_size"] = (3, config.image_size, config.image_size)
+    return "timm eval transform " + json.dumps(data_config, sort_keys=True, default=str)
+
+
+def _create(job: EmbedJob, path: Any, overwrite: bool) -> Any:
+    from cl_core.store import create_store
+
+    dim, with_labels = probe(job.plan)
+    return create_store(
+        path,
+        job.plan.spec.n_samples,
+        dim,
+        chunk_rows=job.config.chunk_rows,
+        shard_rows=job.config.shard_rows,
+        dtype=job.config.dtype,
+        attrs=job.attrs,
+        with_labels=with_labels,
+        overwrite=overwrite,
+    )
+
+
+def _check_store(job: EmbedJob, store: Any) -> None:
+    stored = store.attrs
+    differing = [
+        key for key in job.attrs if key != "code_version" and stored.get(key) != job.attrs[key]
+    ]
+    if store.n_rows != job.plan.spec.n_samples:
+        differing.append(f"n_rows ({store.n_rows} != {job.plan.spec.n_samples})")
+    if differing:
+        raise ValueError(
+            f"store {store.path!r} was planned for another dataset or model (differs in "
+            f"{', '.join(differing)}); call embed_shards with the dataset, config and dataset_id "
+            f"given to plan_store"
+        )
+
+
+def _check_shards(store: Any, shards: Sequence[int] | None) -> list[int]:
+    if shards is None:
+        return list(store.missing_shards())
+    chosen = sorted({int(shard) for shard in shards})
+    bad = [shard for shard in chosen if not 0 <= shard < store.n_shards]
+    if bad:
+        raise ValueError(
+            f"shards {bad} are out of range for a store with {store.n_shards} shards; "
+            f"pass indices in [0, {store.n_shards}) (see store.missing_shards())"
+        )
+    return chosen
+
+
+def _run_locked(
+    job: EmbedJob,
+    store: Any,
+    shards: Sequence[int],
+    progress: Callable[[int, int], None] | None,
+) -> list[int]:
+    """Compute ``shards``, each under its lock: one writer per shard across processes.
+
+    A shard locked by another live process is left to it; this call waits until that process
+    has written it (or died, when its lock is stale and taken over). The done marker is checked
+    again after each lock is taken, so no shard is computed twice.
+    """
+    total, written, remaining = len(shards), [], list(shards)
+    while remaining:
+        claimed, waiting = {}, []
+        for shard in remaining:
+            lock = store.try_lock(shard)
+            if lock is None:
+                waiting.append(shard)
+            elif store.is_shard_done(shard):
+                lock.release()  # written by another process meanwhile
+            else:
+                claimed[shard] = lock
+        offset = total - len(remaining)
+
+        def report(done: int, _: int, offset: int = offset) -> None:
+            if progress is not None:
+                progress(offset + done, total)
+
+        try:
+            run_shards(job.plan, store, sorted(claimed), report, _releaser(claimed))
+        finally:
+            for lock in claimed.values():
+                lock.release()
+        written.extend(sorted(claimed))
+        remaining = [shard for shard in waiting if not store.is_shard_done(shard)]
+        if remaining and not claimed:
+            time.sleep(_LOCK_POLL_S)
+    if progress is not None and total and not written:
+        progress(total, total)
+    return sorted(written)
+
+
+def _releaser(locks: dict[int, Any]) -> Callable[[int], None]:
+    """Called by the writer once a shard is written: its lock can go."""
+
+    def release(shard: int) -> None:
+        locks[shard].release()
+
+    return release
+
+
+def _check_no_skipped(job: EmbedJob, store: Any) -> None:
+    """Under ``on_bad_sample="error"``, a store holding skipped samples is an error too."""
+    if job.config.on_bad_sample != "error":
+        return
+    skipped = store.skipped_samples
+    if skipped:
+        first = skipped[0]
+        raise BadSampleError(first["index"], first["path"], first["reason"])
+
 
 # -- public entry points ---------------------------------------------------------------------
 
@@ -37,7 +263,7 @@ def plan_inference(dataset: Any, config: EmbedConfig | None = None) -> Inference
     Useful to check what a configuration resolves to (e.g. ``plan.decode`` is ``"gpu"`` or
     ``"cpu"``) and, with :func:`cl_core.embed.make_loader`, to time the data loader alone.
     """
-    return _prepare(dataset, config, None).plan
+    return prepare_job(dataset, config, None).plan
 
 
 def plan_store(
@@ -68,7 +294,7 @@ def plan_store(
     EmbeddingStore
         Its ``missing_shards()`` are what :func:`embed_shards` computes.
     """
-    return _create(_prepare(dataset, config, dataset_id, verify_content), path, overwrite)
+    return _create(prepare_job(dataset, config, dataset_id, verify_content), path, overwrite)
 
 
 def embed_shards(
@@ -111,7 +337,7 @@ def embed_shards(
     BadSampleError
         A sample could not be loaded and ``config.on_bad_sample`` is ``"error"``.
     """
-    job = _prepare(dataset, config, dataset_id, verify_content)
+    job = prepare_job(dataset, config, dataset_id, verify_content)
     _check_store(job, store)
     todo = _check_shards(store, shards)
     written = _run_locked(job, store, todo, progress)
@@ -163,7 +389,7 @@ def embed_dataset(
     BadSampleError
         A sample could not be loaded and ``config.on_bad_sample`` is ``"error"``.
     """
-    job = _prepare(dataset, config, dataset_id, verify_content)
+    job = prepare_job(dataset, config, dataset_id, verify_content)
     store = _create(job, path, overwrite)
     if not store.is_complete:
         _run_locked(job, store, store.missing_shards(), progress)

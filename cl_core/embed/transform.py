@@ -186,6 +186,17 @@ class EvalTransform:
         return round(height / ratio), round(width / ratio)
 
     @property
+    def pil_interpolation(self) -> Image.Resampling:
+        """PIL's resampling filter for :attr:`interpolation`."""
+        return _PIL_INTERPOLATION[self.interpolation]
+
+    @property
+    def tensor_interpolation(self) -> InterpolationMode:
+        """torchvision's tensor filter for :attr:`interpolation` (nearest antialiased one for the
+        PIL-only filters)."""
+        return _TENSOR_INTERPOLATION[self.interpolation]
+
+    @property
     def fill(self) -> tuple[int, int, int]:
         """Padding colour (uint8): black, or the mean colour in ``border`` mode (as timm)."""
         if self.crop_mode == "border":

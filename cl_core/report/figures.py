@@ -25,7 +25,6 @@ PLOT_FILES = {
     "schedule": "schedule.png",
     "samples": "samples.png",
 }
-"""Skipped samples listed in ``report.md``; the manifest keeps every index."""
 _DPI = 110
 _MAX_PANELS = 20  # beyond this a per-cluster grid becomes unreadable; the rest are summarised
 _TWIN_AXES_MARGINS = {"left": 0.75, "right": 0.75, "bottom": 0.5, "top": 0.35}  # inches
@@ -149,6 +148,20 @@ def plot_difficulty_histograms(
         ax.yaxis.set_major_locator(MaxNLocator(4, integer=True))
         ax.tick_params(labelsize=7)
     return fig
+
+
+def schedule_curve(schedule: Any, n_points: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sample ``schedule`` (a :class:`cl_core.schedule.Schedule`) over 0 .. 1.25 x warmup.
+
+    Returns
+    -------
+    iterations, target_fraction, temperature : ndarrays of shape (n_points,)
+    """
+    warmup = max(int(schedule.config.warmup_iterations), 1)
+    iterations = np.linspace(0, 1.25 * warmup, n_points).round()
+    fraction = np.array([schedule.target_fraction(int(t)) for t in iterations])
+    temperature = np.array([schedule.temperature_at(int(t)) for t in iterations])
+    return iterations, fraction, temperature
 
 
 def plot_schedule(

@@ -12,6 +12,7 @@ from cl_core.validation import check_finite
 
 REPORT_FILE = "report.md"
 MAX_SKIPPED_ROWS = 200
+"""Skipped samples listed in ``report.md``; the manifest keeps every index."""
 
 
 def cluster_table(

@@ -1,6 +1,6 @@
 """Vocabularies and argument checks shared by the schedule modules (numpy + stdlib only).
 
-The strategy and pacing names, :func:`canonical_strategy` (aliases such as the reference's
+The strategy names, :func:`canonical_strategy` (aliases such as the reference's
 ``"difficulty"``), :func:`inverse_temperature`, and the validators of difficulty vectors,
 inverse temperatures, temperatures, iterations, tolerances and pacing parameters.
 """
@@ -15,7 +15,6 @@ from cl_core.validation import check_choice, check_finite
 
 STRATEGIES = ("easy", "hard")
 STRATEGY_ALIASES = {"difficulty": "hard", "prototypes": "easy"}
-PACINGS = ("linear", "cosine", "root", "step")
 
 
 def canonical_strategy(name: object) -> str:
@@ -43,23 +42,7 @@ def canonical_strategy(name: object) -> str:
     return resolved
 
 
-def canonical_pacing(name: object) -> str:
-    """Validate a pacing name: one of :data:`PACINGS` (``linear``, ``cosine``, ``root``, ``step``).
-
-    Parameters
-    ----------
-    name : str
-        The pacing of the schedule's target fraction ``f(t)``.
-
-    Returns
-    -------
-    str
-        ``name``, unchanged.
-    """
-    return str(check_choice("pacing", name, PACINGS))
-
-
-def _as_difficulty(difficulty: object, name: str = "difficulty") -> np.ndarray:
+def as_difficulty(difficulty: object, name: str = "difficulty") -> np.ndarray:
     """Validate a per-sample score vector and return it as float64 (N,)."""
     values = np.asarray(difficulty)
     if values.dtype.kind not in "fiu":
@@ -78,7 +61,7 @@ def _as_difficulty(difficulty: object, name: str = "difficulty") -> np.ndarray:
     return values.astype(np.float64, copy=False)
 
 
-def _check_beta(beta: object) -> float:
+def check_beta(beta: object) -> float:
     try:
         value = float(beta)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -91,7 +74,7 @@ def _check_beta(beta: object) -> float:
     return value
 
 
-def _check_temperature(temperature: object) -> float:
+def check_temperature(temperature: object) -> float:
     try:
         value = float(temperature)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -104,15 +87,7 @@ def _check_temperature(temperature: object) -> float:
     return value
 
 
-def _check_positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_iteration(iteration: object) -> np.ndarray:
+def check_iteration(iteration: object) -> np.ndarray:
     values = np.asarray(iteration)
     if values.dtype.kind not in "fiu":
         raise TypeError(f"iteration must be a non-negative integer, got {iteration!r}")
@@ -123,12 +98,26 @@ def _check_iteration(iteration: object) -> np.ndarray:
     return values.astype(np.float64)
 
 
+def scalar_iteration(iteration: object) -> float | None:
+    """A plain scalar iteration as float (validated), or None for array input."""
+    if isinstance(iteration, bool) or not isinstance(
+        iteration, (int, float, np.integer, np.floating)
+    ):
+        return None
+    value = float(iteration)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(
+            f"iteration must be a non-negative integer (0 is the first step), got {iteration!r}"
+        )
+    return value
+
+
 def inverse_temperature(temperature: float) -> float:
     """Return ``beta = 1 / temperature`` (0.0 for ``temperature = inf``, i.e. uniform)."""
-    return 1.0 / _check_temperature(temperature)
+    return 1.0 / check_temperature(temperature)
 
 
-def _check_tol(tol: object) -> float:
+def check_tol(tol: object) -> float:
     try:
         value = float(tol)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -138,7 +127,7 @@ def _check_tol(tol: object) -> float:
     return value
 
 
-def _check_power(power: object) -> float:
+def check_power(power: object) -> float:
     try:
         value = float(power)  # type: ignore[arg-type]
     except (TypeError, ValueError):

@@ -8,14 +8,13 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from cl_core.schedule.checks import (
-    PACINGS,
-    _check_positive_int,
-    _check_power,
-    _check_temperature,
-    _check_tol,
     canonical_strategy,
+    check_power,
+    check_temperature,
+    check_tol,
 )
-from cl_core.validation import check_choice, check_fraction, check_non_negative_int
+from cl_core.schedule.pacing import canonical_pacing
+from cl_core.validation import check_fraction, check_int, check_non_negative_int
 
 DEFAULT_GRID_SIZE = 33
 """Initial number of table nodes below ``f = 1`` (evenly spaced in the logit coordinate)."""
@@ -42,8 +41,8 @@ class ScheduleConfig:
     n_steps : int >= 1
         Plateaus of the ``step`` pacing.
     grid_size : int >= 2
-        Initial table nodes below ``f = 1`` (evenly spaced in the logit coordinate, see the
-        module docstring); default 33.
+        Initial table nodes below ``f = 1`` (evenly spaced in the logit coordinate, see
+        :mod:`cl_core.schedule.solver`); default 33.
     max_grid_size : int >= grid_size
         Cap on table nodes after adaptive refinement; default 1024.
     tol : float in (0, 0.01]
@@ -67,23 +66,23 @@ class ScheduleConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "strategy", canonical_strategy(self.strategy))
-        check_choice("pacing", self.pacing, PACINGS)
+        canonical_pacing(self.pacing)
         object.__setattr__(
             self, "initial_fraction", check_fraction("initial_fraction", self.initial_fraction)
         )
         check_non_negative_int("warmup_iterations", self.warmup_iterations)
         object.__setattr__(self, "warmup_iterations", int(self.warmup_iterations))
-        object.__setattr__(self, "power", _check_power(self.power))
-        object.__setattr__(self, "n_steps", _check_positive_int("n_steps", self.n_steps))
-        object.__setattr__(self, "grid_size", _check_positive_int("grid_size", self.grid_size, 2))
+        object.__setattr__(self, "power", check_power(self.power))
+        object.__setattr__(self, "n_steps", check_int("n_steps", self.n_steps, 1))
+        object.__setattr__(self, "grid_size", check_int("grid_size", self.grid_size, 2))
         object.__setattr__(
             self,
             "max_grid_size",
-            _check_positive_int("max_grid_size", self.max_grid_size, self.grid_size),
+            check_int("max_grid_size", self.max_grid_size, self.grid_size),
         )
-        object.__setattr__(self, "tol", _check_tol(self.tol))
+        object.__setattr__(self, "tol", check_tol(self.tol))
         if self.temperature is not None:
-            object.__setattr__(self, "temperature", _check_temperature(self.temperature))
+            object.__setattr__(self, "temperature", check_temperature(self.temperature))
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe dict (an infinite temperature is written as the string ``"inf"``)."""

@@ -1,10 +1,19 @@
 """The effective fraction ``F``: curriculum probabilities, ``F(p)``, ``F(beta)`` and its models.
 
-:func:`effective_fraction` is the design's ``F(p)``; :func:`curriculum_probabilities` the
-softmax over the offsets from the favoured end; :func:`minimum_fraction` the ``beta -> inf``
-limit. The solver evaluates ``F(beta)`` through two models: :class:`_ExactFraction` (all N
-offsets, in blocks, with its analytic slope) and :class:`_BinnedFraction` (geometric bins with a
-second-order correction, ``O(#bins)`` per evaluation); see :mod:`cl_core.schedule`.
+Everything works with the inverse temperature ``beta = 1 / T`` so that uniform sampling
+(``T = inf``) is the finite point ``beta = 0``. For a difficulty vector ``d`` of length ``N``,
+``easy`` (prototypes first) is ``p_i ∝ exp(-beta * d_i)`` and ``hard`` (the reference's
+``difficulty``) ``p_i ∝ exp(+beta * d_i)``. Both are the same softmax over the offsets from the
+favoured end, ``e_i = d_i - min(d)`` (easy) or ``e_i = max(d) - d_i`` (hard): ``exp(-beta * e)``
+is ``<= 1`` with at least one entry equal to 1, the max-subtracted, overflow-free softmax.
+
+:func:`effective_fraction` is the design's
+``F(p) = sum_i (1 - (1 - p_i)^N) / (N * (1 - (1 - 1/N)^N))``, evaluated in float64 as
+``-expm1(N * log1p(-p_i))``; it is 1 for uniform sampling, decreases monotonically as ``beta``
+grows and tends to :func:`minimum_fraction` as ``beta -> inf``. The solver evaluates ``F(beta)``
+through two models: :class:`ExactFraction` (all N offsets, in blocks, with its analytic slope) and
+:class:`BinnedFraction` (geometric bins with a second-order correction, ``O(#bins)`` per
+evaluation).
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ import math
 
 import numpy as np
 
-from cl_core.schedule.checks import _as_difficulty, _check_beta, canonical_strategy
+from cl_core.schedule.checks import as_difficulty, canonical_strategy, check_beta
 
 _BIN_RATIO = 2e-3  # geometric bin growth of the binned model
 _BIN_FLOOR = 1e-7  # offsets below this fraction of the range share one bin
@@ -54,7 +63,7 @@ def effective_fraction(p: object) -> float:
         Expected fraction of distinct samples in ``N`` draws with replacement, normalised by
         the uniform distribution's: ``sum_i -expm1(N log1p(-p_i)) / (N (1 - (1 - 1/N)^N))``.
     """
-    probs = _as_difficulty(p, name="p")
+    probs = as_difficulty(p, name="p")
     if np.any(probs < 0):
         first = int(np.flatnonzero(probs < 0)[0])
         raise ValueError(
@@ -86,8 +95,8 @@ def curriculum_probabilities(difficulty: object, beta: float, strategy: str = "e
     ndarray of shape (N,), float64
         Probabilities summing to 1.
     """
-    values = _as_difficulty(difficulty)
-    beta_value = _check_beta(beta)
+    values = as_difficulty(difficulty)
+    beta_value = check_beta(beta)
     resolved = canonical_strategy(strategy)
     n_samples = values.size
     if beta_value == 0.0:
@@ -102,7 +111,7 @@ def favoured_offsets(difficulty: object, strategy: str = "easy") -> np.ndarray:
     beta)``; callers that evaluate many betas on the same scores (the sampler) compute the
     offsets once and skip the validation and subtraction on every call.
     """
-    return _favoured_offsets(_as_difficulty(difficulty), canonical_strategy(strategy))
+    return _favoured_offsets(as_difficulty(difficulty), canonical_strategy(strategy))
 
 
 def probabilities_from_offsets(offsets: np.ndarray, beta: float) -> np.ndarray:
@@ -143,15 +152,16 @@ def effective_fraction_at(difficulty: object, beta: float, strategy: str = "easy
     float
         The effective fraction in ``[minimum_fraction, 1]``.
     """
-    values = _as_difficulty(difficulty)
-    beta_value = _check_beta(beta)
+    values = as_difficulty(difficulty)
+    beta_value = check_beta(beta)
     offsets = _favoured_offsets(values, canonical_strategy(strategy))
     if math.isinf(beta_value):
-        return _minimum_fraction_of_offsets(offsets)
-    return _ExactFraction(offsets).value(beta_value)
+        return minimum_fraction_of_offsets(offsets)
+    return ExactFraction(offsets).value(beta_value)
 
 
-def _minimum_fraction_of_offsets(offsets: np.ndarray) -> float:
+def minimum_fraction_of_offsets(offsets: np.ndarray) -> float:
+    """:func:`minimum_fraction` of offsets from :func:`favoured_offsets` (zero = favoured)."""
     n_samples = offsets.size
     tied = int(np.count_nonzero(offsets == 0.0))
     if tied == n_samples:
@@ -176,11 +186,11 @@ def minimum_fraction(difficulty: object, strategy: str = "easy") -> float:
     -------
     float
     """
-    values = _as_difficulty(difficulty)
-    return _minimum_fraction_of_offsets(_favoured_offsets(values, canonical_strategy(strategy)))
+    values = as_difficulty(difficulty)
+    return minimum_fraction_of_offsets(_favoured_offsets(values, canonical_strategy(strategy)))
 
 
-class _ExactFraction:
+class ExactFraction:
     """Exact ``F(beta)`` over all N offsets, in row blocks of ``_EXACT_CHUNK``."""
 
     def __init__(self, offsets: np.ndarray) -> None:
@@ -233,7 +243,7 @@ class _ExactFraction:
         return mass / self.norm, beta * slope / self.norm
 
 
-class _BinnedFraction:
+class BinnedFraction:
     """``F(beta)`` from geometric bins of the offsets with a second-order correction.
 
     Each bin keeps count ``n``, mean ``m`` and variance ``v`` of its offsets (scaled to

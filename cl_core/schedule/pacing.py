@@ -1,24 +1,68 @@
 """Pacing: the target effective fraction ``f(t)`` at training iteration ``t``.
 
-``linear``, ``cosine``, ``root`` and ``step`` curves from ``initial_fraction`` to 1 over
-``warmup_iterations`` (:func:`pacing_fraction`). A scalar iteration takes a numpy-free path:
+:data:`PACINGS` maps each pacing name to its curve; :func:`pacing_fraction` runs one from
+``initial_fraction`` to 1 over ``warmup_iterations``. A scalar iteration takes a numpy-free path:
 the sampler calls it once per refresh.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from cl_core.schedule.checks import (
-    PACINGS,
-    _check_iteration,
-    _check_positive_int,
-    _check_power,
-)
-from cl_core.validation import check_choice, check_fraction, check_non_negative_int
+from cl_core.schedule.checks import check_iteration, check_power, scalar_iteration
+from cl_core.validation import check_choice, check_fraction, check_int, check_non_negative_int
+
+
+def _linear(ratio: Any, power: float, n_steps: int, xp: Any) -> Any:
+    return ratio
+
+
+def _cosine(ratio: Any, power: float, n_steps: int, xp: Any) -> Any:
+    return 0.5 * (1.0 - xp.cos(xp.pi * ratio))
+
+
+def _root(ratio: Any, power: float, n_steps: int, xp: Any) -> Any:
+    return ratio ** (1.0 / power)
+
+
+def _step(ratio: Any, power: float, n_steps: int, xp: Any) -> Any:
+    return xp.floor(n_steps * ratio) / n_steps
+
+
+PACINGS: dict[str, Callable[[Any, float, int, Any], Any]] = {
+    "linear": _linear,
+    "cosine": _cosine,
+    "root": _root,
+    "step": _step,
+}
+"""Pacing name -> ``curve(ratio, power, n_steps, xp)``: the progress in [0, 1] at ``ratio = t / W``
+in [0, 1). ``xp`` is :mod:`math` for one float (the sampler's numpy-free hot path) or
+:mod:`numpy` for arrays; both provide ``cos``, ``pi`` and ``floor``, so each curve is written once."""
+
+
+def canonical_pacing(name: object) -> str:
+    """Validate a pacing name: one of :data:`PACINGS` (``linear``, ``cosine``, ``root``, ``step``).
+
+    Parameters
+    ----------
+    name : str
+        The pacing of the schedule's target fraction ``f(t)``.
+
+    Returns
+    -------
+    str
+        ``name``, unchanged.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, listing the valid ones.
+    """
+    return str(check_choice("pacing", name, PACINGS))
 
 
 def pacing_fraction(
@@ -59,58 +103,31 @@ def pacing_fraction(
     float or ndarray
         A float for scalar input, else an array of the input's shape.
     """
-    check_choice("pacing", pacing, PACINGS)
-    return _pace(
+    canonical_pacing(pacing)
+    return pace(
         iteration,
         pacing,
         check_fraction("initial_fraction", initial_fraction),
         check_non_negative_int("warmup_iterations", warmup_iterations),
-        _check_power(power),
-        _check_positive_int("n_steps", n_steps),
+        check_power(power),
+        check_int("n_steps", n_steps, 1),
     )
 
 
-def _scalar_iteration(iteration: object) -> float | None:
-    """A plain scalar iteration as float (validated), or None for array input."""
-    if isinstance(iteration, bool) or not isinstance(
-        iteration, (int, float, np.integer, np.floating)
-    ):
-        return None
-    value = float(iteration)
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(
-            f"iteration must be a non-negative integer (0 is the first step), got {iteration!r}"
-        )
-    return value
-
-
-def _pacing_progress(ratio: Any, pacing: str, power: float, n_steps: int, xp: Any) -> Any:
-    """The pacing curves' progress in [0, 1] at ``ratio = t / W`` in [0, 1).
-
-    ``xp`` is :mod:`math` for one float (the sampler's numpy-free hot path) or :mod:`numpy`
-    for arrays; both provide ``cos``, ``pi`` and ``floor``, so the curves are written once.
-    """
-    if pacing == "linear":
-        return ratio
-    if pacing == "cosine":
-        return 0.5 * (1.0 - xp.cos(xp.pi * ratio))
-    if pacing == "root":
-        return ratio ** (1.0 / power)
-    return xp.floor(n_steps * ratio) / n_steps
-
-
-def _pace(
+def pace(
     iteration: object, pacing: str, f0: float, warmup: int, power: float, n_steps: int
 ) -> float | np.ndarray:
-    """Pacing with validated parameters; scalars take a numpy-free path (sampler hot loop)."""
-    scalar = _scalar_iteration(iteration)
+    """:func:`pacing_fraction` with validated numbers; scalars take a numpy-free path (the
+    sampler's hot loop). An unknown ``pacing`` is a ``ValueError``."""
+    curve = PACINGS[canonical_pacing(pacing)]
+    scalar = scalar_iteration(iteration)
     if scalar is not None:
         if scalar >= warmup:
             return 1.0
-        progress = _pacing_progress(scalar / warmup, pacing, power, n_steps, math)
+        progress = curve(scalar / warmup, power, n_steps, math)
         return min(f0 + (1.0 - f0) * progress, 1.0)
-    t = _check_iteration(iteration)
+    t = check_iteration(iteration)
     ratios = np.clip(t / warmup, 0.0, 1.0) if warmup > 0 else np.ones_like(t)
-    progresses = _pacing_progress(ratios, pacing, power, n_steps, np)
+    progresses = curve(ratios, power, n_steps, np)
     fraction = np.where(t >= warmup, 1.0, np.minimum(f0 + (1.0 - f0) * progresses, 1.0))
     return float(fraction) if fraction.ndim == 0 else fraction

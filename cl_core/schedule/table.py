@@ -3,7 +3,9 @@
 A :class:`Schedule` holds the solved nodes (target, inverse temperature, achieved fraction) and
 never re-solves: ``beta(f)`` is interpolated linearly in ``log beta`` against the logit
 coordinate ``s(f) = log(1 - f) - log(f - f_min)`` (:class:`_Nodes`), with the ``beta ∝
-sqrt(1 - f)`` law above the last node below 1. Scalar lookups (the sampler's hot path) use no
+sqrt(1 - f)`` law above the last node below 1. Near ``f = 1``, ``F ≈ 1 - a * beta**2`` so
+``log beta`` is linear in ``log(1 - f)``; near ``f_min`` it is close to linear in
+``-log(f - f_min)``; so few nodes are needed. Scalar lookups (the sampler's hot path) use no
 numpy calls. Built by :func:`cl_core.schedule.solver.build_schedule`.
 """
 
@@ -17,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from cl_core.schedule.checks import _check_iteration, _check_positive_int
+from cl_core.schedule.checks import check_iteration, scalar_iteration
 from cl_core.schedule.config import ScheduleConfig
-from cl_core.schedule.pacing import _pace, _scalar_iteration
+from cl_core.schedule.pacing import pace
+from cl_core.validation import check_int
 
 SCHEDULE_FORMAT = "cl-curriculum/schedule"
 SCHEDULE_FORMAT_VERSION = 1
@@ -27,20 +30,20 @@ SCHEDULE_FORMAT_VERSION = 1
 _TINY = float(np.finfo(np.float64).tiny)
 
 
-def _logit(fraction: np.ndarray, floor: float) -> np.ndarray:
+def logit(fraction: np.ndarray, floor: float) -> np.ndarray:
     """Interpolation coordinate ``s = log(1 - f) - log(f - floor)`` (decreasing in f)."""
     gap = np.maximum(fraction - floor, _TINY)
     with np.errstate(divide="ignore"):
         return np.log1p(-fraction) - np.log(gap)
 
 
-def _inverse_logit(s: np.ndarray, floor: float) -> np.ndarray:
+def inverse_logit(s: np.ndarray, floor: float) -> np.ndarray:
     return floor + (1.0 - floor) / (1.0 + np.exp(s))
 
 
 @dataclass(frozen=True, eq=False)
 class _Nodes:
-    """Interpolation nodes: ascending ``s = _logit(achieved)`` and ``log(beta)`` (f < 1 only)."""
+    """Interpolation nodes: ascending ``s = logit(achieved)`` and ``log(beta)`` (f < 1 only)."""
 
     xs: np.ndarray
     ys: np.ndarray
@@ -56,7 +59,7 @@ class _Nodes:
         if below.size == 0:
             return None
         # np.interp wants ascending abscissae; s decreases with f
-        xs = _logit(below, floor)[::-1].copy()
+        xs = logit(below, floor)[::-1].copy()
         ys = np.log(node_betas)[::-1].copy()
         return cls(
             xs=xs,
@@ -88,16 +91,16 @@ class _Nodes:
     def betas(self, fraction: np.ndarray) -> np.ndarray:
         out = np.zeros(fraction.shape)
         inner = fraction <= self.top_fraction
-        out[inner] = np.exp(np.interp(_logit(fraction[inner], self.floor), self.xs, self.ys))
+        out[inner] = np.exp(np.interp(logit(fraction[inner], self.floor), self.xs, self.ys))
         top = ~inner & (fraction < 1.0)
         out[top] = self.top_beta * np.sqrt((1.0 - fraction[top]) / (1.0 - self.top_fraction))
         return out
 
 
-def _interpolate_beta(
+def interpolate_beta(
     fraction: np.ndarray, achieved: np.ndarray, betas: np.ndarray, floor: float
 ) -> np.ndarray:
-    """Table lookup: linear in log(beta) against ``_logit`` of the achieved fractions."""
+    """Table lookup: linear in log(beta) against ``logit`` of the achieved fractions."""
     nodes = _Nodes.of(achieved, betas, floor)
     return np.zeros(fraction.shape) if nodes is None else nodes.betas(fraction)
 
@@ -166,7 +169,7 @@ class Schedule:
         object.__setattr__(self, "achieved", achieved)
         object.__setattr__(self, "minimum_fraction", float(self.minimum_fraction))
         if self.n_samples is not None:
-            object.__setattr__(self, "n_samples", _check_positive_int("n_samples", self.n_samples))
+            object.__setattr__(self, "n_samples", check_int("n_samples", self.n_samples, 1))
         object.__setattr__(self, "_uniform", bool(np.all(betas == 0.0)))
         nodes = None if self._uniform else _Nodes.of(achieved, betas, self.minimum_fraction)
         object.__setattr__(self, "_nodes", nodes)
@@ -199,13 +202,13 @@ class Schedule:
         """
         cfg = self.config
         if cfg.temperature is not None:
-            scalar = _scalar_iteration(iteration)
+            scalar = scalar_iteration(iteration)
             if scalar is not None:
                 return float(self.achieved[0]) if scalar < cfg.warmup_iterations else 1.0
-            t = _check_iteration(iteration)
+            t = check_iteration(iteration)
             fraction = np.where(t < cfg.warmup_iterations, self.achieved[0], 1.0)
             return float(fraction) if fraction.ndim == 0 else fraction
-        return _pace(
+        return pace(
             iteration,
             cfg.pacing,
             cfg.initial_fraction,
@@ -259,10 +262,10 @@ class Schedule:
         """Inverse temperature at iteration(s) ``t``: 0.0 (uniform) from warmup on."""
         cfg = self.config
         if cfg.temperature is not None:
-            scalar = _scalar_iteration(iteration)
+            scalar = scalar_iteration(iteration)
             if scalar is not None:
                 return 1.0 / cfg.temperature if scalar < cfg.warmup_iterations else 0.0
-            t = _check_iteration(iteration)
+            t = check_iteration(iteration)
             beta = np.where(t < cfg.warmup_iterations, 1.0 / cfg.temperature, 0.0)
             return float(beta) if beta.ndim == 0 else beta
         return self.beta_for_fraction(self.target_fraction(iteration))
