@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
             failed = True
         record = last_json(proc.stdout)
         if record is None:
-            rows.append((script.name, f"failed (exit {proc.returncode})", "", ""))
+            rows.append((script.name, f"no JSON line (exit {proc.returncode})", "", ""))
         else:
             ratio = record.get("ratio")
             shown = f"{ratio:.3g}" if isinstance(ratio, (int, float)) else ratio

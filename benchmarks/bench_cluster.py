@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from benchmarks.common import (
+    arguments,
     emit,
     peak_rss_mib,
     reset_peak_rss,
@@ -227,8 +228,7 @@ def warm_up() -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (1-2 minutes)")
+    parser = arguments(__doc__, "smaller sizes (1-2 minutes)")
     parser.add_argument("--n-rows", type=int, help="rows of the timing run (default 200 000)")
     parser.add_argument("--rss-rows", type=int, help="rows of the RSS run (default 1 000 000)")
     parser.add_argument("--true-k", type=int, default=10, help="number of blobs")

@@ -27,13 +27,12 @@ JSON object.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import emit, one_core, table, timed
+from benchmarks.common import arguments, emit, one_core, table, timed
 
 one_core()  # before numpy loads
 import numpy as np  # noqa: E402
@@ -104,8 +103,7 @@ def print_table(strategy: str, ours: list[dict], base: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="N = 100 000, fewer iterations")
+    parser = arguments(__doc__, "N = 100 000, fewer iterations")
     args = parser.parse_args(argv)
     n = 100_000 if args.quick else IMAGENET_N
     n_iterations = 6 if args.quick else 10

@@ -18,7 +18,6 @@ The last line printed is one JSON object with every figure.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import resource
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import ROOT, emit, table
+from benchmarks.common import ROOT, arguments, emit, table
 
 DEMO_GOAL_S = 60.0
 _LOG_LINE = re.compile(
@@ -205,10 +204,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="skip the server cold start measured alone"
-    )
+    parser = arguments(__doc__, "skip the server cold start measured alone")
     args = parser.parse_args(argv)
     result = run(args.quick)
     print_table(result)

@@ -45,7 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
-from benchmarks.common import emit, peak_rss_mib, run_children, table
+from benchmarks.common import arguments, emit, peak_rss_mib, run_children, table
 
 OVERHEAD_GOAL = 0.9
 REFERENCE_GOAL = 3.0  # on CUDA with ViT-S/16
@@ -350,8 +350,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description="embedding-stage benchmark")
-    parser.add_argument("--quick", action="store_true", help="small sizes")
+    parser = arguments(__doc__, "small sizes")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU: 1)")
     parser.add_argument("--rss-child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -21,7 +21,6 @@ The last line printed is one JSON object with every figure.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from benchmarks.bench_embed import (
     settings,
     torch_device,
 )
-from benchmarks.common import emit, table
+from benchmarks.common import arguments, emit, table
 
 IMAGES_RATIO_GOAL = 1.5  # ours (CPU decoding) / plain DataLoader, same workers
 FIRST_BATCH_GOAL_S = 2.0
@@ -256,8 +255,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes")
+    parser = arguments(__doc__, "small sizes")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU: 1)")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers")
     args = parser.parse_args(argv)

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import emit, scratch, table, write_store
+from benchmarks.common import arguments, emit, scratch, table, write_store
 
 SIZES = (1_000_000, 4_000_000)
 QUICK_SIZES = (20_000, 80_000)
@@ -564,8 +564,7 @@ def print_tables(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="N = 20 000 and 80 000")
+    parser = arguments(__doc__, "N = 20 000 and 80 000")
     parser.add_argument("--rows", type=int, nargs="+", help="override the sizes N")
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument(

@@ -44,7 +44,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
-from benchmarks.common import emit, peak_rss_mib, scratch, table, write_store
+from benchmarks.common import arguments, emit, peak_rss_mib, scratch, table, write_store
 from cl_core.cluster.assign_dask import assign_chunks, peak_rss_bytes
 
 DIM = 384
@@ -293,8 +293,7 @@ def gpu_compare(n_rows: int, k: int, passes: int, device: str) -> dict[str, Any]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="300 000 rows, k = 200")
+    parser = arguments(__doc__, "300 000 rows, k = 200")
     parser.add_argument("--n-rows", type=int, help="rows of the store (default 5 000 000)")
     parser.add_argument("--k", type=int, help="clusters (default 1 000)")
     parser.add_argument(

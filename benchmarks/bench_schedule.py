@@ -33,13 +33,12 @@ figures); ``ratio`` is baseline epoch time / our epoch time.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import emit, one_core, table, timed
+from benchmarks.common import arguments, emit, one_core, table, timed
 
 one_core()  # before numpy loads
 import numpy as np  # noqa: E402
@@ -225,8 +224,7 @@ def big_draw(n: int, draws: int) -> dict[str, float | bool]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+    parser = arguments(__doc__, "small sizes (seconds)")
     args = parser.parse_args(argv)
     n = 100_000 if args.quick else IMAGENET_N
     n_timed = 3 if args.quick else 8

@@ -8,6 +8,7 @@ module level, so :func:`one_core` can still pin the BLAS/OpenMP threads before n
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -27,6 +28,14 @@ def one_core() -> None:
     """Pin BLAS/OpenMP to one thread (unless set already); call it before numpy is imported."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+
+
+def arguments(doc: str, quick: str) -> argparse.ArgumentParser:
+    """The parser of a benchmark: its docstring's first line, and ``--quick`` (``quick`` says
+    what it changes)."""
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick)
+    return parser
 
 
 def timed(function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
