@@ -379,14 +379,28 @@ def measure_size(
         store, root / f"flow-{n_rows}", CLUSTER_RANGE, sweep_runner=args.sweep_runner
     )
     run = timed_flow(params, timer)
-    return {
+    breakdown = overhead_breakdown(run, timer)
+    figures = {  # the JSON record's entry for this size
         "n": n_rows,
+        "flow_seconds": round(run["flow_seconds"], 3),
+        "cl_core_seconds": round(run["busy_seconds"], 3),
+        "overhead_seconds": round(run["overhead_seconds"], 3),
+        "overhead_share": round(run["share"], 4),
+        "overhead_outside_task_runs_seconds": breakdown["outside_task_runs_seconds"],
+        "overhead_inside_task_runs_seconds": breakdown["inside_task_runs_seconds"],
+        "flow_runs": breakdown["flow_runs"],
+        "task_runs": breakdown["task_runs"],
+        "direct_seconds": round(direct_seconds, 3),
+        "n_clusters": run["result"].n_clusters,
+        "sweep_tasks": len(run["result"].task_states.get("evaluate-ks", [])),
+        "store_seconds": round(store_seconds, 3),
+    }
+    return {
+        "figures": figures,
         "store": store,
         "params": params,
-        "store_seconds": store_seconds,
-        "direct_seconds": direct_seconds,
-        "run": run,
-        "breakdown": overhead_breakdown(run, timer),
+        "gaps": breakdown["largest_gaps"],
+        "steps": run["steps"],
     }
 
 
@@ -435,18 +449,18 @@ def run_benchmark(
     finally:
         timer.uninstall()
 
-    for size in measured:
-        size["sweep_tasks"] = len(size["run"]["result"].task_states.get("evaluate-ks", []))
+    sizes_figures = [size["figures"] for size in measured]
     print_tables(args, measured, per_k, floor, server_seconds, cached, warm)
 
-    largest = measured[-1]
-    worst_overhead = max(size["run"]["overhead_seconds"] for size in measured)
-    share = largest["run"]["share"]
+    largest = dict(sizes_figures[-1])  # the top-level figures, named as before the two sizes
+    n_rows, busy = largest.pop("n"), largest.pop("cl_core_seconds")
+    del largest["store_seconds"]
+    worst_overhead = max(size["overhead_seconds"] for size in sizes_figures)
+    share = largest["overhead_share"]
     ratio = min(
         GOAL_OVERHEAD_SECONDS / max(worst_overhead, 1e-9),
         GOAL_OVERHEAD_SHARE / max(share, 1e-9),
     )
-    run, breakdown = largest["run"], largest["breakdown"]
     return {
         "name": "pipeline_prefect_overhead",
         "ratio": round(ratio, 3),
@@ -460,48 +474,20 @@ def run_benchmark(
         ),
         "goal_overhead_seconds": GOAL_OVERHEAD_SECONDS,
         "goal_overhead_share": GOAL_OVERHEAD_SHARE,
-        "sizes": [
-            {
-                "n": size["n"],
-                "flow_seconds": round(size["run"]["flow_seconds"], 3),
-                "cl_core_seconds": round(size["run"]["busy_seconds"], 3),
-                "overhead_seconds": round(size["run"]["overhead_seconds"], 3),
-                "overhead_share": round(size["run"]["share"], 4),
-                "overhead_outside_task_runs_seconds": size["breakdown"][
-                    "outside_task_runs_seconds"
-                ],
-                "overhead_inside_task_runs_seconds": size["breakdown"]["inside_task_runs_seconds"],
-                "direct_seconds": round(size["direct_seconds"], 3),
-                "n_clusters": size["run"]["result"].n_clusters,
-                "sweep_tasks": size["sweep_tasks"],
-                "flow_runs": size["breakdown"]["flow_runs"],
-                "task_runs": size["breakdown"]["task_runs"],
-                "store_seconds": round(size["store_seconds"], 3),
-            }
-            for size in measured
-        ],
-        "n_rows": largest["n"],
+        "sizes": sizes_figures,
+        "n_rows": n_rows,
         "dim": args.dim,
-        "n_clusters": run["result"].n_clusters,
-        "flow_seconds": round(run["flow_seconds"], 3),
-        "cl_core_busy_seconds": round(run["busy_seconds"], 3),
-        "overhead_seconds": round(run["overhead_seconds"], 3),
-        "overhead_share": round(share, 4),
-        "overhead_outside_task_runs_seconds": breakdown["outside_task_runs_seconds"],
-        "overhead_inside_task_runs_seconds": breakdown["inside_task_runs_seconds"],
-        "flow_runs": breakdown["flow_runs"],
-        "task_runs": breakdown["task_runs"],
-        "sweep_tasks": largest["sweep_tasks"],
+        "cl_core_busy_seconds": busy,
+        **largest,
         "sweep_runner": args.sweep_runner,
-        "per_k_n_rows": measured[0]["n"],
+        "per_k_n_rows": sizes[0],
         "per_k_flow_seconds": round(per_k["flow_seconds"], 3) if per_k else None,
         "per_k_overhead_seconds": round(per_k["overhead_seconds"], 3) if per_k else None,
         "per_k_overhead_share": round(per_k["share"], 4) if per_k else None,
-        "direct_seconds": round(largest["direct_seconds"], 3),
         "prefect_floor_stage_flows_seconds": round(floor["stage_flows"], 3),
         "prefect_floor_one_flow_seconds": round(floor["one_flow"], 3),
         "server_start_seconds": round(server_seconds, 3),
-        "cached_rerun_n_rows": measured[0]["n"],
+        "cached_rerun_n_rows": sizes[0],
         "cached_rerun_seconds": round(cached["flow_seconds"], 3),
         "warmup_run_seconds": round(warm["flow_seconds"], 3),
         "quick": sizes != SIZES,
@@ -518,24 +504,24 @@ def print_tables(
     warm: dict[str, Any],
 ) -> None:
     def per_size(label: str, value: Any) -> tuple[str, ...]:
-        return (label, *(value(size, size["run"], size["breakdown"]) for size in measured))
+        return (label, *(value(size["figures"]) for size in measured))
 
     print(table([
-        ("measure", *(f"N = {size['n']:,} x {args.dim}" for size in measured)),
-        per_size("k chosen (Davies-Bouldin, 2..20)", lambda s, r, b: r["result"].n_clusters),
-        per_size("direct cl_core (no Prefect) s", lambda s, r, b: f"{s['direct_seconds']:.2f}"),
+        ("measure", *(f"N = {size['figures']['n']:,} x {args.dim}" for size in measured)),
+        per_size("k chosen (Davies-Bouldin, 2..20)", lambda f: f["n_clusters"]),
+        per_size("direct cl_core (no Prefect) s", lambda f: f"{f['direct_seconds']:.2f}"),
         per_size(f"pipeline flow s (sweep on {args.sweep_runner})",
-                 lambda s, r, b: f"{r['flow_seconds']:.2f} ({s['sweep_tasks']} sweep tasks)"),
-        per_size("  of which cl_core busy s", lambda s, r, b: f"{r['busy_seconds']:.2f}"),
+                 lambda f: f"{f['flow_seconds']:.2f} ({f['sweep_tasks']} sweep tasks)"),
+        per_size("  of which cl_core busy s", lambda f: f"{f['cl_core_seconds']:.2f}"),
         per_size(f"  Prefect/IO overhead s (goal <= {GOAL_OVERHEAD_SECONDS:g} s)",
-                 lambda s, r, b: f"{r['overhead_seconds']:.2f} ({100 * r['share']:.1f}%)"),
-        per_size("    outside task runs s (flow runs, submits)",
-                 lambda s, r, b: f"{b['outside_task_runs_seconds']:.2f} ({b['flow_runs']} flow runs)"),
-        per_size("    inside task runs, not cl_core s (cache, IO)",
-                 lambda s, r, b: f"{b['inside_task_runs_seconds']:.2f} ({b['task_runs']} task runs)"),
-        per_size("store written s (not part of the flow)", lambda s, r, b: f"{s['store_seconds']:.2f}"),
+                 lambda f: f"{f['overhead_seconds']:.2f} ({100 * f['overhead_share']:.1f}%)"),
+        per_size("    outside task runs s (flow runs, submits)", lambda f:
+                 f"{f['overhead_outside_task_runs_seconds']:.2f} ({f['flow_runs']} flow runs)"),
+        per_size("    inside task runs, not cl_core s (cache, IO)", lambda f:
+                 f"{f['overhead_inside_task_runs_seconds']:.2f} ({f['task_runs']} task runs)"),
+        per_size("store written s (not part of the flow)", lambda f: f"{f['store_seconds']:.2f}"),
     ], numeric=True))  # fmt: skip
-    first = f"N = {measured[0]['n']:,}"
+    first = f"N = {measured[0]['figures']['n']:,}"
     rows = [("measure", "value")]
     if per_k is not None:
         rows += [
@@ -554,12 +540,13 @@ def print_tables(
     print()
     print(table(rows))
     for size in measured:
-        print(f"\nlargest overhead gaps in the measured flow run, N = {size['n']:,}:")
-        for gap in size["breakdown"]["largest_gaps"]:
+        n = size["figures"]["n"]
+        print(f"\nlargest overhead gaps in the measured flow run, N = {n:,}:")
+        for gap in size["gaps"]:
             during = f" (during: {', '.join(gap['during'])})" if gap["during"] else ""
             print(f"  {gap['seconds']:6.3f} s  {gap['after']} -> {gap['before']}{during}")
-        print(f"cl_core time by step in the measured flow run, N = {size['n']:,}:")
-        for label, seconds in sorted(size["run"]["steps"].items(), key=lambda item: -item[1]):
+        print(f"cl_core time by step in the measured flow run, N = {n:,}:")
+        for label, seconds in sorted(size["steps"].items(), key=lambda item: -item[1]):
             print(f"  {label:<45} {seconds:8.2f} s")
 
 
