@@ -38,29 +38,31 @@ The last line printed is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from cl_core.cluster.assign_dask import peak_rss_bytes  # noqa: E402
+from benchmarks.common import (
+    arguments,
+    emit,
+    peak_rss_mib,
+    reset_peak_rss,
+    run_children,
+    scratch,
+    table,
+    write_store,
+)
 
 SPEED_GOAL = 5.0
 INERTIA_GOAL = 0.02  # relative excess over KMeans(n_init=10)
 RSS_BUDGET_MIB = 256  # ours: peak above the import floor, whatever N
 DIM = 384
-CHUNK_ROWS = 4096
 K_RANGE = (2, 20)
 BLOB_STD = 0.5
 SEED = 0
@@ -72,30 +74,19 @@ SEED = 0
 
 
 def make_blob_store(path: Path, n_rows: int, true_k: int, seed: int = SEED) -> Any:
-    """Write ``n_rows`` x 384 Gaussian blobs (``true_k`` centres) shard by shard into a store."""
-    from cl_core.store import create_store
+    """``n_rows`` x 384 Gaussian blobs (``true_k`` centres), written shard by shard."""
+    centers = np.random.default_rng(seed).normal(size=(true_k, DIM)).astype(np.float32)
 
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(true_k, DIM)).astype(np.float32)
-    store = create_store(
-        path,
-        n_rows,
-        DIM,
-        chunk_rows=CHUNK_ROWS,
-        dtype="float16",
-        attrs={"dataset_fingerprint": f"bench-blobs-{n_rows}-{true_k}-{seed}"},
-        overwrite=True,
-    )
-    for shard in range(store.n_shards):
-        start, stop = store.shard_range(shard)
-        shard_rng = np.random.default_rng([seed, shard])
-        labels = shard_rng.integers(0, true_k, size=stop - start)
-        rows = shard_rng.standard_normal(size=(stop - start, DIM), dtype=np.float32)
+    def shard_rows(shard: int, n: int) -> np.ndarray:
+        rng = np.random.default_rng([seed, shard])
+        labels = rng.integers(0, true_k, size=n)
+        rows = rng.standard_normal(size=(n, DIM), dtype=np.float32)
         rows *= BLOB_STD
         rows += centers[labels]
-        store.write_shard(shard, rows)
-    store.finalize()
-    return store
+        return rows
+
+    fingerprint = f"bench-blobs-{n_rows}-{true_k}-{seed}"
+    return write_store(path, n_rows, DIM, shard_rows, fingerprint=fingerprint)[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,20 +180,6 @@ def kmeans_reference_inertia(features: np.ndarray, k: int) -> tuple[float, float
 # --------------------------------------------------------------------------------------------
 
 
-def _reset_peak_rss() -> bool:
-    """Reset the peak-RSS mark to the current RSS (Linux >= 4.0); False where unsupported."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def _peak_rss_mib() -> float:
-    """Peak RSS of this process image (``VmHWM``; see :func:`peak_rss_bytes`), in MiB."""
-    return peak_rss_bytes() / 2**20
-
-
 def child_main(mode: str, store_path: str, k_range: tuple[int, int]) -> None:
     """Run one contender in this (fresh) process and print its peak RSS as JSON."""
     from cl_core.store import open_store
@@ -210,55 +187,29 @@ def child_main(mode: str, store_path: str, k_range: tuple[int, int]) -> None:
     warm_up()  # the same imports in both children, so their floors compare
 
     store = open_store(store_path, read_only=True)
-    _reset_peak_rss()
-    floor = _peak_rss_mib()  # right after the reset, the peak mark is the current RSS
+    reset_peak_rss()
+    floor = peak_rss_mib()  # right after the reset, the peak mark is the current RSS
     outcome = run_ours(store, k_range) if mode == "ours" else run_baseline(store, k_range, 1)
-    print(
-        json.dumps(
-            {
-                "mode": mode,
-                "floor_rss_mib": floor,
-                "peak_rss_mib": _peak_rss_mib(),
-                "seconds": outcome["seconds"],
-                "k": outcome["k"],
-            }
-        )
+    emit(
+        {
+            "mode": mode,
+            "floor_rss_mib": floor,
+            "peak_rss_mib": peak_rss_mib(),
+            "seconds": outcome["seconds"],
+            "k": outcome["k"],
+        }
     )
 
 
 def measure_rss(store_path: Path, k_range: tuple[int, int]) -> dict[str, dict[str, Any]]:
-    """Run both contenders in fresh child processes (side by side) and collect their figures.
+    """Run both contenders in fresh child processes, side by side, and collect their figures.
 
     Each child is essentially single-threaded and only its own memory is measured, so running
     the two at once on two cores changes neither peak and halves the wall time.
     """
-    children = {
-        mode: subprocess.Popen(
-            [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--child",
-                mode,
-                "--store",
-                str(store_path),
-                "--k-range",
-                str(k_range[0]),
-                str(k_range[1]),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        for mode in ("ours", "baseline")
-    }
-    figures = {}
-    for mode, child in children.items():
-        stdout, stderr = child.communicate()
-        if child.returncode != 0:
-            raise RuntimeError(f"{mode} child failed:\n{stderr[-3000:]}")
-        figures[mode] = json.loads(stdout.strip().splitlines()[-1])
-    return figures
+    child = ["--store", str(store_path), "--k-range", str(k_range[0]), str(k_range[1])]
+    modes = ("ours", "baseline")
+    return run_children(__file__, {mode: ["--child", mode, *child] for mode in modes})
 
 
 def warm_up() -> None:
@@ -276,19 +227,8 @@ def warm_up() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _table(rows: list[tuple[str, str, str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = []
-    for position, row in enumerate(rows):
-        lines.append(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-        if position == 0:
-            lines.append("-+-".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (1-2 minutes)")
+    parser = arguments(__doc__, "smaller sizes (1-2 minutes)")
     parser.add_argument("--n-rows", type=int, help="rows of the timing run (default 200 000)")
     parser.add_argument("--rss-rows", type=int, help="rows of the RSS run (default 1 000 000)")
     parser.add_argument("--true-k", type=int, default=10, help="number of blobs")
@@ -305,11 +245,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         child_main(args.child, args.store, k_range)
         return {}
 
-    if args.workdir:
-        Path(args.workdir).mkdir(parents=True, exist_ok=True)
-        return run_benchmark(args, k_range, Path(args.workdir))
-    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as scratch:  # stores are GBs
-        return run_benchmark(args, k_range, Path(scratch))
+    with scratch(args.workdir, "bench-cluster-") as workdir:  # stores are GBs
+        return run_benchmark(args, k_range, workdir)
 
 
 def run_benchmark(
@@ -391,7 +328,7 @@ def run_benchmark(
             ),
         ]
     print(f"(store generation: {generate_seconds:.1f} s)")
-    print(_table(rows))
+    print(table(rows))
 
     same_k = ours["k"] == baseline["k"] == baseline_1t["k"]
     record: dict[str, Any] = {
@@ -444,8 +381,7 @@ def run_benchmark(
         )
     if not math.isfinite(speedup):
         record["goal_met"] = False
-    print(json.dumps(record))
-    return record
+    return emit(record)
 
 
 if __name__ == "__main__":

@@ -27,21 +27,14 @@ JSON object.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")  # one core, set before numpy loads
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import arguments, emit, one_core, table, timed
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
+one_core()  # before numpy loads
 import numpy as np  # noqa: E402
 
 from benchmarks.bench_schedule import baseline_probabilities, synthetic_difficulty  # noqa: E402
@@ -54,12 +47,6 @@ WARMUP = 5_000
 RATIO_GOAL = 50.0
 FRACTION_ERROR_GOAL = 1e-3
 STRATEGIES = ("difficulty", "easy")  # the reference's default first: the headline
-
-
-def timed(function, *args, **kwargs):
-    start = time.perf_counter()
-    result = function(*args, **kwargs)
-    return result, time.perf_counter() - start
 
 
 def measure_ours(model: CurriculumLearning, strategy: str, iterations, repeats: int) -> list[dict]:
@@ -96,24 +83,27 @@ def measure_baseline(difficulty: np.ndarray, strategy: str, rows: list[dict]) ->
 
 
 def print_table(strategy: str, ours: list[dict], base: list[dict]) -> None:
-    print(f"\nstrategy={strategy!r}")
-    header = ("iteration", "target f", "achieved F", "|F-f|", "ours ms", "baseline ms", "bisect")
-    print("{:>9s} {:>9s} {:>10s} {:>9s} {:>8s} {:>11s} {:>6s}".format(*header))
     by_iteration = {row["iteration"]: row for row in base}
+    rows = [("iteration", "target f", "achieved F", "|F-f|", "ours ms", "baseline ms", "bisect")]
     for row in ours:
         other = by_iteration.get(row["iteration"])
-        baseline_ms = f"{1e3 * other['seconds']:.1f}" if other else "-"
-        evaluations = str(other["evaluations"]) if other else "-"
-        print(
-            f"{row['iteration']:9d} {row['target']:9.5f} {row['achieved']:10.5f} "
-            f"{abs(row['achieved'] - row['target']):9.1e} {1e3 * row['seconds']:8.2f} "
-            f"{baseline_ms:>11s} {evaluations:>6s}"
+        rows.append(
+            (
+                row["iteration"],
+                f"{row['target']:.5f}",
+                f"{row['achieved']:.5f}",
+                f"{abs(row['achieved'] - row['target']):.1e}",
+                f"{1e3 * row['seconds']:.2f}",
+                f"{1e3 * other['seconds']:.1f}" if other else "-",
+                other["evaluations"] if other else "-",
+            )
         )
+    print(f"\nstrategy={strategy!r}")
+    print(table(rows, numeric=True))
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="N = 100 000, fewer iterations")
+    parser = arguments(__doc__, "N = 100 000, fewer iterations")
     args = parser.parse_args(argv)
     n = 100_000 if args.quick else IMAGENET_N
     n_iterations = 6 if args.quick else 10
@@ -151,7 +141,6 @@ def main(argv: list[str] | None = None) -> dict:
         f"\ncompat benchmark: N={n:,}, f0={INITIAL_FRACTION}, warmup {WARMUP}, "
         f"{n_iterations} iterations, one core"
     )
-    print(f"{'measure':52s} " + " ".join(f"{s:>12s}" for s in STRATEGIES))
     labels = (
         ("setup: from_difficulty incl. table solve, s", "setup_seconds", "{:.2f}"),
         ("table nodes", "table_nodes", "{:.0f}"),
@@ -161,10 +150,11 @@ def main(argv: list[str] | None = None) -> dict:
         (f"speed-up per call (goal >= {RATIO_GOAL:g})", "ratio", "{:.0f}"),
         (f"max |F - f(t)| (goal <= {FRACTION_ERROR_GOAL:g})", "max_abs_fraction_error", "{:.1e}"),
     )
+    rows = [("measure", *STRATEGIES)]
     for label, key, pattern in labels:
         scale = 1e3 if key.endswith("per_call") else 1.0
-        values = [pattern.format(results[s][key] * scale) for s in STRATEGIES]
-        print(f"{label:52s} " + " ".join(f"{v:>12s}" for v in values))
+        rows.append((label, *(pattern.format(results[s][key] * scale) for s in STRATEGIES)))
+    print(table(rows, numeric=True))
 
     headline = results[STRATEGIES[0]]
     max_error = max(result["max_abs_fraction_error"] for result in results.values())
@@ -186,8 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
         "fraction_error_goal_met": bool(max_error <= FRACTION_ERROR_GOAL),
         "per_strategy": results,
     }
-    print(json.dumps(record))
-    return record
+    return emit(record)
 
 
 if __name__ == "__main__":

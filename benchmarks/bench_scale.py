@@ -34,25 +34,20 @@ The last line printed is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from cl_core.cluster.assign_dask import assign_chunks, peak_rss_bytes  # noqa: E402
+from benchmarks.common import arguments, emit, peak_rss_mib, scratch, table, write_store
+from cl_core.cluster.assign_dask import assign_chunks, peak_rss_bytes
 
 DIM = 384
-CHUNK_ROWS = 4096
 SEED = 0
 BLOB_STD = 0.35
 RSS_LIMIT_MIB = 2048.0
@@ -91,24 +86,14 @@ def blob_rows(centres: np.ndarray, n: int, seed: Any) -> np.ndarray:
 
 def make_store(path: Path, n_rows: int, true_k: int) -> tuple[Any, bool]:
     """Write a blob store shard by shard; ``(store, reused)`` (a complete one is reopened)."""
-    from cl_core.store import create_store
-
-    store = create_store(
+    centres = blob_centres(true_k)
+    return write_store(
         path,
         n_rows,
         DIM,
-        chunk_rows=CHUNK_ROWS,
-        dtype="float16",
-        attrs={"dataset_fingerprint": f"bench-scale-blobs-{n_rows}-{true_k}-{SEED}"},
+        lambda shard, n: blob_rows(centres, n, [SEED, 2, shard]),
+        fingerprint=f"bench-scale-blobs-{n_rows}-{true_k}-{SEED}",
     )
-    if store.is_complete:
-        return store, True
-    centres = blob_centres(true_k)
-    for shard in store.missing_shards():
-        start, stop = store.shard_range(shard)
-        store.write_shard(shard, blob_rows(centres, stop - start, [SEED, 2, shard]))
-    store.finalize()
-    return store, False
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,19 +292,8 @@ def gpu_compare(n_rows: int, k: int, passes: int, device: str) -> dict[str, Any]
 # --------------------------------------------------------------------------------------------
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for position, row in enumerate(rows):
-        lines.append(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-        if position == 0:
-            lines.append("-+-".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="300 000 rows, k = 200")
+    parser = arguments(__doc__, "300 000 rows, k = 200")
     parser.add_argument("--n-rows", type=int, help="rows of the store (default 5 000 000)")
     parser.add_argument("--k", type=int, help="clusters (default 1 000)")
     parser.add_argument(
@@ -333,11 +307,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="(b): alternate this many 2-worker and 1-worker runs, keep each one's fastest",
     )
     args = parser.parse_args(argv)
-    if args.workdir:
-        Path(args.workdir).mkdir(parents=True, exist_ok=True)
-        return run_benchmark(args, Path(args.workdir))
-    with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
-        return run_benchmark(args, Path(scratch))
+    with scratch(args.workdir, "bench-scale-") as workdir:
+        return run_benchmark(args, workdir)
 
 
 def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -357,7 +328,7 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     task_rows = 16_384 if args.quick else 32_768
     fit = fit_stage(store_path, k)
     two = run_assignment(store_path, fit["centroids"], 2, task_rows)
-    main_peak_mib = peak_rss_bytes() / 2**20
+    main_peak_mib = peak_rss_mib()
     one = run_assignment(store_path, fit["centroids"], 1, task_rows)
     runs = {1: [one], 2: [two]}
     for _ in range(args.repeats - 1):  # alternate, then keep each one's fastest run
@@ -410,7 +381,7 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         f"fit: {fit['how']}; assignment: {two['n_tasks']} tasks of {task_rows} rows; "
         f"runs 1w/2w seconds: {all_seconds[1]} / {all_seconds[2]})"
     )
-    table: list[tuple[str, ...]] = [
+    rows: list[tuple[str, ...]] = [
         ("measure", "value", "goal"),
         ("(a) fit seconds", f"{fit['seconds']:.1f}", ""),
         ("(a) assignment seconds, 2 workers", f"{two['seconds']:.1f}", ""),
@@ -426,7 +397,7 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     ]
     for run in (fastest_two, one):
         name = f"(b) {run['n_workers']}w"
-        table.append(
+        rows.append(
             (
                 f"{name}: cores used, load before/after",
                 f"{run['cores_used']:.2f} of {run['n_workers']}; load {run['load_before_after']}",
@@ -434,7 +405,7 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             )
         )
         for worker in run["workers"]:
-            table.append(
+            rows.append(
                 (
                     f"{name} pid {worker['pid']}",
                     f"{worker['tasks']} tasks, {worker['rows']:,} rows, cpu "
@@ -444,13 +415,13 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 )
             )
     if gpu["status"] == "measured":
-        table.append(("(c) GPU vs sklearn speedup", f"{gpu['speedup']:.1f}x", f">= {GPU_GOAL}"))
-        table.append(("(c) inertia rel. diff", f"{gpu['inertia_rel_diff']:+.4%}", "within 1%"))
+        rows.append(("(c) GPU vs sklearn speedup", f"{gpu['speedup']:.1f}x", f">= {GPU_GOAL}"))
+        rows.append(("(c) inertia rel. diff", f"{gpu['inertia_rel_diff']:+.4%}", "within 1%"))
     else:
-        table.append(("(c) GPU k-means", gpu["status"], f">= {GPU_GOAL}x"))
+        rows.append(("(c) GPU k-means", gpu["status"], f">= {GPU_GOAL}x"))
         if "cpu_smoke" in gpu:
             smoke = gpu["cpu_smoke"]
-            table.append(
+            rows.append(
                 (
                     "(c) harness smoke on CPU (not the goal)",
                     f"{smoke['n_rows']}x{DIM} k={smoke['k']}: ours {smoke['ours_seconds']:.2f} s, "
@@ -458,7 +429,7 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     "",
                 )
             )
-    print(_table(table))
+    print(table(rows))
 
     for run in [*runs[1], *runs[2]]:
         for key in ("assignment_head", "distances_head", "inertia"):
@@ -507,8 +478,7 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         },
         "gpu": gpu,
     }
-    print(json.dumps(record))
-    return record
+    return emit(record)
 
 
 if __name__ == "__main__":

@@ -33,21 +33,14 @@ figures); ``ratio`` is baseline epoch time / our epoch time.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
 import sys
-import time
 from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")  # one core, set before numpy loads
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import arguments, emit, one_core, table, timed
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
+one_core()  # before numpy loads
 import numpy as np  # noqa: E402
 
 from cl_core.difficulty import normalize_difficulty  # noqa: E402
@@ -75,12 +68,6 @@ def synthetic_difficulty(n: int, seed: int = 0) -> np.ndarray:
     clusters = rng.integers(0, N_CLUSTERS, n)
     distances = rng.gamma(2.0, 1.0, n)
     return normalize_difficulty(distances, clusters, "minmax")
-
-
-def timed(function, *args, **kwargs):
-    start = time.perf_counter()
-    result = function(*args, **kwargs)
-    return result, time.perf_counter() - start
 
 
 # --------------------------------------------------------------------------- the baseline
@@ -236,13 +223,8 @@ def big_draw(n: int, draws: int) -> dict[str, float | bool]:
 # --------------------------------------------------------------------------- main
 
 
-def row(label: str, value: object) -> None:
-    print(f"{label:58s} {value!s:>18s}")
-
-
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+    parser = arguments(__doc__, "small sizes (seconds)")
     args = parser.parse_args(argv)
     n = 100_000 if args.quick else IMAGENET_N
     n_timed = 3 if args.quick else 8
@@ -271,45 +253,56 @@ def main(argv: list[str] | None = None) -> dict:
     big = None if args.quick else big_draw(1 << 25, 1 << 21)
 
     size = f"{throughput_n:,}"
-    print(f"\nschedule benchmark: N={n:,}, batch {BATCH}, warmup {WARMUP}, f0={INITIAL_FRACTION}")
-    row("measure", "value")
-    row("schedule table build (median), s", f"{build_seconds:.3f}")
-    row("table nodes", schedule.targets.size)
-    row("our epoch, refresh every iteration, s", f"{ours:.3f}")
-    row("our epoch, default refresh interval, s", f"{ours_default:.3f}")
-    row(
-        f"baseline s/iteration (mean of {base['iterations_timed']} timed)",
-        f"{base['seconds_per_iteration']:.3f}",
-    )
-    row("baseline F evaluations per iteration (mean)", f"{base['mean_bisection_evaluations']:.1f}")
-    row(
-        "baseline epoch, s (EXTRAPOLATED from the timed sample)",
-        f"{base['epoch_seconds_extrapolated']:.1f}",
-    )
-    row(f"speed-up, refresh every iteration (goal {RATIO_GOAL:g})", f"{ratio:.0f}")
-    row("speed-up, default refresh interval", f"{ratio_default:.0f}")
-    row(
-        f"throughput at N={size}, default refresh, indices/s",
-        f"{rate['default_indices_per_second']:,.0f}",
-    )
-    row(
-        f"throughput at N={size}, refresh every step, indices/s",
-        f"{rate['refresh_every_1_indices_per_second']:,.0f}",
-    )
-    row(f"schedule build at N={size}, s", f"{rate['build_seconds']:.2f}")
+    rows = [
+        ("measure", "value"),
+        ("schedule table build (median), s", f"{build_seconds:.3f}"),
+        ("table nodes", schedule.targets.size),
+        ("our epoch, refresh every iteration, s", f"{ours:.3f}"),
+        ("our epoch, default refresh interval, s", f"{ours_default:.3f}"),
+        (
+            f"baseline s/iteration (mean of {base['iterations_timed']} timed)",
+            f"{base['seconds_per_iteration']:.3f}",
+        ),
+        (
+            "baseline F evaluations per iteration (mean)",
+            f"{base['mean_bisection_evaluations']:.1f}",
+        ),
+        (
+            "baseline epoch, s (EXTRAPOLATED from the timed sample)",
+            f"{base['epoch_seconds_extrapolated']:.1f}",
+        ),
+        (f"speed-up, refresh every iteration (goal {RATIO_GOAL:g})", f"{ratio:.0f}"),
+        ("speed-up, default refresh interval", f"{ratio_default:.0f}"),
+        (
+            f"throughput at N={size}, default refresh, indices/s",
+            f"{rate['default_indices_per_second']:,.0f}",
+        ),
+        (
+            f"throughput at N={size}, refresh every step, indices/s",
+            f"{rate['refresh_every_1_indices_per_second']:,.0f}",
+        ),
+        (f"schedule build at N={size}, s", f"{rate['build_seconds']:.2f}"),
+    ]
     if big is None:
-        row("draw at N=2**25", "skipped (--quick)")
+        rows.append(("draw at N=2**25", "skipped (--quick)"))
     else:
-        row("draw at N=2**25 ok (range, odd > 2**24, share)", big["ok"])
-        row(
-            "  share above 2**24: drawn / expected",
-            f"{big['share_above_2_24']:.4f} / {big['expected_share_above_2_24']:.4f}",
-        )
-        row("  schedule build at N=2**25, s", f"{big['build_seconds']:.2f}")
+        rows += [
+            ("draw at N=2**25 ok (range, odd > 2**24, share)", big["ok"]),
+            (
+                "  share above 2**24: drawn / expected",
+                f"{big['share_above_2_24']:.4f} / {big['expected_share_above_2_24']:.4f}",
+            ),
+            ("  schedule build at N=2**25, s", f"{big['build_seconds']:.2f}"),
+        ]
+    print(f"\nschedule benchmark: N={n:,}, batch {BATCH}, warmup {WARMUP}, f0={INITIAL_FRACTION}")
+    print(table(rows, numeric=True))
     print("\nachieved effective fraction along the schedule")
-    print(f"{'iteration':>10s} {'target':>10s} {'achieved':>10s} {'error':>10s}")
-    for iteration, target, achieved in errors:
-        print(f"{iteration:10d} {target:10.5f} {achieved:10.5f} {achieved - target:10.2e}")
+    fractions = [("iteration", "target", "achieved", "error")]
+    fractions += [
+        (iteration, f"{target:.5f}", f"{achieved:.5f}", f"{achieved - target:.2e}")
+        for iteration, target, achieved in errors
+    ]
+    print(table(fractions, numeric=True))
 
     throughput_value = rate["default_indices_per_second"]
     record = {
@@ -345,8 +338,7 @@ def main(argv: list[str] | None = None) -> dict:
         "fraction_error_goal": FRACTION_ERROR_GOAL,
         "fraction_error_goal_met": bool(max_error <= FRACTION_ERROR_GOAL),
     }
-    print(json.dumps(record))
-    return record
+    return emit(record)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Prints a table and, as the last line, a JSON object (``goal_met``: the embedded 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import socket
@@ -30,9 +29,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import emit, table
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -230,26 +228,21 @@ def main(argv: list[str] | None = None) -> int:
                 server.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 server.kill()
-    print(f"{'ui':<3} | {'page':<24} | {'<img> data:image/png':<20} | screenshot")
-    for row in rows:
-        print(
-            f"{row['ui']:<3} | {row['page']:<24} | {row['img_with_data_png']!s:<20} | "
-            f"{row['screenshot']}"
-        )
+    header = ("ui", "page", "<img> data:image/png", "screenshot")
+    keys = ("ui", "page", "img_with_data_png", "screenshot")
+    print(table([header, *([row[key] for key in keys] for row in rows)]))
     plot_pages = [r for r in rows if r["page"] in ("ui-check-plot", "digits-ab-plot")]
     goal_met = bool(plot_pages) and all(r["img_with_data_png"] for r in plot_pages)
-    print(
-        json.dumps(
-            {
-                "name": "screenshot_ui",
-                "ratio": 1.0 if goal_met else 0.0,
-                "goal": 1.0,
-                "goal_met": goal_met,
-                "server_start_s": round(server_seconds, 1),
-                "pages": rows,
-                "prefect_home": str(home),
-            }
-        )
+    emit(
+        {
+            "name": "screenshot_ui",
+            "ratio": 1.0 if goal_met else 0.0,
+            "goal": 1.0,
+            "goal_met": goal_met,
+            "server_start_s": round(server_seconds, 1),
+            "pages": rows,
+            "prefect_home": str(home),
+        }
     )
     return 0 if goal_met else 1
 

@@ -1,4 +1,5 @@
-"""benchmarks/bench_pipeline.py: the interval arithmetic behind the overhead it reports."""
+"""benchmarks/bench_pipeline.py: the interval arithmetic behind the overhead it reports, and the
+step timer's wrapping of the cl_core steps (public registry, no marker attribute)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,30 @@ def test_busy_seconds_counts_overlapping_steps_once() -> None:
     timer.intervals = [(0.0, 4.0, "a"), (1.0, 5.0, "b"), (8.0, 9.0, "c"), (9.5, 12.0, "d")]
     assert timer.busy_seconds(0.0, 10.0) == 5.0 + 1.0 + 0.5
     assert timer.by_label(0.0, 10.0) == {"a": 4.0, "b": 4.0, "c": 1.0}
+
+
+def test_timed_wrapper_records_each_call_and_keeps_the_functions_name() -> None:
+    timer = StepTimer()
+    wrapper = timer.timed(sorted, "builtins.sorted")
+    assert wrapper([2, 1]) == [1, 2]
+    assert wrapper.__name__ == "sorted"
+    assert [label for _, _, label in timer.intervals] == ["builtins.sorted"]
+
+
+def test_install_wraps_each_step_once_and_uninstall_restores_them() -> None:
+    import flows.stages.cluster as stage
+    from benchmarks.bench_pipeline import cl_core_steps
+
+    names = [name for module, _, name in cl_core_steps() if module == "flows.stages.cluster"]
+    assert names  # the cluster stage calls cl_core
+    before = {name: getattr(stage, name) for name in names}
+    timer = StepTimer()
+    timer.install()
+    try:
+        timer.install()  # a second install finds only wrappers: nothing is wrapped twice
+        for name in names:
+            assert timer.wrapped[getattr(stage, name)] is before[name]
+    finally:
+        timer.uninstall()
+    assert {name: getattr(stage, name) for name in names} == before
+    assert timer.wrapped == {}

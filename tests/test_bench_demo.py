@@ -1,4 +1,4 @@
-"""benchmarks/bench_embed.py --demo: the per-phase breakdown read from the demo's log lines."""
+"""benchmarks/bench_demo.py: the per-phase breakdown read from the demo's log lines."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from benchmarks.bench_embed import log_events, stage_breakdown
+from benchmarks.bench_demo import log_events, stage_breakdown
 
 LOG = """\
 10:00:05.000 | INFO    | Flow run 'a-b' - Beginning flow run 'a-b' for flow 'curriculum-pipeline'
