@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import s3fs
 from s3_server import start_moto_server, stop_server, use_s3_endpoint
+from upath import UPath
 
 from cl_core.artifacts import (
     MANIFEST_FILE,
     ArtifactIntegrityError,
-    ObjectPath,
     latest_version,
     list_versions,
     point_latest,
@@ -61,7 +61,7 @@ def test_publish_and_load_curriculum_at_an_s3_url(
     remote = publish_curriculum(root, "digits", scores, assignment=assignment, **_options())
 
     assert isinstance(local, Path)
-    assert isinstance(remote, ObjectPath)
+    assert isinstance(remote, UPath)
     assert str(remote) == f"{root}/digits/{local.name}"  # same content, same version id
     manifest = verify_artifact(remote)
     assert manifest["version"] == local.name
