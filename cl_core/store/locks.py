@@ -4,15 +4,19 @@ The locks are ``flock`` s on files in the sibling folder ``<store>.locks``. The 
 releases an ``flock`` when its holder exits, however it exits, so the shard of a killed writer is
 free again at once; the lock files themselves stay (every process locks the same file). Stores at
 fsspec URLs and zarr ``Store`` objects are not locked: a lock that is always free is returned.
+filelock is imported when a lock is taken, so ``import cl_core.store`` stays cheap.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from filelock import FileLock, Timeout
+from cl_core.io import as_location, is_url
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 
 class StoreLock:
@@ -45,15 +49,11 @@ class StoreLock:
 
 def _file_lock(location: Any, name: int | str) -> FileLock | None:
     """The lock ``name`` of a local store (in ``<store>.locks``); None for URLs and Store objects."""
-    if isinstance(location, os.PathLike):
-        location = os.fspath(location)
-    if not isinstance(location, str):
+    if not isinstance(location, (str, os.PathLike)) or is_url(location):
         return None
-    if location.startswith("file://"):
-        location = location.removeprefix("file://")
-    elif "://" in location:
-        return None
-    folder = Path(os.path.normpath(os.path.abspath(location)) + ".locks")
+    from filelock import FileLock
+
+    folder = Path(os.path.normpath(os.path.abspath(as_location(location))) + ".locks")
     folder.mkdir(parents=True, exist_ok=True)
     file_name = f"shard-{name}.lock" if isinstance(name, int) else f"{name}.lock"
     # thread_local=False: a shard's lock is released by the writer thread that wrote the shard.
@@ -65,6 +65,8 @@ def try_lock(location: Any, name: int | str) -> StoreLock | None:
     lock = _file_lock(location, name)
     if lock is None:
         return StoreLock(None)
+    from filelock import Timeout
+
     try:
         lock.acquire(blocking=False)
     except Timeout:
