@@ -1,14 +1,16 @@
-"""Durable file writes, canonical JSON and content hashes: the one definition of each.
+"""Where bytes go and how they are identified: locations, atomic writes, canonical JSON, hashes.
+
+A location is a local :class:`pathlib.Path` or, for an fsspec URL (``s3://bucket/prefix``,
+``gs://...``, ``memory://...``), a :class:`upath.UPath`; both offer the same ``Path`` interface.
+universal_pathlib, fsspec and the protocol's package (``s3fs`` for ``s3://``) are imported only
+when a URL is used, so this module stays numpy + standard library for :mod:`cl_core.sampler`.
+Credentials and endpoints come from the environment as for any fsspec client (``AWS_*``
+variables or profiles, ``AWS_ENDPOINT_URL``, fsspec's configuration).
 
 Every content id in the project (artifact versions, store fingerprints, the flows' stage ids) is
-the sha256 of :func:`canonical_json` of a document, and every small file that must never be seen
-half-written goes through :func:`atomic_write_bytes` (temporary name in the same directory, then
-``os.replace``). Public so that ``flows/`` uses the same definitions (it may import public
-``cl_core`` names only); numpy + standard library, so :mod:`cl_core.sampler` may use it too.
-
-Object storage has no rename and needs none: one object write is atomic, so callers holding an
-:class:`cl_core.artifacts.location.ObjectPath` call its ``write_bytes``; the functions here are
-for local files.
+the sha256 of :func:`canonical_json` of a document, and every file that must never be seen
+half-written goes through :func:`atomic_write_bytes`: a local file is written to a temporary name
+and renamed, an object is stored in one request (atomic on object storage, which has no rename).
 """
 
 from __future__ import annotations
@@ -19,21 +21,155 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from upath import UPath
+
 __all__ = [
+    "BucketAccessError",
+    "BucketNotFoundError",
+    "Location",
+    "as_location",
     "atomic_write_bytes",
     "canonical_json",
     "content_hash",
     "fsync_directory",
+    "is_url",
     "json_default",
+    "list_dir",
     "readable_json",
     "sha256_hex",
-    "write_durable",
+    "storage_errors",
 ]
+
+Location = Union[Path, "UPath"]  # a runtime alias; upath is imported on use only
+
+
+def is_url(path: object) -> bool:
+    """True for an fsspec URL (a string or a ``UPath``) other than ``file://``, a local path."""
+    if isinstance(path, Path):
+        return False
+    text = str(path)
+    return "://" in text and not text.startswith("file://")
+
+
+def as_location(path: str | os.PathLike[str] | UPath) -> Location:
+    """``path`` as a :class:`~pathlib.Path` (local, ``file://`` included) or a ``UPath`` (a URL).
+
+    Raises
+    ------
+    ImportError
+        Naming the package to install when universal_pathlib, fsspec or the URL protocol's
+        implementation is missing.
+    ValueError
+        An unknown protocol.
+    """
+    if isinstance(path, Path):
+        return path
+    if not is_url(path):
+        text = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+        return Path(text.removeprefix("file://"))
+    if not isinstance(path, str):
+        return path  # a UPath already
+    try:
+        import fsspec
+        from fsspec.registry import known_implementations
+        from upath import UPath
+    except ImportError:
+        raise ImportError(
+            f"{path!r} is an fsspec URL; reading or writing it needs the universal_pathlib and "
+            f"fsspec packages: pip install universal_pathlib fsspec"
+        ) from None
+    protocol = path.partition("://")[0]
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ImportError as error:
+        package = known_implementations.get(protocol, {}).get("class", "").split(".")[0]
+        fix = f"the {package} package: pip install {package}" if package else f"({error})"
+        raise ImportError(f"{protocol}:// URLs such as {path!r} need {fix}") from None
+    except ValueError as error:  # unknown protocol
+        raise ValueError(f"{path!r}: {error}; use a local path or a supported fsspec URL") from None
+    # No listing cache: other writers change the bucket, and a cached listing would not see it.
+    return UPath(path, use_listings_cache=False)
+
+
+class BucketNotFoundError(FileNotFoundError):
+    """The bucket (or container) of an object-storage URL does not exist."""
+
+
+class BucketAccessError(PermissionError):
+    """Object storage refused an operation (credentials or the bucket's policy)."""
+
+
+def _bucket(location: UPath) -> str:
+    return str(location).partition("://")[2].lstrip("/").split("/", 1)[0]
+
+
+def _bucket_missing(location: UPath, error: BaseException) -> bool:
+    """Whether ``error`` (a FileNotFoundError) means the bucket itself does not exist."""
+    text = str(error).lower()
+    if "bucket" in text and ("not exist" in text or "nosuchbucket" in text):
+        return True
+    if location.protocol in ("memory", "file", "local"):
+        return False
+    try:
+        location.fs.info(f"{location.protocol}://{_bucket(location)}")
+    except FileNotFoundError:
+        return True
+    except Exception:  # denied, offline...: the original error says more
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def storage_errors(operation: str, location: Location) -> Iterator[None]:
+    """Re-raise an object-storage failure naming the bucket and the ``operation`` that failed.
+
+    Denied access becomes a :class:`BucketAccessError`, a missing bucket (a FileNotFoundError or
+    NotADirectoryError whose bucket is gone) a :class:`BucketNotFoundError`. A missing object in
+    an existing bucket, and every error of a local path, pass unchanged.
+    """
+    try:
+        yield
+    except (BucketAccessError, BucketNotFoundError):
+        raise
+    except PermissionError as error:
+        if isinstance(location, Path):
+            raise
+        raise BucketAccessError(
+            f"access denied to bucket {_bucket(location)!r}: cannot {operation} {location} "
+            f"({error}); check the credentials (AWS_* variables or profile) and the bucket's "
+            f"policy"
+        ) from error
+    except (FileNotFoundError, NotADirectoryError) as error:
+        if isinstance(location, Path) or not _bucket_missing(location, error):
+            raise
+        raise BucketNotFoundError(
+            f"bucket {_bucket(location)!r} does not exist: cannot {operation} {location}; "
+            f"create the bucket or fix the URL"
+        ) from error
+
+
+def list_dir(directory: Location) -> list[Location]:
+    """The entries of a directory (an object prefix), sorted; ``[]`` when there is none.
+
+    Raises
+    ------
+    BucketNotFoundError, BucketAccessError
+        On object storage, a missing bucket or denied access.
+    """
+    try:
+        with storage_errors("list", directory):
+            return sorted(directory.iterdir())
+    except (BucketAccessError, BucketNotFoundError):
+        raise
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def json_default(value: Any) -> Any:
@@ -108,47 +244,47 @@ def fsync_directory(path: str | os.PathLike[str]) -> None:
             os.close(fd)
 
 
-def write_durable(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` and fsync it (for files in a not-yet-published directory)."""
-    target = Path(path)
-    with open(target, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return target
-
-
 def atomic_write_bytes(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | UPath,
     data: bytes,
     *,
     durable: bool = False,
     temp_name: str | None = None,
-) -> Path:
+) -> Location:
     """Replace ``path`` with ``data`` atomically: readers see the old or the new bytes, never a mix.
 
-    The bytes go to a temporary file in the same directory (created with its parents), which is
-    then renamed over ``path``; a crash leaves the old file and at most the temporary.
+    A local file: the bytes go to a temporary file in the same directory (created with its
+    parents), which is then renamed over ``path``; a crash leaves the old file and at most the
+    temporary. An object (a URL): stored in one request, which is atomic on object storage.
 
     Parameters
     ----------
-    path : path
-        The file to write.
+    path : str, PathLike or UPath
+        The file to write, local or an fsspec URL.
     data : bytes
         Its new content.
     durable : bool
         fsync the file before the rename and the directory after it, so the new content also
-        survives a power loss (costs a few milliseconds).
+        survives a power loss (costs a few milliseconds). Local files only.
     temp_name : str, optional
         Name of the temporary file (e.g. one that records its writer, for stale-file cleanup);
-        default a unique ``.<name>.<random>.tmp``.
+        default a unique ``.<name>.<random>.tmp``. Local files only.
 
     Returns
     -------
-    Path
-        ``path``.
+    Path or UPath
+        ``path`` as a location.
+
+    Raises
+    ------
+    BucketNotFoundError, BucketAccessError
+        On object storage, a missing bucket or denied access.
     """
-    target = Path(path)
+    target = as_location(path)
+    if not isinstance(target, Path):
+        with storage_errors("write", target):
+            target.write_bytes(data)
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     if temp_name is None:
         fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")

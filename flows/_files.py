@@ -8,9 +8,9 @@ write is atomic by itself. Every file also gets a digest record beside it
 verified: :func:`verified` is True only for a file whose bytes are the ones recorded when it was
 written.
 
-Paths are local paths or fsspec URLs (:func:`cl_core.artifacts.location.as_location`); fsspec and
-the protocol's package (``s3fs``) are imported only for URLs, and their failures name the package
-to install, or the bucket and the operation that failed.
+Paths are local paths or fsspec URLs (:func:`cl_core.io.as_location`); fsspec and the protocol's
+package (``s3fs``) are imported only for URLs, and their failures name the package to install, or
+the bucket and the operation that failed.
 """
 
 from __future__ import annotations
@@ -24,21 +24,21 @@ from typing import Any
 import numpy as np
 
 from cl_core.artifacts import sha256_file
-from cl_core.artifacts.location import Location, ObjectPath, as_location
-from cl_core.io import atomic_write_bytes, canonical_json, readable_json, sha256_hex
+from cl_core.io import (
+    BucketAccessError,
+    BucketNotFoundError,
+    Location,
+    as_location,
+    atomic_write_bytes,
+    canonical_json,
+    readable_json,
+    sha256_hex,
+    storage_errors,
+)
 
 DIGEST_SUFFIX = ".sha256.json"
 
-PathLike = str | os.PathLike[str] | ObjectPath
-
-
-def write_bytes(path: PathLike, data: bytes) -> Location:
-    """Replace the file at ``path`` with ``data`` atomically (rename locally, one object write)."""
-    location = as_location(path)
-    if isinstance(location, ObjectPath):
-        location.write_bytes(data)
-        return location
-    return atomic_write_bytes(location, data)
+PathLike = str | os.PathLike[str] | Location
 
 
 def check_writable(root: PathLike) -> None:
@@ -52,21 +52,16 @@ def check_writable(root: PathLike) -> None:
         A missing bucket or denied access (naming the bucket and the operation), or a local
         folder that cannot be created or written.
     """
-    probe = as_location(root) / f".write-probe-{uuid.uuid4().hex[:12]}"
-    write_bytes(probe, b"")
-    probe.unlink(missing_ok=True)
-
-
-def read_bytes(path: PathLike) -> bytes:
-    """The bytes of a local file or an object."""
-    return as_location(path).read_bytes()
+    probe = atomic_write_bytes(as_location(root) / f".write-probe-{uuid.uuid4().hex[:12]}", b"")
+    with storage_errors("delete", probe):
+        probe.unlink(missing_ok=True)
 
 
 def _write_recorded(path: PathLike, data: bytes) -> Location:
     """Write ``data`` to ``path`` atomically, then its digest record."""
-    location = write_bytes(path, data)
+    location = atomic_write_bytes(path, data)
     record = {"size": len(data), "sha256": sha256_hex(data)}
-    write_bytes(digest_path(location), (canonical_json(record) + "\n").encode("utf-8"))
+    atomic_write_bytes(digest_path(location), (canonical_json(record) + "\n").encode("utf-8"))
     return location
 
 
@@ -74,12 +69,6 @@ def digest_path(path: PathLike) -> Location:
     """Where the size and sha256 of ``path`` are recorded."""
     location = as_location(path)
     return location.with_name(location.name + DIGEST_SUFFIX)
-
-
-def _size(location: Location) -> int | None:
-    if isinstance(location, ObjectPath):
-        return location.size()
-    return location.stat().st_size
 
 
 def verified(path: PathLike) -> bool:
@@ -90,18 +79,13 @@ def verified(path: PathLike) -> bool:
     """
     location = as_location(path)
     try:
-        record = json.loads(digest_path(location).read_text(encoding="utf-8"))
-        if _size(location) != record["size"]:
-            return False
-        return sha256_file(location) == record["sha256"]
-    except FileNotFoundError as error:
-        if getattr(error, "missing_bucket", False):
-            raise
-        return False
-    except PermissionError:
-        if isinstance(location, ObjectPath):
-            raise  # denied access to the bucket: named, not a cache miss
-        return False
+        with storage_errors("read", location):
+            record = json.loads(digest_path(location).read_text(encoding="utf-8"))
+            if location.stat().st_size != record["size"]:
+                return False
+            return sha256_file(location) == record["sha256"]
+    except (BucketAccessError, BucketNotFoundError):
+        raise  # a missing bucket or denied access is named, not a cache miss
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -122,10 +106,8 @@ def save_npy(path: PathLike, array: np.ndarray) -> Location:
 
 def load_npy(path: PathLike) -> np.ndarray:
     """Read an ``.npy`` written by :func:`save_npy` (``allow_pickle=False``)."""
-    location = as_location(path)
-    if isinstance(location, ObjectPath):
-        return np.load(io.BytesIO(location.read_bytes()), allow_pickle=False)
-    return np.load(location, allow_pickle=False)
+    with as_location(path).open("rb") as handle:
+        return np.load(handle, allow_pickle=False)
 
 
 def save_json(path: PathLike, document: Any) -> Location:

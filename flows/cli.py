@@ -116,14 +116,13 @@ def check_destinations(output: OutputParams) -> None:
 
 
 def _check_writable(option: str, root: str) -> None:
-    from cl_core.artifacts.location import ObjectPath, as_location
+    from cl_core.io import as_location, is_url
     from flows import _files
 
-    location = as_location(root)
-    if isinstance(location, ObjectPath):
-        _files.check_writable(location)
+    if is_url(root):
+        _files.check_writable(root)
         return
-    folder = location.expanduser().absolute()
+    folder = as_location(root).expanduser().absolute()
     existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         what = "is not a folder" if not existing.is_dir() else "is not writable"
@@ -131,13 +130,10 @@ def _check_writable(option: str, root: str) -> None:
 
 
 def _store_rows(dataset: DatasetParams) -> int:
-    from cl_core.artifacts.location import ObjectPath, as_location
+    from cl_core.io import as_location
     from flows import inputs
 
-    location = as_location(dataset.location)
-    if not isinstance(location, ObjectPath):
-        location = location.expanduser()
-    if not location.exists():
+    if not as_location(dataset.location).expanduser().exists():
         raise BadInput(
             f"dataset {dataset.spec!r}: no embedding store at {dataset.location!r}; "
             "pass zarr:PATH of a store written by a previous run (runs/embeddings/*.zarr)"

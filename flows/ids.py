@@ -7,8 +7,8 @@ Prefect cache key of the stage's tasks and the name of the files they write; a c
 changes the id of its own stage and of every stage downstream of it, and of no other.
 
 The work directory is a local path or an fsspec URL (``s3://bucket/runs``): every path below is
-then an :class:`~cl_core.artifacts.ObjectPath` (``str()`` gives the URL), and the Prefect cache
-records go to a ``RemoteFileSystem`` at ``<root>/cache``.
+then a ``upath.UPath`` (:func:`cl_core.io.as_location`; ``str()`` gives the URL), and the Prefect
+cache records go to a ``RemoteFileSystem`` at ``<root>/cache``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from typing import Any
 from prefect.filesystems import RemoteFileSystem
 
 from cl_core import CODE_VERSION
-from cl_core.artifacts.location import Location, ObjectPath, as_location
-from cl_core.io import content_hash
+from cl_core.io import Location, as_location, content_hash, is_url
 from flows import _files
 
 ID_LENGTH = 16
@@ -45,24 +44,21 @@ class WorkDir:
 
     Parameters
     ----------
-    root : Path or ObjectPath
+    root : Path or UPath
         e.g. ``runs`` or ``s3://bucket/runs``; created on first write.
     """
 
     root: Location
 
     @classmethod
-    def at(cls, root: str | os.PathLike[str] | ObjectPath) -> WorkDir:
+    def at(cls, root: str | os.PathLike[str] | Location) -> WorkDir:
         """A work dir at a local path (made absolute) or an fsspec URL."""
-        location = as_location(root)
-        if isinstance(location, ObjectPath):
-            return cls(location)
-        return cls(location.expanduser().absolute())
+        return cls(as_location(root).expanduser().absolute())
 
     @property
     def is_remote(self) -> bool:
         """True on object storage."""
-        return isinstance(self.root, ObjectPath)
+        return is_url(self.root)
 
     @property
     def cache(self) -> Location:
@@ -76,10 +72,7 @@ class WorkDir:
         The local folder as a path, or an (unsaved) ``RemoteFileSystem`` block at the URL; fsspec
         takes credentials and endpoints from the environment (``AWS_*``) as everywhere else.
         """
-        cache = self.cache
-        if isinstance(cache, ObjectPath):
-            return RemoteFileSystem(basepath=str(cache))
-        return cache
+        return RemoteFileSystem(basepath=str(self.cache)) if self.is_remote else self.cache
 
     def check_writable(self) -> None:
         """Fail before any work when the root cannot be written (:func:`flows._files.check_writable`)."""

@@ -15,7 +15,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
-from cl_core.artifacts.location import ObjectPath, as_location
+from cl_core.io import as_location
 from cl_core.report import summary_markdown
 from flows.outcomes import (
     IDENTITY_METHODS,
@@ -163,8 +163,7 @@ def _publish_run_summary(result: PipelineResult, dataset: DatasetParams) -> None
 
 def _link(artifact_path: str) -> str:
     """A file:// URI for a local version, the URL itself for one on object storage."""
-    location = as_location(artifact_path)
-    return str(location) if isinstance(location, ObjectPath) else location.as_uri()
+    return as_location(artifact_path).as_uri()
 
 
 def run_summary_markdown(result: PipelineResult, dataset: DatasetParams) -> str:

@@ -39,10 +39,9 @@ from prefect.states import get_state_exception
 from pydantic import BaseModel, ConfigDict
 
 from cl_core.artifacts import publish_curriculum
-from cl_core.artifacts.location import Location, ObjectPath, as_location
 from cl_core.cluster import SweepPoint, cluster_embeddings, evaluate_k, plan_sweep
 from cl_core.difficulty import normalize_difficulty
-from cl_core.io import sha256_hex
+from cl_core.io import Location, as_location, is_url, sha256_hex
 from cl_core.report import cluster_table
 from cl_core.schedule import build_schedule
 from cl_core.store import open_store
@@ -390,7 +389,7 @@ def publish_task(content_id: str, plan: PublishPlan) -> dict[str, Any]:
     only in the published version).
     """
     inputs = publish_inputs(plan)
-    remote = isinstance(as_location(plan.report_dir), ObjectPath)
+    remote = is_url(plan.report_dir)
     with tempfile.TemporaryDirectory(prefix="cl-report-") as scratch:
         plots = render_report(
             scratch if remote else plan.report_dir,

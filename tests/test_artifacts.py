@@ -211,7 +211,7 @@ def test_failed_publish_leaves_nothing_and_keeps_the_previous_version(
 ) -> None:
     previous = _publish(tmp_path, scores)
     before = _freeze_mtimes(previous)
-    real_write = publishing._write_file
+    real_write = publishing.write_file
     calls = []
 
     def write_then_crash(directory: Path, item: object) -> dict[str, object]:
@@ -220,7 +220,7 @@ def test_failed_publish_leaves_nothing_and_keeps_the_previous_version(
             raise OSError("disk full (simulated)")
         return real_write(directory, item)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(publishing, "_write_file", write_then_crash)
+    monkeypatch.setattr(publishing, "write_file", write_then_crash)
     with pytest.raises(OSError, match="simulated"):
         _publish(tmp_path, scores * 0.5)
 

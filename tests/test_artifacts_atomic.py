@@ -112,7 +112,7 @@ import numpy as np
 import cl_core.artifacts as artifacts
 import cl_core.artifacts.publish as publishing
 
-original = publishing._write_file
+original = publishing.write_file
 
 def slow_write(directory, item):
     entry = original(directory, item)
@@ -120,7 +120,7 @@ def slow_write(directory, item):
     time.sleep(120)  # killed here, with the temp directory half written
     return entry
 
-publishing._write_file = slow_write
+publishing.write_file = slow_write
 artifacts.publish_curriculum(sys.argv[1], "toy", np.linspace(0, 1, 50), warmup_iterations=10)
 """
 
@@ -165,7 +165,7 @@ def _dead_pid() -> int:
 def test_only_temporaries_of_gone_writers_are_removed(tmp_path: Path) -> None:
     _publish(tmp_path, 1)
     name_dir = tmp_path / "toy"
-    host = latest._host_tag()
+    host = latest.host_tag()
     dead, alive = _dead_pid(), os.getppid()
     made = {
         "dead_tmp": name_dir / f".tmp-0123456789ab@{host}@{dead}@aa11",
@@ -198,10 +198,10 @@ def test_only_temporaries_of_gone_writers_are_removed(tmp_path: Path) -> None:
 
 
 def test_temporary_names_record_the_writer(tmp_path: Path) -> None:
-    name = latest._temp_name("tmp", "0123456789ab")
-    match = latest._TEMP_PATTERN.match(name)
+    name = latest.temp_name("tmp", "0123456789ab")
+    match = latest.TEMP_PATTERN.match(name)
     assert match is not None
-    assert match["pid"] == str(os.getpid()) and match["host"] == latest._host_tag()
+    assert match["pid"] == str(os.getpid()) and match["host"] == latest.host_tag()
     assert match["label"] == "0123456789ab"
 
 

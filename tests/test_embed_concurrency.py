@@ -1,13 +1,15 @@
 """One writer per shard across processes (issue 11, concurrency; zarr-python issue 3682).
 
 Two runs embedding the same store at the same moment used to both write every shard: concurrent
-partial writes to one storage object can lose data. Each shard now has a lock file; the result of
-two racing processes is byte-identical to one process's.
+partial writes to one storage object can lose data. Each shard now has a lock (an flock, released
+by the operating system when its holder dies); the result of two racing processes is
+byte-identical to one process's.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -112,35 +114,59 @@ def test_two_processes_embedding_one_store_give_the_single_process_result(tmp_pa
     np.testing.assert_array_equal(raced.labels(), reference.labels())
     np.testing.assert_array_equal(raced.feature_mean, reference.feature_mean)
     assert raced.dataset_fingerprint == reference.dataset_fingerprint
-    assert not Path(f"{target}.locks").exists() or not any(Path(f"{target}.locks").glob("*.lock"))
+    for shard in range(raced.n_shards):  # both writers are gone: no lock is left held
+        lock = raced.try_lock(shard)
+        assert lock is not None
+        lock.release()
 
 
-def _dead_pid() -> int:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
+_HOLD_LOCK = """
+import sys, time
+from cl_core.store import open_store
+lock = open_store(sys.argv[1]).try_lock(int(sys.argv[2]))
+print("held" if lock is not None else "busy", flush=True)
+time.sleep(600)
+"""
+
+
+def _holder(store_path: Path, shard: int) -> subprocess.Popen[str]:
+    """A process that takes the lock of ``shard`` and keeps it until it is killed."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(store_path), str(shard)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "held"
+    return child
+
+
+def _kill(child: subprocess.Popen[str]) -> None:
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    child.stdout.close()  # type: ignore[union-attr]
 
 
 def test_a_stale_lock_is_taken_over_and_a_live_one_respected(tmp_path: Path) -> None:
-    import socket
-
-    store = create_store(
-        tmp_path / "s.zarr", 8, 2, chunk_rows=4, attrs={"dataset_fingerprint": "x"}
-    )
-    locks = Path(f"{tmp_path / 's.zarr'}.locks")
-    locks.mkdir()
-    host = socket.gethostname()
-    (locks / "shard-0.lock").write_text(f"{_dead_pid()} {host} 1\n")  # its writer was killed
-    (locks / "shard-1.lock").write_text(f"{os.getppid()} {host}\n")  # a live process holds it
-    taken = store.try_lock(0)
-    assert taken is not None and str(os.getpid()) in (locks / "shard-0.lock").read_text()
-    assert store.try_lock(0) is None  # now held by us
-    assert store.try_lock(1) is None
-    taken.release()
-    assert not (locks / "shard-0.lock").exists()
-    again = store.try_lock(0)
-    assert again is not None
-    again.release()
+    path = tmp_path / "s.zarr"
+    store = create_store(path, 8, 2, chunk_rows=4, attrs={"dataset_fingerprint": "x"})
+    _kill(_holder(path, 0))  # its writer was killed while holding the lock
+    live = _holder(path, 1)  # a live process holds it
+    try:
+        taken = store.try_lock(0)
+        assert taken is not None
+        assert store.try_lock(0) is None  # now held by us
+        assert store.try_lock(1) is None
+        taken.release()
+        again = store.try_lock(0)
+        assert again is not None
+        again.release()
+    finally:
+        _kill(live)
+    freed = store.try_lock(1)  # free once its holder is gone
+    assert freed is not None
+    freed.release()
 
 
 def test_a_shard_written_meanwhile_is_not_computed_again(tmp_path: Path) -> None:
@@ -177,4 +203,7 @@ def test_lock_names_and_urls(tmp_path: Path, name) -> None:
     )
     with local.lock(name) as lock:
         assert lock.path is not None and lock.path.exists()
-    assert not lock.path.exists()
+        assert local.try_lock(name) is None
+    free = local.try_lock(name)
+    assert free is not None
+    free.release()

@@ -21,7 +21,7 @@ from cl_core.io import (
     readable_json,
     sha256_hex,
 )
-from cl_core.store.layout import _content_fingerprint
+from cl_core.store.create import content_fingerprint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +52,7 @@ def test_store_fingerprint_is_unchanged_by_the_move() -> None:
         "model_id": "m", "layer": None, "code_version": "x", "fingerprint": "z", "u": "é",
         "chunk_rows": 4,
     }  # fmt: skip
-    assert _content_fingerprint(meta) == "c7575cc0918ef2de"  # as computed before cl_core.io
+    assert content_fingerprint(meta) == "c7575cc0918ef2de"  # as computed before cl_core.io
 
 
 def test_nan_is_refused_unless_asked_for() -> None:

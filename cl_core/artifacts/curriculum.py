@@ -13,15 +13,15 @@ import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cl_core.artifacts.identity import compute_version, curriculum_identity
-from cl_core.artifacts.latest import _check_artifact_name, _point_latest, remove_stale_temporaries
-from cl_core.artifacts.location import Location, ObjectPath, as_location
-from cl_core.artifacts.publish import _check_flag, _existing_version, publish_artifact
+from cl_core.artifacts.latest import check_artifact_name, remove_stale_temporaries, write_latest
+from cl_core.artifacts.publish import is_published, publish_artifact
 from cl_core.artifacts.verify import check_difficulty
+from cl_core.io import Location, as_location
 from cl_core.schedule import (
     PACINGS,
     STRATEGIES,
@@ -39,6 +39,9 @@ from cl_core.validation import (
     check_non_negative_int,
     check_valid_mask,
 )
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 
 def _as_assignment(
@@ -190,7 +193,7 @@ def _prebuilt_schedule(
 
 
 def publish_curriculum(
-    root: str | os.PathLike[str] | ObjectPath,
+    root: str | os.PathLike[str] | UPath,
     name: str,
     difficulty: np.ndarray,
     assignment: np.ndarray | None = None,
@@ -216,7 +219,7 @@ def publish_curriculum(
 
     Parameters
     ----------
-    root : str, PathLike or ObjectPath
+    root : str, PathLike or UPath
         Artifact root: a local directory or an fsspec URL such as ``s3://bucket/artifacts``
         (object storage; see the module notes).
     name : str
@@ -270,9 +273,9 @@ def publish_curriculum(
 
     Returns
     -------
-    Path or ObjectPath
-        The version directory (loadable with :func:`cl_core.sampler.load_curriculum`); an
-        :class:`ObjectPath` for a URL root.
+    Path or UPath
+        The version directory (loadable with :func:`cl_core.sampler.load_curriculum`); a
+        ``upath.UPath`` for a URL root.
     """
     scores = check_difficulty(difficulty)
     mask = check_valid_mask("sample_mask", sample_mask, scores.shape[0])
@@ -316,12 +319,12 @@ def publish_curriculum(
     full_parents, full_config = curriculum_identity(
         arrays, schedule_config, config, parents, sample_mask=mask
     )
-    name = _check_artifact_name(name)
+    name = check_artifact_name(name)
     version_dir = as_location(root) / name / compute_version(full_parents, full_config)
     remove_stale_temporaries(root, name)
-    if _existing_version(version_dir, _check_flag("replace_damaged", replace_damaged)):
+    if is_published(version_dir, replace_damaged):
         # Same scores and settings: skip the schedule solve, just move the pointer.
-        _point_latest(version_dir.parent, version_dir.name)
+        write_latest(version_dir.parent, version_dir.name)
         return version_dir
 
     if prebuilt is None:

@@ -64,7 +64,7 @@ def array_digest(array: np.ndarray) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def _size_fields(arrays: Mapping[str, object]) -> dict[str, int | None]:
+def size_fields(arrays: Mapping[str, object]) -> dict[str, int | None]:
     """N, D and k for the manifest, taken from the standard array names when present."""
     shapes = {key.removesuffix(".npy"): np.asarray(value).shape for key, value in arrays.items()}
     per_sample = shapes.get("difficulty") or shapes.get("assignment")
@@ -76,7 +76,7 @@ def _size_fields(arrays: Mapping[str, object]) -> dict[str, int | None]:
     }
 
 
-def _check_sample_mask(sample_mask: object, n_samples: int | None) -> np.ndarray | None:
+def check_sample_mask(sample_mask: object, n_samples: int | None) -> np.ndarray | None:
     """The mask as bool (N,) when it excludes something, else None."""
     if sample_mask is None:
         return None
@@ -88,7 +88,7 @@ def _check_sample_mask(sample_mask: object, n_samples: int | None) -> np.ndarray
     return check_valid_mask("sample_mask", sample_mask, n_samples)
 
 
-def _parents_with_mask(parents: Sequence[str], mask: np.ndarray | None) -> list[str]:
+def parents_with_mask(parents: Sequence[str], mask: np.ndarray | None) -> list[str]:
     """``parents`` plus the mask's digest (once), so the mask is part of the version id."""
     full = [str(parent) for parent in parents]
     if mask is not None:
@@ -134,8 +134,8 @@ def curriculum_identity(
     """
     full_parents = [*map(str, parents), *(array_digest(value) for value in arrays.values())]
     if sample_mask is not None:
-        n_samples = _size_fields(arrays)["n_samples"]
-        full_parents = _parents_with_mask(full_parents, _check_sample_mask(sample_mask, n_samples))
+        n_samples = size_fields(arrays)["n_samples"]
+        full_parents = parents_with_mask(full_parents, check_sample_mask(sample_mask, n_samples))
     full_config = {
         "artifact": "curriculum",
         "schedule": schedule_config.to_json(),

@@ -5,11 +5,12 @@ write a temp file, fsync, ``os.replace``), so a concurrent reader sees the old o
 version, never a partial name.
 
 Every temporary name (``.tmp-*`` directories, ``.trash-*`` directories, ``.latest-*`` pointer
-files) records its writer's host name and process id (:func:`_temp_name`). A publish of a name
+files) records its writer's host name and process id (:func:`temp_name`). A publish of a name
 first removes the temporaries of that name whose writer is gone (same host, process no longer
 running), e.g. those left by a publish killed with SIGKILL (:func:`remove_stale_temporaries`).
 A live writer's, or another host's, are left alone; temporaries in the old unowned format are
-removed once older than a day.
+removed once older than a day. Object storage has no rename and publishing writes no
+temporaries there; the pointer is replaced by one object write.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ import secrets
 import shutil
 import socket
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cl_core.artifacts.location import Location, ObjectPath, as_location, mtime
 from cl_core.artifacts.manifest import (
     LATEST_FILE,
     MANIFEST_FILE,
@@ -31,27 +31,30 @@ from cl_core.artifacts.manifest import (
     load_manifest,
     resolve_version,
 )
-from cl_core.io import atomic_write_bytes
+from cl_core.io import Location, as_location, atomic_write_bytes, list_dir, storage_errors
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 _TEMP_KINDS = ("tmp", "trash", "latest")
-# .<kind>-<label>@<host>@<pid>@<rand>: the writer of every temporary is on record.
-_TEMP_PATTERN = re.compile(
+TEMP_PATTERN = re.compile(
     r"^\.(?P<kind>tmp|trash|latest)-(?P<label>[^@]*)@(?P<host>[A-Za-z0-9_.-]*)@(?P<pid>[0-9]+)"
     r"@(?P<rand>[0-9a-f]+)$"
 )
+"""``.<kind>-<label>@<host>@<pid>@<rand>``: the writer of every temporary is on record."""
 _LEGACY_PATTERN = re.compile(r"^\.(tmp|trash|latest)-")
 _LEGACY_MAX_AGE_S = 24 * 3600.0
 
 
-def _host_tag() -> str:
+def host_tag() -> str:
     """This machine's name, restricted to the characters a temporary's name may hold."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:64]
 
 
-def _temp_name(kind: str, label: str) -> str:
+def temp_name(kind: str, label: str) -> str:
     """``.<kind>-<label>@<host>@<pid>@<rand>``: a unique temporary naming its writer."""
     assert kind in _TEMP_KINDS and "@" not in label
-    return f".{kind}-{label}@{_host_tag()}@{os.getpid()}@{secrets.token_hex(6)}"
+    return f".{kind}-{label}@{host_tag()}@{os.getpid()}@{secrets.token_hex(6)}"
 
 
 def _process_gone(pid: int) -> bool:
@@ -67,10 +70,10 @@ def _process_gone(pid: int) -> bool:
     return False
 
 
-def _is_stale(entry: Path) -> bool:
-    match = _TEMP_PATTERN.match(entry.name)
+def _is_stale(entry: Location) -> bool:
+    match = TEMP_PATTERN.match(entry.name)
     if match is not None:
-        return match["host"] == _host_tag() and _process_gone(int(match["pid"]))
+        return match["host"] == host_tag() and _process_gone(int(match["pid"]))
     if _LEGACY_PATTERN.match(entry.name) is None:
         return False
     try:  # the writer of an old-format temporary is unknown: only age can tell
@@ -79,7 +82,7 @@ def _is_stale(entry: Path) -> bool:
         return False
 
 
-def remove_stale_temporaries(root: str | os.PathLike[str] | ObjectPath, name: str) -> list[Path]:
+def remove_stale_temporaries(root: str | os.PathLike[str] | UPath, name: str) -> list[Location]:
     """Remove the leftovers of killed publishes of ``name`` (only those whose writer is gone).
 
     Every publish writes into ``<root>/<name>/.tmp-<version>@<host>@<pid>@<rand>/`` (and moves
@@ -91,28 +94,19 @@ def remove_stale_temporaries(root: str | os.PathLike[str] | ObjectPath, name: st
 
     Parameters
     ----------
-    root : str, PathLike or ObjectPath
+    root : str, PathLike or UPath
         Artifact root.
     name : str
         Artifact name.
 
     Returns
     -------
-    list of Path
+    list of Path or UPath
         The temporaries removed (always empty for an object-storage root, where publishing
         writes no temporaries).
     """
-    name = _check_artifact_name(name)
-    location = as_location(root)
-    if isinstance(location, ObjectPath):
-        return []
-    name_dir = location / name
-    try:
-        entries = list(name_dir.iterdir())
-    except (FileNotFoundError, NotADirectoryError):
-        return []
     removed = []
-    for entry in sorted(entries):
+    for entry in list_dir(as_location(root) / check_artifact_name(name)):
         if not entry.name.startswith(".") or not _is_stale(entry):
             continue
         if entry.is_dir() and not entry.is_symlink():
@@ -125,23 +119,18 @@ def remove_stale_temporaries(root: str | os.PathLike[str] | ObjectPath, name: st
     return removed
 
 
-def _point_latest(name_dir: Location, version: str) -> None:
-    """Atomically replace ``<name_dir>/latest`` with ``version`` (write, fsync, rename).
-
-    On object storage one object write replaces the pointer as a whole.
-    """
-    if isinstance(name_dir, ObjectPath):
-        (name_dir / LATEST_FILE).write_bytes((version + "\n").encode("utf-8"))
-        return
+def write_latest(name_dir: Location, version: str) -> None:
+    """Atomically replace ``<name_dir>/latest`` with ``version`` (write, fsync, rename; on
+    object storage one object write), without checking that the version exists."""
     atomic_write_bytes(
         name_dir / LATEST_FILE,
         (version + "\n").encode("utf-8"),
         durable=True,
-        temp_name=_temp_name("latest", ""),
+        temp_name=temp_name("latest", ""),
     )
 
 
-def point_latest(root: str | os.PathLike[str] | ObjectPath, name: str, version: str) -> Location:
+def point_latest(root: str | os.PathLike[str] | UPath, name: str, version: str) -> Location:
     """Make ``<root>/<name>/latest`` name ``version``, atomically.
 
     The pointer is written to a temporary file, fsynced and renamed over ``latest``
@@ -151,7 +140,7 @@ def point_latest(root: str | os.PathLike[str] | ObjectPath, name: str, version: 
 
     Parameters
     ----------
-    root : str, PathLike or ObjectPath
+    root : str, PathLike or UPath
         Artifact root (a local directory or an fsspec URL).
     name : str
         Artifact name.
@@ -162,7 +151,7 @@ def point_latest(root: str | os.PathLike[str] | ObjectPath, name: str, version: 
 
     Returns
     -------
-    Path or ObjectPath
+    Path or UPath
         The version directory ``latest`` now names.
 
     Raises
@@ -174,7 +163,7 @@ def point_latest(root: str | os.PathLike[str] | ObjectPath, name: str, version: 
     ValueError
         If ``name`` or ``version`` is not a plain name.
     """
-    name = _check_artifact_name(name)
+    name = check_artifact_name(name)
     if (
         not isinstance(version, str)
         or not version
@@ -188,12 +177,14 @@ def point_latest(root: str | os.PathLike[str] | ObjectPath, name: str, version: 
         )
     name_dir = as_location(root) / name
     version_dir = name_dir / version
-    if not (version_dir / MANIFEST_FILE).is_file():
-        raise FileNotFoundError(
-            f"cannot point {str(name_dir / LATEST_FILE)!r} at {version!r}: {str(version_dir)!r} "
-            f"has no {MANIFEST_FILE}, so that version is not published; publish it first or "
-            f"pick one of {[path.name for path in list_versions(root, name)]}"
-        )
+    with storage_errors("look up", version_dir):
+        if not (version_dir / MANIFEST_FILE).is_file():
+            raise FileNotFoundError(
+                f"cannot point {str(name_dir / LATEST_FILE)!r} at {version!r}: "
+                f"{str(version_dir)!r} has no {MANIFEST_FILE}, so that version is not "
+                f"published; publish it first or pick one of "
+                f"{[path.name for path in list_versions(root, name)]}"
+            )
     manifest = load_manifest(version_dir)
     if manifest.get("version") != version or manifest.get("name") != name:
         raise ArtifactIntegrityError(
@@ -202,11 +193,12 @@ def point_latest(root: str | os.PathLike[str] | ObjectPath, name: str, version: 
             f"{name!r} and {version!r}",
             "publish the artifact again instead of copying or renaming version directories",
         )
-    _point_latest(name_dir, version)
+    write_latest(name_dir, version)
     return version_dir
 
 
-def _check_artifact_name(name: object) -> str:
+def check_artifact_name(name: object) -> str:
+    """``name`` if it is a plain directory name usable as an artifact name, else ValueError."""
     if (
         not isinstance(name, str)
         or not name
@@ -222,7 +214,7 @@ def _check_artifact_name(name: object) -> str:
     return name
 
 
-def latest_version(root: str | os.PathLike[str] | ObjectPath, name: str) -> Location:
+def latest_version(root: str | os.PathLike[str] | UPath, name: str) -> Location:
     """The version directory ``<root>/<name>/latest`` points to.
 
     Raises
@@ -230,24 +222,22 @@ def latest_version(root: str | os.PathLike[str] | ObjectPath, name: str) -> Loca
     FileNotFoundError
         If nothing was published under that name (or the pointed-to version is gone).
     """
-    name = _check_artifact_name(name)
+    name = check_artifact_name(name)
     pointer = as_location(root) / name / LATEST_FILE
-    if not pointer.is_file():
-        raise FileNotFoundError(
-            f"no artifact named {name!r} under {str(root)!r} (missing {pointer}); publish one "
-            f"first or check root and name"
-        )
+    with storage_errors("look up", pointer):
+        if not pointer.is_file():
+            raise FileNotFoundError(
+                f"no artifact named {name!r} under {str(root)!r} (missing {pointer}); publish "
+                f"one first or check root and name"
+            )
     return resolve_version(pointer)
 
 
-def list_versions(root: str | os.PathLike[str] | ObjectPath, name: str) -> list[Location]:
+def list_versions(root: str | os.PathLike[str] | UPath, name: str) -> list[Location]:
     """Published (manifest-bearing) version directories of ``name``, oldest first."""
-    name_dir = as_location(root) / _check_artifact_name(name)
-    if not name_dir.is_dir():
-        return []
     versions = [
         path
-        for path in name_dir.iterdir()
-        if path.is_dir() and not path.name.startswith(".") and (path / MANIFEST_FILE).is_file()
+        for path in list_dir(as_location(root) / check_artifact_name(name))
+        if not path.name.startswith(".") and (path / MANIFEST_FILE).is_file()
     ]
-    return sorted(versions, key=lambda path: (mtime(path / MANIFEST_FILE), str(path)))
+    return sorted(versions, key=lambda path: ((path / MANIFEST_FILE).stat().st_mtime, str(path)))

@@ -16,8 +16,8 @@ No pickle anywhere: ``.npy`` files load with ``allow_pickle=False`` and object d
 from the header, before any data is read.
 
 ``<root>`` may be a local path or an fsspec URL (``s3://bucket/artifacts``): paths are then
-:class:`cl_core.artifacts.location.ObjectPath` objects, and fsspec (with the protocol's package,
-``s3fs`` for S3) is imported on first use only, so this module stays numpy + standard library.
+``upath.UPath`` objects (:func:`cl_core.io.as_location`), imported on first use only, so this
+module stays numpy + standard library.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cl_core.artifacts.location import Location, ObjectPath, as_location, open_binary
+from cl_core.io import Location, as_location, storage_errors
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -45,19 +47,20 @@ class ArtifactIntegrityError(ValueError):
 
     Attributes
     ----------
-    path : Path or ObjectPath
+    path : Path or UPath
         The offending file (or the manifest when the manifest itself is malformed).
     """
 
     def __init__(self, path: Location | str, problem: str, fix: str) -> None:
-        self.path: Location = path if isinstance(path, ObjectPath) else Path(path)
+        self.path: Location = as_location(path)
         super().__init__(f"artifact file {self.path} {problem}; {fix}")
 
 
-def sha256_file(path: str | os.PathLike[str] | ObjectPath) -> str:
+def sha256_file(path: str | os.PathLike[str] | UPath) -> str:
     """Hex sha256 of a file's bytes, read in chunks so large arrays never sit in memory twice."""
     digest = hashlib.sha256()
-    with open_binary(as_location(path)) as handle:
+    location = as_location(path)
+    with storage_errors("read", location), location.open("rb") as handle:
         for chunk in iter(lambda: handle.read(_HASH_CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -80,19 +83,19 @@ def _read_pointer(pointer: Location) -> Location:
     return pointer.parent / version
 
 
-def resolve_version(path: str | os.PathLike[str] | ObjectPath) -> Location:
+def resolve_version(path: str | os.PathLike[str] | UPath) -> Location:
     """Return the version directory that ``path`` refers to.
 
     Parameters
     ----------
-    path : str, PathLike or ObjectPath
+    path : str, PathLike or UPath
         A version directory ``<root>/<name>/<version>``, its ``manifest.json``, the pointer file
         ``<root>/<name>/latest``, or the name directory ``<root>/<name>`` (meaning latest); local
         or an fsspec URL such as ``s3://bucket/artifacts/digits/latest``.
 
     Returns
     -------
-    Path or ObjectPath
+    Path or UPath
         A directory (an object prefix for URLs) that holds a ``manifest.json``.
 
     Raises
@@ -100,8 +103,15 @@ def resolve_version(path: str | os.PathLike[str] | ObjectPath) -> Location:
     FileNotFoundError
         If nothing is published there. A version directory without ``manifest.json`` (an
         interrupted or broken publish) does not exist as far as readers are concerned.
+    BucketNotFoundError, BucketAccessError
+        On object storage, a missing bucket or denied access (:func:`cl_core.io.storage_errors`).
     """
     candidate = as_location(path)
+    with storage_errors("look up", candidate):
+        return _resolve(candidate)
+
+
+def _resolve(candidate: Location) -> Location:
     if candidate.is_file() and candidate.name == MANIFEST_FILE:
         candidate = candidate.parent
     if candidate.is_file() and candidate.name == LATEST_FILE:
@@ -135,12 +145,12 @@ def resolve_version(path: str | os.PathLike[str] | ObjectPath) -> Location:
     return target
 
 
-def load_manifest(path: str | os.PathLike[str] | ObjectPath) -> dict[str, Any]:
+def load_manifest(path: str | os.PathLike[str] | UPath) -> dict[str, Any]:
     """Read and sanity-check ``manifest.json`` of the version ``path`` resolves to.
 
     Parameters
     ----------
-    path : str, PathLike or ObjectPath
+    path : str, PathLike or UPath
         Anything :func:`resolve_version` accepts.
 
     Returns
@@ -150,7 +160,8 @@ def load_manifest(path: str | os.PathLike[str] | ObjectPath) -> dict[str, Any]:
     """
     manifest_path = resolve_version(path) / MANIFEST_FILE
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        with storage_errors("read", manifest_path):
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ArtifactIntegrityError(
             manifest_path, f"is not valid JSON ({error})", "publish the version again"
@@ -177,7 +188,7 @@ def load_manifest(path: str | os.PathLike[str] | ObjectPath) -> dict[str, Any]:
 
 
 def read_npy_header(
-    path: str | os.PathLike[str] | ObjectPath,
+    path: str | os.PathLike[str] | UPath,
 ) -> tuple[tuple[int, ...], np.dtype[Any]]:
     """Shape and dtype from a ``.npy`` header without reading the data (or unpickling anything).
 
@@ -188,7 +199,7 @@ def read_npy_header(
     """
     file_path = as_location(path)
     try:
-        with open_binary(file_path) as handle:
+        with storage_errors("read", file_path), file_path.open("rb") as handle:
             major, minor = np.lib.format.read_magic(handle)
             if (major, minor) == (1, 0):
                 shape, _, dtype = np.lib.format.read_array_header_1_0(handle)

@@ -1,65 +1,168 @@
 """Publishing one content-addressed, verified artifact version (:func:`publish_artifact`).
 
-Publishing is atomic: every file is written (and fsynced) into
+The files of a version are serialised in memory first: arrays as ``.npy`` (numeric dtypes only,
+no pickle), documents as strict JSON (no NaN), extra files (plots) as they are; every name is
+checked before anything is written. Locally they are written (and fsynced) into
 ``<root>/<name>/.tmp-<version>@<host>@<pid>@<rand>/``, ``manifest.json`` last, and the directory
-is then renamed to its version name. Readers treat a directory without ``manifest.json`` as
-absent, so a crash at any point never exposes a partial artifact and never touches an earlier
-version. ``latest`` is then pointed at the version (:func:`~cl_core.artifacts.latest.point_latest`).
-
-On object storage (no rename) the files are uploaded in place, then ``manifest.json`` (one
-atomic object write), then ``latest`` (:func:`_publish_objects`).
+is then renamed to its version name. Object storage has no rename: the files are written in
+place, ``manifest.json`` last (one atomic object write). Either way readers treat a version
+without ``manifest.json`` as absent, so a crash at any point never exposes a partial artifact
+and never touches an earlier version. ``latest`` is then pointed at the version.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import os
 import shutil
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cl_core import CODE_VERSION
-from cl_core.artifacts.files import (
-    _json_bytes,
-    _pending_files,
-    _PendingFile,
-    _write_file,
-)
 from cl_core.artifacts.identity import (
-    _check_sample_mask,
-    _parents_with_mask,
-    _size_fields,
+    check_sample_mask,
     compute_version,
+    parents_with_mask,
+    size_fields,
 )
 from cl_core.artifacts.latest import (
-    _check_artifact_name,
-    _point_latest,
-    _temp_name,
+    check_artifact_name,
     remove_stale_temporaries,
+    temp_name,
+    write_latest,
 )
-from cl_core.artifacts.location import Location, ObjectPath, as_location
 from cl_core.artifacts.manifest import (
+    LATEST_FILE,
     MANIFEST_FILE,
     SAMPLE_MASK_FILE,
     SCHEMA_VERSION,
     ArtifactIntegrityError,
-    sha256_file,
 )
 from cl_core.artifacts.verify import verify_artifact
-from cl_core.io import fsync_directory, sha256_hex
+from cl_core.io import (
+    Location,
+    as_location,
+    atomic_write_bytes,
+    fsync_directory,
+    is_url,
+    readable_json,
+    sha256_hex,
+    storage_errors,
+)
+
+if TYPE_CHECKING:
+    from upath import UPath
+
+_NUMERIC_KINDS = "biufc"
+_RESERVED_NAMES = (MANIFEST_FILE, LATEST_FILE)
 
 
-def _existing_version(version_dir: Location, replace_damaged: bool = False) -> bool:
+@dataclasses.dataclass(frozen=True)
+class PendingFile:
+    """One file of a version: its bytes, and for ``.npy`` files the shape and dtype."""
+
+    name: str
+    data: bytes
+    shape: list[int] | None = None
+    dtype: str | None = None
+
+
+def _check_file_name(name: object, argument: str) -> str:
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name[0] == ".":
+        raise ValueError(
+            f"{argument} key {name!r} is not a plain file name; use names like 'difficulty' or "
+            f"'plot.png' without directories or a leading dot"
+        )
+    if name in _RESERVED_NAMES:
+        raise ValueError(f"{argument} key {name!r} is reserved by the artifact layout; rename it")
+    return name
+
+
+def _npy_file(key: str, array: object) -> PendingFile:
+    name = _check_file_name(key if key.endswith(".npy") else f"{key}.npy", "arrays")
+    values = np.asarray(array)
+    if values.dtype.hasobject or values.dtype.kind not in _NUMERIC_KINDS:
+        raise TypeError(
+            f"arrays[{key!r}] has dtype {values.dtype}; artifacts hold numeric arrays only "
+            f"(no pickle), so convert it to a numeric dtype or store it as JSON"
+        )
+    values = np.ascontiguousarray(values)
+    buffer = io.BytesIO()
+    np.save(buffer, values, allow_pickle=False)
+    return PendingFile(name, buffer.getvalue(), list(values.shape), str(values.dtype))
+
+
+def _json_bytes(obj: object, what: str) -> bytes:
+    """Readable (indented, key-sorted) strict JSON; NaN/inf are refused, not written."""
+    try:
+        return readable_json(obj)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{what} is not JSON-serialisable with finite numbers ({error}); "
+            f"use plain values and null instead of NaN"
+        ) from None
+
+
+def _json_file(key: str, obj: object) -> PendingFile:
+    name = _check_file_name(key if key.endswith(".json") else f"{key}.json", "json_files")
+    return PendingFile(name, _json_bytes(obj, f"json_files[{key!r}]"))
+
+
+def _extra_file(key: str, source: str | os.PathLike[str]) -> PendingFile:
+    name = _check_file_name(key, "extra_files")
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"extra_files[{key!r}] = {str(path)!r} is not a file; pass the path of a file to copy"
+        )
+    return PendingFile(name, path.read_bytes())
+
+
+def _pending_files(
+    arrays: Mapping[str, object],
+    json_files: Mapping[str, object],
+    extra_files: Mapping[str, str | os.PathLike[str]] | None,
+) -> list[PendingFile]:
+    pending = [_npy_file(key, value) for key, value in arrays.items()]
+    pending += [_json_file(key, value) for key, value in json_files.items()]
+    pending += [_extra_file(key, value) for key, value in (extra_files or {}).items()]
+    names = [item.name for item in pending]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(
+            f"file names {duplicates} are given more than once across arrays, json_files and "
+            f"extra_files; give every file one unique name"
+        )
+    return pending
+
+
+def write_file(directory: Location, item: PendingFile) -> dict[str, Any]:
+    """Write one file of a version durably and return its manifest entry."""
+    atomic_write_bytes(directory / item.name, item.data, durable=True)
+    return {"sha256": sha256_hex(item.data), "shape": item.shape, "dtype": item.dtype}
+
+
+def _check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def is_published(version_dir: Location, replace_damaged: bool = False) -> bool:
     """True if a complete, verified version is already published at ``version_dir``.
 
     A directory without a manifest does not count (it is replaced). A manifest whose files fail
     verification raises, because silently overwriting a tampered artifact would hide the damage;
-    with ``replace_damaged`` the damaged directory is removed instead (renamed aside first, so
-    the version never holds a mix of old and new files) and False is returned.
+    with ``replace_damaged`` the damaged version is removed instead (readers stop seeing it before
+    any of its files go) and False is returned.
     """
+    replace_damaged = _check_flag("replace_damaged", replace_damaged)
     if not (version_dir / MANIFEST_FILE).is_file():
         return False
     try:
@@ -72,27 +175,30 @@ def _existing_version(version_dir: Location, replace_damaged: bool = False) -> b
                 f"verification ({error})",
                 f"delete {version_dir} and publish again, or pass replace_damaged=True",
             ) from None
-        if isinstance(version_dir, ObjectPath):
-            # No rename on object storage: the manifest goes first, so readers stop seeing the
-            # damaged version before any of its files disappear.
-            (version_dir / MANIFEST_FILE).unlink(missing_ok=True)
-            version_dir.remove_tree()
-            return False
-        trash = version_dir.parent / _temp_name("trash", version_dir.name)
-        try:
-            os.rename(version_dir, trash)
-        except FileNotFoundError:  # a concurrent publisher removed it first
-            return False
-        shutil.rmtree(trash, ignore_errors=True)
+        _remove_version(version_dir)
         return False
     return True
+
+
+def _remove_version(version_dir: Location) -> None:
+    if is_url(version_dir):  # no rename: the manifest goes first, then the rest
+        with contextlib.suppress(NotADirectoryError), storage_errors("delete", version_dir):
+            (version_dir / MANIFEST_FILE).unlink(missing_ok=True)
+            version_dir.rmdir(recursive=True)
+        return
+    # Renamed aside first, so the version never holds a mix of old and new files.
+    trash = version_dir.parent / temp_name("trash", version_dir.name)
+    try:
+        os.rename(version_dir, trash)
+    except FileNotFoundError:  # a concurrent publisher removed it first
+        return
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _install(temp_dir: Path, version_dir: Path) -> None:
     """Rename the finished temp dir into place; a manifest-less leftover is moved aside first."""
     try:
         os.rename(temp_dir, version_dir)
-        return
     except OSError:
         if (version_dir / MANIFEST_FILE).is_file():
             # A concurrent publisher of the same content won the race; its copy is equivalent.
@@ -100,16 +206,11 @@ def _install(temp_dir: Path, version_dir: Path) -> None:
             return
         if not version_dir.exists():
             raise
-    trash = version_dir.parent / _temp_name("trash", version_dir.name)
-    os.rename(version_dir, trash)
-    os.rename(temp_dir, version_dir)
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def _check_flag(name: str, value: object) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
+        trash = version_dir.parent / temp_name("trash", version_dir.name)
+        os.rename(version_dir, trash)
+        os.rename(temp_dir, version_dir)
+        shutil.rmtree(trash, ignore_errors=True)
+    fsync_directory(version_dir.parent)
 
 
 def _excluded_record(mask: np.ndarray) -> dict[str, Any]:
@@ -118,7 +219,7 @@ def _excluded_record(mask: np.ndarray) -> dict[str, Any]:
 
 
 def publish_artifact(
-    root: str | os.PathLike[str] | ObjectPath,
+    root: str | os.PathLike[str] | UPath,
     name: str,
     *,
     arrays: Mapping[str, np.ndarray],
@@ -135,7 +236,7 @@ def publish_artifact(
 
     Parameters
     ----------
-    root : str, PathLike or ObjectPath
+    root : str, PathLike or UPath
         Artifact root, a local directory or an fsspec URL (``s3://bucket/artifacts``); the
         version lands in ``<root>/<name>/<version>/``.
     name : str
@@ -168,20 +269,20 @@ def publish_artifact(
 
     Returns
     -------
-    Path or ObjectPath
-        The version directory (an :class:`ObjectPath` for a URL root). If that version already
+    Path or UPath
+        The version directory (a ``upath.UPath`` for a URL root). If that version already
         exists (and verifies) it is returned untouched; either way ``latest`` then points to it.
     """
-    name = _check_artifact_name(name)
-    sizes = _size_fields(arrays)
-    mask = _check_sample_mask(sample_mask, sizes["n_samples"])
-    parents = _parents_with_mask(parents, mask)
+    name = check_artifact_name(name)
+    sizes = size_fields(arrays)
+    mask = check_sample_mask(sample_mask, sizes["n_samples"])
+    parents = parents_with_mask(parents, mask)
     version = compute_version(parents, config)
     name_dir = as_location(root) / name
     version_dir = name_dir / version
     remove_stale_temporaries(root, name)
-    if _existing_version(version_dir, _check_flag("replace_damaged", replace_damaged)):
-        _point_latest(name_dir, version)
+    if is_published(version_dir, replace_damaged):
+        write_latest(name_dir, version)
         return version_dir
 
     if mask is not None:
@@ -204,50 +305,20 @@ def publish_artifact(
         manifest["excluded"] = _excluded_record(mask)
     _json_bytes(manifest["metrics"], "metrics")  # fail before anything touches the disk
 
-    if isinstance(version_dir, ObjectPath):
-        _publish_objects(version_dir, pending, manifest)
-        _point_latest(name_dir, version)
-        return version_dir
-    assert isinstance(name_dir, Path)
-    name_dir.mkdir(parents=True, exist_ok=True)
-    temp_dir = name_dir / _temp_name("tmp", version)
-    temp_dir.mkdir()
+    in_place = is_url(version_dir)  # object storage cannot rename a directory into place
+    staging = version_dir if in_place else name_dir / temp_name("tmp", version)
     try:
         for item in pending:
-            manifest["files"][item.name] = _write_file(temp_dir, item)
-        # The manifest goes last: until it exists the directory is not a version.
-        manifest_bytes = _json_bytes(manifest, "manifest")
-        _write_file(temp_dir, _PendingFile(MANIFEST_FILE, manifest_bytes, None, None, None))
-        fsync_directory(temp_dir)
-        _install(temp_dir, version_dir)
+            manifest["files"][item.name] = write_file(staging, item)
+        # The manifest goes last: until it exists the directory is not a version. On object
+        # storage a concurrent publisher of the same version may have stored it first: it stays.
+        if not (staging / MANIFEST_FILE).is_file():
+            write_file(staging, PendingFile(MANIFEST_FILE, _json_bytes(manifest, "manifest")))
+        if not in_place:
+            _install(staging, version_dir)
     except BaseException:
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        if not in_place:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
-    fsync_directory(name_dir)
-    _point_latest(name_dir, version)
+    write_latest(name_dir, version)
     return version_dir
-
-
-def _publish_objects(
-    version_dir: ObjectPath, pending: Sequence[_PendingFile], manifest: dict[str, Any]
-) -> None:
-    """Upload a version in place: its files, then its manifest (object stores cannot rename).
-
-    Until the manifest object exists the prefix is not a version to any reader, so an
-    interrupted upload stays invisible and the next publish of the same version overwrites it.
-    Concurrent publishers of one version upload the same content (the version is its content
-    id); the first manifest stored wins and is kept.
-    """
-    for item in pending:
-        target = version_dir / item.name
-        if item.source is not None:
-            digest = sha256_file(item.source)
-            target.upload(item.source)
-        else:
-            assert item.data is not None
-            digest = sha256_hex(item.data)
-            target.write_bytes(item.data)
-        manifest["files"][item.name] = {"sha256": digest, "shape": item.shape, "dtype": item.dtype}
-    manifest_bytes = _json_bytes(manifest, "manifest")
-    if not (version_dir / MANIFEST_FILE).is_file():
-        (version_dir / MANIFEST_FILE).write_bytes(manifest_bytes)

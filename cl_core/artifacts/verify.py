@@ -7,14 +7,12 @@ it is handed out; arrays load with ``allow_pickle=False``. Shared by the publish
 
 from __future__ import annotations
 
-import io
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cl_core.artifacts.location import Location, ObjectPath
 from cl_core.artifacts.manifest import (
     MANIFEST_FILE,
     SAMPLE_MASK_FILE,
@@ -24,7 +22,11 @@ from cl_core.artifacts.manifest import (
     resolve_version,
     sha256_file,
 )
+from cl_core.io import Location, storage_errors
 from cl_core.validation import check_finite
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 
 def _file_entry(manifest: dict[str, Any], version_dir: Location, filename: str) -> dict[str, Any]:
@@ -61,7 +63,7 @@ def verify_file(version_dir: Location, filename: str, manifest: dict[str, Any]) 
 
     Returns
     -------
-    Path or ObjectPath
+    Path or UPath
         The verified file's path.
     """
     entry = _file_entry(manifest, version_dir, filename)
@@ -85,12 +87,12 @@ def verify_file(version_dir: Location, filename: str, manifest: dict[str, Any]) 
     return file_path
 
 
-def verify_artifact(path: str | os.PathLike[str] | ObjectPath) -> dict[str, Any]:
+def verify_artifact(path: str | os.PathLike[str] | UPath) -> dict[str, Any]:
     """Verify sha256 (and shape/dtype of ``.npy``) of every file a version's manifest lists.
 
     Parameters
     ----------
-    path : str, PathLike or ObjectPath
+    path : str, PathLike or UPath
         Anything :func:`resolve_version` accepts.
 
     Returns
@@ -119,7 +121,7 @@ def load_sample_mask(version_dir: Location, manifest: dict[str, Any]) -> np.ndar
 
     Parameters
     ----------
-    version_dir : Path or ObjectPath
+    version_dir : Path or UPath
         A resolved version directory.
     manifest : dict
         Its manifest (from :func:`load_manifest`).
@@ -170,22 +172,21 @@ def load_sample_mask(version_dir: Location, manifest: dict[str, Any]) -> np.ndar
 
 
 def _load_npy(file_path: Location) -> np.ndarray:
-    """``np.load`` without pickle; an object is read into memory first."""
-    if isinstance(file_path, ObjectPath):
-        return np.load(io.BytesIO(file_path.read_bytes()), allow_pickle=False)
-    return np.load(file_path, allow_pickle=False)
+    """``np.load`` without pickle."""
+    with storage_errors("read", file_path), file_path.open("rb") as handle:
+        return np.load(handle, allow_pickle=False)
 
 
 def _npy_name(name: str) -> str:
     return name if name.endswith(".npy") else f"{name}.npy"
 
 
-def load_array(path: str | os.PathLike[str] | ObjectPath, name: str) -> np.ndarray:
+def load_array(path: str | os.PathLike[str] | UPath, name: str) -> np.ndarray:
     """Load one verified array of a published version.
 
     Parameters
     ----------
-    path : str, PathLike or ObjectPath
+    path : str, PathLike or UPath
         Anything :func:`resolve_version` accepts.
     name : str
         ``"difficulty"`` or ``"difficulty.npy"`` etc.
@@ -202,14 +203,15 @@ def load_array(path: str | os.PathLike[str] | ObjectPath, name: str) -> np.ndarr
     return _load_npy(file_path)
 
 
-def load_json(path: str | os.PathLike[str] | ObjectPath, name: str) -> Any:
+def load_json(path: str | os.PathLike[str] | UPath, name: str) -> Any:
     """Load one verified JSON file (``"schedule"`` or ``"schedule.json"``) of a published version."""
     version_dir = resolve_version(path)
     manifest = load_manifest(version_dir)
     filename = name if name.endswith(".json") else f"{name}.json"
     file_path = verify_file(version_dir, filename, manifest)
     try:
-        return json.loads(file_path.read_text(encoding="utf-8"))
+        with storage_errors("read", file_path):
+            return json.loads(file_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ArtifactIntegrityError(
             file_path, f"is not valid JSON ({error})", "publish the version again"

@@ -9,7 +9,7 @@ from typing import Any
 from cl_core.embed.features import POOLINGS
 from cl_core.embed.models import DEFAULT_MODEL
 from cl_core.embed.plan import BAD_SAMPLE_POLICIES, PRECISIONS
-from cl_core.store.layout import DTYPES as STORE_DTYPES
+from cl_core.store import DTYPES as STORE_DTYPES
 from cl_core.store.moments import NORMALIZATIONS as READER_NORMALIZATIONS
 from cl_core.validation import check_choice
 

@@ -1,33 +1,260 @@
-"""Creating, reopening and opening embedding stores (:func:`create_store`, :func:`open_store`,
-:func:`store_from_array`)."""
+"""Creating, reopening and opening embedding stores: the layout a store gets and the checks of it.
+
+:func:`create_store` validates the layout and the provenance ``attrs``, derives the store's
+content fingerprint and writes the arrays of a new store (or reopens a compatible one so that
+only its missing shards are written); :func:`open_store` opens an existing one and
+:func:`store_from_array` writes in-memory features as a finalized store. zarr is imported on use.
+"""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
-from cl_core.store.embedding_store import EmbeddingStore
-from cl_core.store.layout import (
-    DEFAULT_CHUNK_ROWS,
-    DEFAULT_CHUNKS_PER_SHARD,
+import numpy as np
+
+from cl_core import CODE_VERSION
+from cl_core.io import content_hash, json_default
+from cl_core.store.embedding_store import (
+    ATTRS_KEY,
     SCHEMA_VERSION,
-    StoreMismatchError,
-    _check_attrs,
-    _check_dtype,
-    _check_positive_int,
-    _check_store_location,
-    _content_fingerprint,
-    _describe,
-    _existing_group,
-    _meta_of,
-    _mismatch,
-    _storage_options_for,
-    _write_new_store,
+    EmbeddingStore,
+    describe,
+    open_group,
+    read_meta,
 )
-from cl_core.store.locks import _held
-from cl_core.store.moments import array_fingerprint
-from cl_core.store.rows import _cast_for_storage, _check_feature_array, _check_labels
+from cl_core.store.locks import wait_lock
+from cl_core.store.moments import N_MOMENTS, array_fingerprint
+from cl_core.store.rows import LABEL_FILL, cast_for_storage, check_feature_array, check_labels
+from cl_core.validation import check_int
+
+DTYPES = ("float16", "float32")
+DEFAULT_CHUNK_ROWS = 4096
+DEFAULT_CHUNKS_PER_SHARD = 4
+
+PROVENANCE_KEYS = (
+    "dataset_fingerprint",
+    "model_id",
+    "weights_sha256",
+    "layer",
+    "pooling",
+    "input_transform",
+    "code_version",
+)
+"""Provenance attributes every store carries (``None`` when the caller did not give one)."""
+
+NON_IDENTITY_KEYS = frozenset({"code_version", "created_at"})
+"""Caller attributes that describe *when/with what release* a store was made, not *what* it holds.
+
+Every other caller attribute (model id, weights hash, layer, pooling, input transform, precision,
+...) enters :attr:`EmbeddingStore.fingerprint`. ``code_version`` stays out so that upgrading the
+package does not throw away hours of embeddings whose model and inputs are unchanged.
+"""
+
+_LAYOUT_KEYS = ("schema", "n_rows", "dim", "dtype", "chunk_rows", "shard_rows", "with_labels")
+_MANAGED_KEYS = frozenset(
+    {
+        *_LAYOUT_KEYS,
+        "fingerprint",
+        "feature_mean",
+        "feature_std",
+        "complete",
+        "n_shards",
+        "n_skipped",
+    }
+)
+_LABEL_DTYPE = "int64"
+
+
+class StoreMismatchError(ValueError):
+    """An existing store at the path was made for other data, another model or another layout."""
+
+
+def _check_dtype(dtype: object) -> str:
+    try:
+        name = np.dtype(dtype).name  # type: ignore[call-overload]
+    except TypeError:
+        name = repr(dtype)
+    if name not in DTYPES:
+        raise ValueError(
+            f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)} "
+            "(float16 halves the disk size; use float32 for features beyond +-65504)"
+        )
+    return name
+
+
+def _json_normalized(name: str, value: Mapping[str, Any]) -> dict[str, Any]:
+    """Round-trip through JSON so tuples/numpy scalars compare equal to what the store holds."""
+    try:
+        return dict(json.loads(json.dumps(dict(value), default=json_default, allow_nan=False)))
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"{name} must hold JSON-serialisable values (str, int, float, bool, None, lists, "
+            f"dicts); got {value!r} ({error}). Convert other objects to strings first."
+        ) from None
+
+
+def _check_attrs(attrs: object, layout: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(attrs, Mapping):
+        raise TypeError(
+            f"attrs must be a dict of provenance values, got {type(attrs).__name__}; e.g. "
+            "attrs={'dataset_fingerprint': ..., 'model_id': ..., 'layer': ..., 'pooling': ...}"
+        )
+    bad_keys = [key for key in attrs if not isinstance(key, str)]
+    if bad_keys:
+        raise TypeError(f"attrs keys must be strings, got {bad_keys!r}")
+    # Echoing a layout value (e.g. the config's dtype) is harmless; contradicting it is not.
+    conflicts = sorted(
+        key
+        for key in _MANAGED_KEYS.intersection(attrs)
+        if key not in layout or layout[key] != attrs[key]
+    )
+    if conflicts:
+        raise ValueError(
+            f"attrs may not set {conflicts} to other values than the store's own "
+            f"({', '.join(f'{key}={layout.get(key)!r}' for key in conflicts)}): the store manages "
+            "those keys; remove them (layout comes from create_store's arguments, statistics from "
+            "finalize())"
+        )
+    fingerprint = attrs.get("dataset_fingerprint")
+    if not isinstance(fingerprint, str) or not fingerprint:
+        raise ValueError(
+            f"attrs['dataset_fingerprint'] must be a non-empty string, got {fingerprint!r}; it keys "
+            "the store so another dataset never reuses these embeddings. Use "
+            "cl_core.embed.dataset_fingerprint(dataset), array_fingerprint(features) or a "
+            "dataset_id of your own"
+        )
+    normalized = _json_normalized("attrs", attrs)
+    for key in PROVENANCE_KEYS:
+        normalized.setdefault(key, CODE_VERSION if key == "code_version" else None)
+    return normalized
+
+
+def _check_store_location(path: object) -> Any:
+    if isinstance(path, os.PathLike):
+        return os.fspath(path)
+    if isinstance(path, str):
+        if not path:
+            raise ValueError("path must not be empty; give a directory like 'runs/emb.zarr'")
+        return path
+    from zarr.abc.store import Store
+    from zarr.storage import StorePath
+
+    if isinstance(path, (Store, StorePath)):
+        return path
+    raise TypeError(
+        f"path must be a local path, an fsspec URL (e.g. 's3://bucket/emb.zarr') or a zarr Store, "
+        f"got {type(path).__name__}"
+    )
+
+
+def _storage_options_for(location: Any, storage_options: Mapping[str, Any] | None) -> Any:
+    """fsspec options for URL paths; ``file://`` gets ``auto_mkdir`` so chunk folders appear."""
+    if not isinstance(location, str) or "://" not in location:
+        if storage_options:
+            raise ValueError(
+                f"storage_options only apply to fsspec URLs, but path {location!r} is not one; "
+                "drop storage_options or use a URL such as 's3://bucket/emb.zarr'"
+            )
+        return None
+    options = dict(storage_options or {})
+    if location.startswith("file://"):
+        options.setdefault("auto_mkdir", True)
+    return options
+
+
+def content_fingerprint(meta: Mapping[str, Any]) -> str:
+    """sha256 (16 hex) of what determines the stored values: identity attrs, shape, dtype."""
+    identity = {
+        key: value
+        for key, value in meta.items()
+        if key not in _MANAGED_KEYS and key not in NON_IDENTITY_KEYS
+    }
+    identity.update(schema=meta["schema"], n_rows=meta["n_rows"], dim=meta["dim"])
+    identity["dtype"] = meta["dtype"]
+    return content_hash(identity, 16, allow_nan=True)
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _existing_group(location: Any, storage_options: Any) -> Any | None:
+    """The Zarr group already at ``location`` (read-only), or None when nothing is there."""
+    import zarr.errors
+
+    try:
+        return open_group(location, "r", storage_options)
+    except zarr.errors.ContainsArrayError:
+        raise FileExistsError(
+            f"path {describe(location)} holds a Zarr array, not an embedding store; refusing to "
+            "delete it. Choose another path or remove it yourself"
+        ) from None
+    except FileNotFoundError:  # includes zarr's GroupNotFoundError
+        return None
+
+
+def _mismatch(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    keys = [key for key in (*_LAYOUT_KEYS, "fingerprint") if existing.get(key) != wanted.get(key)]
+    identity_keys = sorted(
+        key
+        for key in set(existing) | set(wanted)
+        if key not in _MANAGED_KEYS
+        and key not in NON_IDENTITY_KEYS
+        and existing.get(key) != wanted.get(key)
+    )
+    return [
+        f"{key}: stored {_short(existing.get(key))} != requested {_short(wanted.get(key))}"
+        for key in [*keys, *identity_keys]
+    ]
+
+
+def _write_new_store(
+    location: Any, meta: Mapping[str, Any], options: Any, *, overwrite: bool
+) -> None:
+    import zarr.errors
+
+    try:
+        group = open_group(location, "w" if overwrite else "w-", options)
+    except (FileExistsError, zarr.errors.ContainsGroupError):
+        raise FileExistsError(
+            f"path {describe(location)} already holds files that are not a Zarr store; refusing "
+            "to write an embedding store over them. Choose a new or empty path"
+        ) from None
+    n_rows, dim, n_shards = meta["n_rows"], meta["dim"], meta["n_shards"]
+    chunk_rows = meta["chunk_rows"]
+    # NaN fill: rows of unwritten shards read as NaN, never as plausible zeros.
+    group.create_array(
+        "features",
+        shape=(n_rows, dim),
+        chunks=(chunk_rows, dim),
+        dtype=meta["dtype"],
+        fill_value=np.nan,
+    )
+    if meta["with_labels"]:
+        group.create_array(
+            "labels",
+            shape=(n_rows,),
+            chunks=(chunk_rows,),
+            dtype=_LABEL_DTYPE,
+            fill_value=LABEL_FILL,
+        )
+    # One chunk per shard: each marker / statistics row is its own storage object.
+    group.create_array("shard_done", shape=(n_shards,), chunks=(1,), dtype="uint8", fill_value=0)
+    group.create_array(
+        "shard_stats",
+        shape=(n_shards, N_MOMENTS, dim),
+        chunks=(1, N_MOMENTS, dim),
+        dtype="float64",
+        fill_value=np.nan,
+    )
+    # JSON list of {"index", "path", "reason"} per shard; "" = nothing skipped.
+    group.create_array("shard_skipped", shape=(n_shards,), chunks=(1,), dtype=str)
+    group.attrs.update({ATTRS_KEY: dict(meta)})
 
 
 def create_store(
@@ -93,14 +320,14 @@ def create_store(
         differs).
     """
     location = _check_store_location(path)
-    n_rows = _check_positive_int(
-        "n_rows", n_rows, " (an empty dataset has nothing to embed; check the dataset path)"
+    n_rows = check_int(
+        "n_rows", n_rows, 1, " (an empty dataset has nothing to embed; check the dataset path)"
     )
-    dim = _check_positive_int("dim", dim)
-    chunk_rows = _check_positive_int("chunk_rows", chunk_rows)
+    dim = check_int("dim", dim, 1)
+    chunk_rows = check_int("chunk_rows", chunk_rows, 1)
     if shard_rows is None:
         shard_rows = DEFAULT_CHUNKS_PER_SHARD * chunk_rows
-    shard_rows = _check_positive_int("shard_rows", shard_rows)
+    shard_rows = check_int("shard_rows", shard_rows, 1)
     if shard_rows % chunk_rows:
         raise ValueError(
             f"shard_rows must be a multiple of chunk_rows={chunk_rows} so that shards own whole "
@@ -120,19 +347,19 @@ def create_store(
     meta = _check_attrs(attrs, layout)
     options = _storage_options_for(location, storage_options)
     meta.update(layout, feature_mean=None, feature_std=None, complete=False)
-    meta["fingerprint"] = _content_fingerprint(meta)
+    meta["fingerprint"] = content_fingerprint(meta)
 
     # Two processes creating the same new store at once would both write its arrays.
-    with _held(location, "create"):
+    with wait_lock(location, "create"):
         existing = _existing_group(location, options)
         if existing is not None:
-            existing_meta = _meta_of(existing, location)  # never delete what we did not make
+            existing_meta = read_meta(existing, location)  # never delete what we did not make
             differences = _mismatch(existing_meta, meta)
             if not overwrite and not differences:
                 return EmbeddingStore(location, read_only=False, storage_options=options)
             if not overwrite:
                 raise StoreMismatchError(
-                    f"the embedding store at {_describe(location)} was made for other data, "
+                    f"the embedding store at {describe(location)} was made for other data, "
                     f"another model or another layout ({'; '.join(differences)}); refusing to "
                     "reuse it. Pass overwrite=True to delete and recreate it, or choose another path"
                 )
@@ -165,7 +392,7 @@ def open_store(
     options = _storage_options_for(location, storage_options)
     if _existing_group(location, options) is None:
         raise FileNotFoundError(
-            f"no embedding store at {_describe(location)}; create one with create_store() or "
+            f"no embedding store at {describe(location)}; create one with create_store() or "
             "store_from_array(), or run the embed stage first"
         )
     return EmbeddingStore(location, read_only=read_only, storage_options=options)
@@ -210,11 +437,11 @@ def store_from_array(
     EmbeddingStore
         Complete and finalized.
     """
-    values = _check_feature_array("features", features)
+    values = check_feature_array("features", features)
     n_rows, dim = (int(s) for s in values.shape)
     label_values = None
     if labels is not None:
-        label_values = _check_labels("labels", labels, n_rows)
+        label_values = check_labels("labels", labels, n_rows)
     extra = dict(attrs or {})
     if dataset_id is not None:
         if not isinstance(dataset_id, str) or not dataset_id:
@@ -226,9 +453,9 @@ def store_from_array(
             )
         extra["dataset_fingerprint"] = dataset_id
     target_dtype = _check_dtype(dtype)
-    block = _check_positive_int("chunk_rows", chunk_rows)
+    block = check_int("chunk_rows", chunk_rows, 1)
     for start in range(0, n_rows, block):  # fail before anything is written
-        _cast_for_storage(values[start : start + block], target_dtype, start)
+        cast_for_storage(values[start : start + block], target_dtype, start)
     extra.setdefault("dataset_fingerprint", array_fingerprint(values, label_values))
     store = create_store(
         path,

@@ -1,4 +1,8 @@
-"""The :class:`EmbeddingStore` handle: shard writes, finalize, skipped samples, normalised reads."""
+"""The :class:`EmbeddingStore` handle: shard writes, finalize, skipped samples, normalised reads.
+
+Also the group-level reading every store handle shares (:func:`open_group`, :func:`read_meta`);
+zarr is imported on use, so ``import cl_core`` stays cheap.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,42 @@ import itertools
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from cl_core.store.layout import (
-    ATTRS_KEY,
-    _check_positive_int,
-    _describe,
-    _meta_of,
-    _open_group,
-)
-from cl_core.store.locks import StoreLock, _try_lock, _wait_lock
+from cl_core.store.locks import StoreLock, try_lock, wait_lock
 from cl_core.store.moments import NORMALIZATIONS, block_moments, merge_moments, normalize_block
-from cl_core.store.rows import _prepare_shard, _resolve_rows, check_row_indices
-from cl_core.validation import check_choice, check_finite
+from cl_core.store.rows import check_row_indices, prepare_shard, resolve_rows
+from cl_core.validation import check_choice, check_finite, check_int
+
+SCHEMA_VERSION = 1
+ATTRS_KEY = "cl_curriculum"
+"""The group attribute that holds a store's layout, provenance and statistics."""
+
+
+def describe(location: Any) -> str:
+    """A store location for messages: a path or URL as given, a zarr Store by its repr."""
+    return location if isinstance(location, str) else repr(location)
+
+
+def open_group(location: Any, mode: Literal["r", "r+", "w", "w-"], storage_options: Any) -> Any:
+    """``zarr.open_group`` of a store location (a path, an fsspec URL or a zarr Store)."""
+    import zarr
+
+    return zarr.open_group(store=location, mode=mode, storage_options=storage_options)
+
+
+def read_meta(group: Any, location: Any) -> dict[str, Any]:
+    """The ``attrs["cl_curriculum"]`` of an embedding store's group; ValueError for other groups."""
+    meta = group.attrs.asdict().get(ATTRS_KEY)
+    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA_VERSION:
+        raise ValueError(
+            f"path {describe(location)} is a Zarr group but not a cl_curriculum embedding store "
+            f"(schema {SCHEMA_VERSION}); its attrs lack '{ATTRS_KEY}'. Choose another path, or "
+            "create the store with create_store()/store_from_array()"
+        )
+    return dict(meta)
 
 
 class EmbeddingStore:
@@ -54,13 +79,13 @@ class EmbeddingStore:
         self.path = path
         self.read_only = bool(read_only)
         self._storage_options = dict(storage_options) if storage_options else None
-        self._group = _open_group(path, "r" if read_only else "r+", self._storage_options)
+        self._group = open_group(path, "r" if read_only else "r+", self._storage_options)
         self._load_meta()
 
     # -- metadata -------------------------------------------------------------------------
 
     def _load_meta(self) -> None:
-        meta = _meta_of(self._group, self.path)
+        meta = read_meta(self._group, self.path)
         self._meta = meta
         self.n_rows: int = int(meta["n_rows"])
         self.dim: int = int(meta["dim"])
@@ -129,7 +154,7 @@ class EmbeddingStore:
     def __repr__(self) -> str:
         state = "complete" if self._meta.get("complete") else "incomplete"
         return (
-            f"EmbeddingStore({_describe(self.path)!r}, shape=({self.n_rows}, {self.dim}), "
+            f"EmbeddingStore({describe(self.path)!r}, shape=({self.n_rows}, {self.dim}), "
             f"dtype={self.dtype}, shards={self.n_shards}, {state})"
         )
 
@@ -169,12 +194,12 @@ class EmbeddingStore:
     def _require_writable(self) -> None:
         if self.read_only:
             raise PermissionError(
-                f"store {_describe(self.path)} was opened read_only=True; reopen it with "
+                f"store {describe(self.path)} was opened read_only=True; reopen it with "
                 "open_store(path) to write"
             )
         if self._meta.get("complete"):
             raise ValueError(
-                f"store {_describe(self.path)} is finalized; writing a shard would make its "
+                f"store {describe(self.path)} is finalized; writing a shard would make its "
                 "stored mean/std stale. Recreate it with create_store(..., overwrite=True)"
             )
 
@@ -211,7 +236,7 @@ class EmbeddingStore:
         """
         self._require_writable()
         start, stop = self.shard_range(shard)
-        rows = _prepare_shard(
+        rows = prepare_shard(
             shard, (start, stop), features, labels, skipped, self.dim, self.dtype, self.has_labels
         )
         stored, label_values, keep, records = rows.stored, rows.labels, rows.keep, rows.skipped
@@ -223,7 +248,7 @@ class EmbeddingStore:
             self._group["shard_skipped"][shard] = json.dumps(records, sort_keys=True)
         elif records:
             raise ValueError(
-                f"store {_describe(self.path)} predates skipped-sample records; recreate it "
+                f"store {describe(self.path)} predates skipped-sample records; recreate it "
                 "(create_store(..., overwrite=True)) to embed with on_bad_sample='skip'"
             )
         # Last: a crash before this line leaves the shard missing, so a rerun rewrites it.
@@ -235,11 +260,11 @@ class EmbeddingStore:
         Idempotent. Needs every shard done; call it from one process.
         """
         if self.read_only:
-            raise PermissionError(f"store {_describe(self.path)} was opened read_only=True")
+            raise PermissionError(f"store {describe(self.path)} was opened read_only=True")
         missing = self.missing_shards()
         if missing:
             raise ValueError(
-                f"cannot finalize {_describe(self.path)}: {len(missing)} of {self.n_shards} shards "
+                f"cannot finalize {describe(self.path)}: {len(missing)} of {self.n_shards} shards "
                 f"are not written yet (first: {missing[:5]}); write them with write_shard() "
                 "(or rerun the embedding, which resumes) before finalize()"
             )
@@ -252,7 +277,7 @@ class EmbeddingStore:
         skipped = self.skipped_samples
         if not np.all(count > 0):
             raise ValueError(
-                f"cannot finalize {_describe(self.path)}: all {self.n_rows} samples were skipped "
+                f"cannot finalize {describe(self.path)}: all {self.n_rows} samples were skipped "
                 f"as unloadable (first: {skipped[:1]}); check the dataset path and files"
             )
         std = np.sqrt(m2 / count)
@@ -303,11 +328,11 @@ class EmbeddingStore:
             live process holds it. Stores that are not local directories are never locked (a
             lock that is always free is returned).
         """
-        return _try_lock(self.path, name)
+        return try_lock(self.path, name)
 
     def lock(self, name: int | str, *, poll_s: float = 0.2) -> StoreLock:
         """Wait for and take the lock ``name`` (see :meth:`try_lock`)."""
-        return _wait_lock(self.path, name, poll_s)
+        return wait_lock(self.path, name, poll_s)
 
     def is_shard_done(self, shard: int) -> bool:
         """Whether ``shard`` is marked done (read from storage now, not cached)."""
@@ -330,7 +355,7 @@ class EmbeddingStore:
         missing = [shard for shard in self.missing_shards() if first <= shard <= last]
         if missing:
             raise ValueError(
-                f"rows {start}..{stop - 1} of {_describe(self.path)} include {len(missing)} "
+                f"rows {start}..{stop - 1} of {describe(self.path)} include {len(missing)} "
                 f"unwritten shards (first: {missing[:5]}); finish the embedding (a rerun writes "
                 "only the missing shards) before reading"
             )
@@ -340,7 +365,7 @@ class EmbeddingStore:
             self.refresh()
             if self._mean is None:
                 raise ValueError(
-                    f"normalize='standard' needs the dataset mean/std, but {_describe(self.path)} "
+                    f"normalize='standard' needs the dataset mean/std, but {describe(self.path)} "
                     "is not finalized; call store.finalize() after writing every shard, or read "
                     "with normalize='l2' or 'none'"
                 )
@@ -379,10 +404,8 @@ class EmbeddingStore:
         block : ndarray of shape (rows, D), float32
         """
         check_choice("normalize", normalize, NORMALIZATIONS)
-        start, stop = _resolve_rows(rows, self.n_rows)
-        step = (
-            self.chunk_rows if chunk_rows is None else _check_positive_int("chunk_rows", chunk_rows)
-        )
+        start, stop = resolve_rows(rows, self.n_rows)
+        step = self.chunk_rows if chunk_rows is None else check_int("chunk_rows", chunk_rows, 1)
         self._require_stats(normalize)
         self._require_rows_written(start, stop)
         edges = [start, *range((start // step + 1) * step, stop, step), stop]

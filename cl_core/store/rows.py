@@ -8,11 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from cl_core.store.layout import _LABEL_FILL
 from cl_core.validation import check_finite
 
+LABEL_FILL = -1
+"""The label stored for samples that could not be loaded (and of unwritten rows)."""
 
-def _check_feature_array(name: str, features: Any) -> Any:
+
+def check_feature_array(name: str, features: Any) -> Any:
+    """``features`` (an array-like or an array with shape and dtype) if it is a real (N, D) array."""
     values = features if hasattr(features, "shape") and hasattr(features, "dtype") else None
     if values is None:
         values = np.asarray(features)
@@ -31,7 +34,8 @@ def _check_feature_array(name: str, features: Any) -> Any:
     return values
 
 
-def _check_labels(name: str, labels: Any, n_rows: int, offset: int = 0) -> np.ndarray:
+def check_labels(name: str, labels: Any, n_rows: int, offset: int = 0) -> np.ndarray:
+    """``labels`` as int64 (n_rows,) if they are integer class ids of that shape."""
     values = np.asarray(labels)
     if values.dtype.kind not in "iu":
         raise TypeError(
@@ -78,7 +82,7 @@ def _check_skipped(
     return sorted(records, key=lambda record: record["index"])
 
 
-def _cast_for_storage(rows: Any, dtype: str, offset: int) -> np.ndarray:
+def cast_for_storage(rows: Any, dtype: str, offset: int) -> np.ndarray:
     """Cast rows to the storage dtype, raising (with row indices) on NaN/inf or overflow."""
     values = np.asarray(rows)
     check_finite("features", values, offset=offset)
@@ -115,7 +119,7 @@ def check_row_indices(indices: Any, n_rows: int) -> np.ndarray:
     return wanted
 
 
-def _resolve_rows(rows: Any, n_rows: int) -> tuple[int, int]:
+def resolve_rows(rows: Any, n_rows: int) -> tuple[int, int]:
     """``rows`` (None, ``(start, stop)``, a range or a slice) as a contiguous ``[start, stop)``."""
     if rows is None:
         return 0, n_rows
@@ -139,7 +143,7 @@ def _resolve_rows(rows: Any, n_rows: int) -> tuple[int, int]:
 
 
 @dataclasses.dataclass(frozen=True)
-class _ShardRows:
+class ShardRows:
     """A shard's rows ready to store: values cast, skipped rows zeroed, their labels -1."""
 
     stored: np.ndarray
@@ -148,7 +152,7 @@ class _ShardRows:
     skipped: list[dict[str, Any]]
 
 
-def _prepare_shard(
+def prepare_shard(
     shard: int,
     bounds: tuple[int, int],
     features: Any,
@@ -157,10 +161,10 @@ def _prepare_shard(
     dim: int,
     dtype: str,
     has_labels: bool,
-) -> _ShardRows:
+) -> ShardRows:
     """Check one shard's arguments (rows ``bounds``) and prepare what is written."""
     start, stop = bounds
-    values = _check_feature_array("features", features)
+    values = check_feature_array("features", features)
     if tuple(values.shape) != (stop - start, dim):
         raise ValueError(
             f"features for shard {shard} must have shape ({stop - start}, {dim}) (rows "
@@ -181,8 +185,8 @@ def _prepare_shard(
     keep[[record["index"] - start for record in records]] = False
     if not keep.all():
         values = np.where(keep[:, None], np.asarray(values), 0)
-    stored = _cast_for_storage(values, dtype, start)
-    label_values = None if labels is None else _check_labels("labels", labels, stop - start, start)
+    stored = cast_for_storage(values, dtype, start)
+    label_values = None if labels is None else check_labels("labels", labels, stop - start, start)
     if label_values is not None and not keep.all():
-        label_values = np.where(keep, label_values, _LABEL_FILL)
-    return _ShardRows(stored, label_values, keep, records)
+        label_values = np.where(keep, label_values, LABEL_FILL)
+    return ShardRows(stored, label_values, keep, records)

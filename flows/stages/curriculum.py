@@ -9,7 +9,7 @@ from typing import Any
 from prefect import flow
 
 from cl_core.artifacts import point_latest
-from cl_core.artifacts.location import Location, ObjectPath, as_location
+from cl_core.io import Location, as_location
 from flows import tasks
 from flows.ids import WorkDir, content_id
 from flows.outcomes import (
@@ -136,10 +136,7 @@ def publish_plan(
 
 def _absolute(root: str) -> str:
     """A local root made absolute; a URL (``s3://bucket/prefix``) as it is."""
-    location = as_location(root)
-    if isinstance(location, ObjectPath):
-        return str(location)
-    return str(location.expanduser().absolute())
+    return str(as_location(root).expanduser().absolute())
 
 
 def _report_summary(

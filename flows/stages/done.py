@@ -7,13 +7,12 @@ a store's done markers); where it does not verify, the task runs with ``refresh_
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cl_core.artifacts import verify_artifact
-from cl_core.artifacts.location import ObjectPath, as_location
+from cl_core.io import Location, as_location
 from cl_core.store import open_store
 from flows import _files
 
@@ -41,12 +40,12 @@ def store_complete(store_path: str) -> bool:
     return store_created(store_path) and open_store(store_path, read_only=True).is_complete
 
 
-def files_verified(*paths: str | Path | ObjectPath) -> bool:
+def files_verified(*paths: str | Location) -> bool:
     """Every file exists with the size and sha256 recorded when it was written."""
     return _files.all_verified(*paths)
 
 
-def cluster_outputs_verified(out_dir: str | Path | ObjectPath) -> bool:
+def cluster_outputs_verified(out_dir: str | Location) -> bool:
     """The cluster stage's files (centroids, assignment, distances, summary) are intact."""
     directory = as_location(out_dir)
     required = [directory / name for name in CLUSTER_ARRAYS] + [directory / CLUSTER_FILE]
@@ -54,7 +53,7 @@ def cluster_outputs_verified(out_dir: str | Path | ObjectPath) -> bool:
     return files_verified(*required, *optional)
 
 
-def published(receipt_dir: str | Path | ObjectPath) -> bool:
+def published(receipt_dir: str | Location) -> bool:
     """The publish receipt is intact and the version it names passes ``verify_artifact``."""
     receipt = as_location(receipt_dir) / RECEIPT_FILE
     if not files_verified(receipt):

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from cl_core.artifacts import compute_version, curriculum_identity
-from cl_core.artifacts.location import as_location
+from cl_core.io import as_location
 from cl_core.report import order_by_prototypicality, schedule_curve, write_report
 from cl_core.schedule import Schedule, ScheduleConfig
 from cl_core.store import open_store

@@ -4,28 +4,24 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 
-from cl_core.artifacts.location import ObjectPath, as_location
+from cl_core.io import Location, as_location
 from flows import _files
 
 _sample_lock = threading.Lock()
 _sample_memo: tuple[tuple[str, int, int], np.ndarray] | None = None
 
 
-def file_identity(path: str | Path | ObjectPath) -> tuple[str, int, int]:
+def file_identity(path: str | Location) -> tuple[str, int, int]:
     # mtime and size are part of the identity so that a rewritten sample is read again.
-    location = as_location(path)
-    if isinstance(location, ObjectPath):
-        return str(location), int(location.mtime() * 1e9), int(location.size() or 0)
-    resolved = location.resolve()
-    stat = resolved.stat()
-    return str(resolved), stat.st_mtime_ns, stat.st_size
+    location = as_location(path).resolve()
+    stat = location.stat()
+    return str(location), stat.st_mtime_ns, stat.st_size
 
 
-def remember_sample(sample_path: str | Path | ObjectPath, sample: np.ndarray) -> np.ndarray:
+def remember_sample(sample_path: str | Location, sample: np.ndarray) -> np.ndarray:
     """Keep the sweep sample of ``sample_path`` for this process's k jobs (read-only)."""
     global _sample_memo
     sample.flags.writeable = False  # shared by concurrent jobs: nobody may change it
