@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from cl_core.artifacts.location import Location, ObjectPath
 from cl_core.artifacts.manifest import SAMPLE_MASK_FILE, load_manifest, resolve_version
 from cl_core.artifacts.verify import (
     check_difficulty,
@@ -29,6 +28,7 @@ from cl_core.artifacts.verify import (
     load_sample_mask,
     verify_file,
 )
+from cl_core.io import Location
 from cl_core.sampler.draws import GroupedDraws
 from cl_core.schedule import (
     Schedule,
@@ -67,8 +67,8 @@ class Curriculum:
     warmup_iterations : int
     manifest : dict or None
         The artifact's manifest (None when built in memory).
-    path : Path, ObjectPath or None
-        The version directory (an :class:`~cl_core.artifacts.ObjectPath` when loaded from a
+    path : Path, UPath or None
+        The version directory (a ``upath.UPath`` when loaded from a
         URL).
     version : str or None
         The artifact's content id.
@@ -290,12 +290,12 @@ def _inverse_of_temperature(temperature: object) -> float:
     return 0.0 if math.isinf(value) else 1.0 / value
 
 
-def load_curriculum(path: str | os.PathLike[str] | ObjectPath) -> Curriculum:
+def load_curriculum(path: str | os.PathLike[str] | Location) -> Curriculum:
     """Load and verify a published curriculum artifact.
 
     Parameters
     ----------
-    path : str, PathLike or ObjectPath
+    path : str, PathLike or UPath
         A version directory, ``<root>/<name>/latest``, or ``<root>/<name>`` (meaning latest);
         a local path or an fsspec URL (``s3://bucket/artifacts/digits/latest``, needs fsspec
         and s3fs; they are imported only for URLs).
