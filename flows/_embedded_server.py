@@ -6,7 +6,7 @@ its start (Python imports, then database migrations: ~12 s of CPU with a new dat
 the run's own imports and checks instead of following them. It serves the same app as Prefect's
 temporary server (``create_app(ephemeral=True)``: no UI, only the services a temporary server
 runs) and points ``PREFECT_API_URL`` at it for this run only. The environment defaults of such
-runs are in :mod:`flows._prefect_env`.
+runs are in :mod:`flows.prefect_env`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from flows._prefect_env import (
+from flows.prefect_env import (
     EMBEDDED_API_URL,
     STARTUP_TIMEOUT_SECONDS,
     prefect_home,

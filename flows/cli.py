@@ -117,11 +117,11 @@ def check_destinations(output: OutputParams) -> None:
 
 def _check_writable(option: str, root: str) -> None:
     from cl_core.artifacts.location import ObjectPath, as_location
-    from flows import _files
+    from flows import files
 
     location = as_location(root)
     if isinstance(location, ObjectPath):
-        _files.check_writable(location)
+        files.check_writable(location)
         return
     folder = location.expanduser().absolute()
     existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
@@ -192,9 +192,9 @@ def execute(params: dict[str, Any], *, show_progress: bool = True, verbose: bool
     """Validate (exit 2), run ``curriculum-pipeline`` (exit 1 on failure), print the results."""
     with bad_input_exits():
         check_parameters(params)  # the checks that need no model: before anything starts
-    from flows import _prefect_env
+    from flows import prefect_env
 
-    _prefect_env.configure_environment()  # before Prefect is first imported
+    prefect_env.configure_environment()  # before Prefect is first imported
     from flows import _embedded_server
 
     with (
@@ -222,8 +222,8 @@ def _run_pipeline(
 ) -> Any:
     """The pipeline's result; any failure inside the run exits 1 with one line."""
     from flows import progress
-    from flows._prefect_env import embedded_run_settings
     from flows.pipeline import curriculum_pipeline
+    from flows.prefect_env import embedded_run_settings
 
     try:
         server.wait_until_ready()  # this run's temporary Prefect server, if it has one
@@ -585,7 +585,7 @@ def serve(
     cron: Annotated[str | None, typer.Option(help="override the nightly cron schedule")] = None,
 ) -> None:
     """Serve the nightly deployment from this process (no work pool or worker needed)."""
-    from flows._prefect_env import configure_environment
+    from flows.prefect_env import configure_environment
 
     configure_environment()  # before Prefect is first imported
     with bad_input_exits():

@@ -156,9 +156,9 @@ def ab_params(
 
 def execute_ab(params: dict[str, Any], *, verbose: bool = False) -> Any:
     """Run ``curriculum-ab`` (exit 1 on failure) and print the table, the verdict and the paths."""
-    from flows import _prefect_env
+    from flows import prefect_env
 
-    _prefect_env.configure_environment()  # before Prefect is first imported
+    prefect_env.configure_environment()  # before Prefect is first imported
     from flows._embedded_server import one_embedded_server_at_a_time
 
     started = time.perf_counter()
@@ -180,8 +180,8 @@ def execute_ab(params: dict[str, Any], *, verbose: bool = False) -> Any:
 
 
 def _run_flow(params: dict[str, Any], *, verbose: bool) -> Any:
-    from flows._prefect_env import embedded_run_settings
     from flows.ab import curriculum_ab
+    from flows.prefect_env import embedded_run_settings
 
     try:
         with console_logs(verbose), embedded_run_settings():

@@ -19,7 +19,7 @@ from flows._embedded_server import (
     embedded_server,
     stop_server,
 )
-from flows._prefect_env import EMBEDDED_API_URL, server_configured
+from flows.prefect_env import EMBEDDED_API_URL, server_configured
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,8 +110,8 @@ def test_the_server_process_stops_when_its_parent_is_gone() -> None:
 
 TINY_RUN = """
 import json, os, sys
-from flows import _prefect_env
-_prefect_env.configure_environment()
+from flows import prefect_env
+prefect_env.configure_environment()
 from flows import _embedded_server as served
 with served.one_embedded_server_at_a_time(print), served.embedded_server() as server:
     from prefect import flow, task

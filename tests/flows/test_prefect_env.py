@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows._prefect_env import embedded_defaults, profile_api_url
+from flows.prefect_env import embedded_defaults, profile_api_url
 
 PROFILES = """
 active = "remote"
@@ -88,7 +88,7 @@ def test_importing_flows_changes_nothing(tmp_path: Path) -> None:
 def test_configure_environment_applies_defaults_without_overriding(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows._prefect_env import configure_environment
+    from flows.prefect_env import configure_environment
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
