@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from flows.prefect_env import configure_environment
 
-    configure_environment()  # embedded-server defaults, before Prefect is first imported
+    configure_environment()  # the run defaults, before Prefect is first imported
     from prefect import serve
 
     serve(*build_deployments(cron=args.cron))
