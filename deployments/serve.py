@@ -76,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cron", help="override the cron schedule from prefect.yaml")
     args = parser.parse_args(argv)
-    from flows._prefect_env import configure_environment
+    from flows.prefect_env import configure_environment
 
-    configure_environment()  # embedded-server defaults, before Prefect is first imported
+    configure_environment()  # the run defaults, before Prefect is first imported
     from prefect import serve
 
     serve(*build_deployments(cron=args.cron))

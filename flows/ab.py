@@ -31,7 +31,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from cl_core.io import atomic_write_bytes
-from flows import _files
+from flows import files
 from flows.ids import WorkDir, content_id
 from flows.tasks import CONTENT_ID, configured
 from flows.ui import publish_png, ui_artifacts
@@ -183,14 +183,14 @@ def ab_arm_task(content_id: str, spec: RunSpec, arm: str, seed: int, run_file: s
 
     path = Path(run_file)
     if path.is_file():
-        return ArmRun.from_json(_files.load_json(path)).to_json()
+        return ArmRun.from_json(files.load_json(path)).to_json()
     curriculum = load_artifact(spec.artifact)
     ab_task = build_task(
         spec.dataset, spec.probe, spec.model, spec.weights, spec.device, spec.image_size
     )
     run = train_arm(ab_task, curriculum, arm, seed, spec.config)
     document = run.to_json() | {"content_id": content_id}
-    _files.save_json(path, document)
+    files.save_json(path, document)
     return document
 
 
@@ -337,7 +337,7 @@ def _write_results(
     atomic_write_bytes(directory / PLOT_FILE, png)
     text = f"{table}\n\n{summary.verdict}\n" + "".join(f"\n{note}\n" for note in summary.notes)
     atomic_write_bytes(directory / TABLE_FILE, text.encode("utf-8"))
-    _files.save_json(
+    files.save_json(
         directory / RESULTS_FILE,
         {
             "artifact": {

@@ -8,13 +8,13 @@ run exits with 1.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from flows.console import EXIT_FAILED, bad_input_exits, console_logs, fail, one_line
+from flows import runs
+from flows.console import bad_input_exits
 
 QUICK_STEPS = 200
 DEFAULT_STEPS = 600
@@ -156,15 +156,7 @@ def ab_params(
 
 def execute_ab(params: dict[str, Any], *, verbose: bool = False) -> Any:
     """Run ``curriculum-ab`` (exit 1 on failure) and print the table, the verdict and the paths."""
-    from flows import _prefect_env
-
-    _prefect_env.configure_environment()  # before Prefect is first imported
-    from flows._embedded_server import one_embedded_server_at_a_time
-
-    started = time.perf_counter()
-    with one_embedded_server_at_a_time(_note):
-        outcome = _run_flow(params, verbose=verbose)
-    seconds = time.perf_counter() - started
+    outcome, seconds = runs.run_flow("flows.ab:curriculum_ab", params, verbose=verbose)
     typer.echo(outcome.table)
     typer.echo("")
     typer.echo(f"verdict: {outcome.verdict}")
@@ -177,28 +169,3 @@ def execute_ab(params: dict[str, Any], *, verbose: bool = False) -> Any:
         f"{outcome.count('Cached')} cached; {seconds:.1f} s"
     )
     return outcome
-
-
-def _run_flow(params: dict[str, Any], *, verbose: bool) -> Any:
-    from flows._prefect_env import embedded_run_settings
-    from flows.ab import curriculum_ab
-
-    try:
-        with console_logs(verbose), embedded_run_settings():
-            state = curriculum_ab(**params, return_state=True)
-    except Exception as error:  # the run could not start (server, API)
-        fail(f"the run failed: {type(error).__name__}: {one_line(error)}", EXIT_FAILED)
-    if not state.is_completed():
-        from prefect.states import get_state_exception
-
-        error = get_state_exception(state)
-        hint = "" if verbose else " (--verbose prints the traceback)"
-        fail(f"the run failed: {type(error).__name__}: {one_line(error)}{hint}", EXIT_FAILED)
-    return state.result()
-
-
-# ---- progress notes on stderr ---------------------------------------------------------------
-
-
-def _note(message: str) -> None:
-    typer.echo(message, err=True)

@@ -85,12 +85,6 @@ def _failed_run_state(record: logging.LogRecord) -> bool:
     return message.startswith("Finished in state ") and "Completed" not in message.split("(")[0]
 
 
-def _not_server_lifecycle(record: logging.LogRecord) -> bool:
-    """Drops the embedded server's "Starting/Stopping temporary server" lines: the stop line is
-    logged at interpreter exit, after the CLI's last line (the result, a warning or the error)."""
-    return not (record.name == "prefect" and record.levelno < logging.WARNING)
-
-
 @contextmanager
 def console_logs(verbose: bool) -> Iterator[None]:
     """Everything on the console with ``verbose``; otherwise :func:`keep_on_console` only."""
@@ -101,7 +95,6 @@ def console_logs(verbose: bool) -> Iterator[None]:
 
     handlers = prefect_console_handlers()
     for handler in handlers:
-        handler.addFilter(_not_server_lifecycle)  # stays until exit (idempotent)
         handler.addFilter(keep_on_console)
     try:
         yield

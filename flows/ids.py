@@ -23,7 +23,7 @@ from prefect.filesystems import RemoteFileSystem
 
 from cl_core import CODE_VERSION
 from cl_core.io import Location, as_location, content_hash, is_url
-from flows import _files
+from flows import files
 
 ID_LENGTH = 16
 
@@ -75,8 +75,8 @@ class WorkDir:
         return RemoteFileSystem(basepath=str(self.cache)) if self.is_remote else self.cache
 
     def check_writable(self) -> None:
-        """Fail before any work when the root cannot be written (:func:`flows._files.check_writable`)."""
-        _files.check_writable(self.root)
+        """Fail before any work when the root cannot be written (:func:`flows.files.check_writable`)."""
+        files.check_writable(self.root)
 
     def store(self, embed_id: str) -> Location:
         return self.root / "embeddings" / f"{embed_id}.zarr"

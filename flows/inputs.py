@@ -1,8 +1,8 @@
 """Resolving what a run names (model, dataset, an existing store) without importing Prefect.
 
-The CLI checks its input with these before Prefect starts (and before the embedded-server
-defaults are applied); the tasks use the same functions, memoised per process, so a model or a
-dataset opened by the check is reused by the run.
+The CLI checks its input with these before the run starts (:mod:`flows.checks`); the tasks use the
+same functions, memoised per process, so a model or a dataset opened by the check is reused by
+the run.
 """
 
 from __future__ import annotations

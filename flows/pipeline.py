@@ -32,8 +32,7 @@ from flows.runners import sweep_runner
 from flows.stages.cluster import cluster_flow, cluster_flow_on
 from flows.stages.curriculum import curriculum_flow
 from flows.stages.embed import SHARD_RETRY_DELAYS, embed_flow, embed_flow_on, existing_store
-from flows.stages.tables import artifact_key
-from flows.ui import ui_artifacts
+from flows.ui import artifact_key, ui_artifacts
 
 __all__ = [  # the stage flows and outcomes stay importable from here
     "SAMPLED_IDENTITY_WARNING",

@@ -60,7 +60,7 @@ def prefect_console_handlers() -> list[Any]:
     return found
 
 
-def _shared_console(handlers: list[Any]) -> Any:
+def shared_console(handlers: list[Any]) -> Any:
     """A console for bars *and* Prefect's log lines: Prefect's log styles on top of rich's
     defaults (Prefect's own console drops the defaults, which the bars need)."""
     import prefect.logging.configuration as logging_configuration
@@ -92,7 +92,7 @@ def terminal_progress(enabled: bool = True) -> Iterator[None]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     handlers = prefect_console_handlers()
-    console = _shared_console(handlers)
+    console = shared_console(handlers)
     progress = Progress(
         TextColumn("{task.description:<28}"),
         BarColumn(),

@@ -9,7 +9,7 @@ Results are small JSON documents (paths, ids, summary rows) persisted under the 
 (:func:`configured`), next to the files they describe.
 
 A cache record alone is never trusted: before submitting a task the flow verifies its output on
-disk (:mod:`flows.stages.done`) and, where it does not verify, submits the task with
+disk (:mod:`flows.done`) and, where it does not verify, submits the task with
 ``refresh_cache=True`` so it recomputes and overwrites the stale record. Task bodies are
 idempotent as well (an embedding shard already marked done is not recomputed, a k already
 evaluated is read back), which covers a run killed between writing a file and its record.
@@ -45,12 +45,12 @@ from cl_core.io import Location, as_location, is_url, sha256_hex
 from cl_core.report import cluster_table
 from cl_core.schedule import build_schedule
 from cl_core.store import open_store
-from flows import _files
+from flows import files
+from flows.done import CLUSTER_FILE, RECEIPT_FILE, files_verified, usable_rows
 from flows.ids import WorkDir
 from flows.inputs import describe_store, resolve_inputs
 from flows.params import ClusterParams, CurriculumParams, DatasetParams, EmbedParams
-from flows.stages.done import CLUSTER_FILE, RECEIPT_FILE, files_verified, usable_rows
-from flows.stages.publication import (
+from flows.publication import (
     PublishPlan,
     publish_inputs,
     publish_options,
@@ -59,8 +59,7 @@ from flows.stages.publication import (
     report_args,
     report_title,
 )
-from flows.stages.sweep_sample import remember_sample as _remember_sample
-from flows.stages.sweep_sample import sweep_sample as _sweep_sample
+from flows.sweep_sample import remember_sample, sweep_sample
 
 
 class ContentIdPolicy(CachePolicy):
@@ -214,7 +213,7 @@ def sample_task(
     """
     store = open_store(store_path, read_only=True)
     plan = plan_sweep(store, clustering.to_config(), valid=usable_rows(store))
-    sample = _remember_sample(_files.save_npy(out_path, plan.sample), np.asarray(plan.sample))
+    sample = remember_sample(files.save_npy(out_path, plan.sample), np.asarray(plan.sample))
     return {
         "sample_path": out_path,
         "ks": [int(k) for k in plan.ks],
@@ -238,15 +237,15 @@ def evaluate_ks_task(
     for k, out_path in zip(ks, out_paths, strict=True):
         if not files_verified(out_path):
             point = evaluate_k(
-                _sweep_sample(sample_path),
+                sweep_sample(sample_path),
                 k,
                 sweep_seed,
                 config.sweep_batch_size,
                 n_init=config.sweep_n_init,
                 n_threads=1,  # one core per job: no oversubscription
             )
-            _files.save_json(out_path, point.to_dict())
-    return [_files.load_json(out_path) for out_path in out_paths]
+            files.save_json(out_path, point.to_dict())
+    return [files.load_json(out_path) for out_path in out_paths]
 
 
 @task(name="fit-clusters", **_TASK_OPTIONS)
@@ -277,7 +276,7 @@ def cluster_task(
         config = dataclasses.replace(config, n_clusters=int(n_clusters))
     store = open_store(store_path, read_only=True)
     labels = store.labels() if clustering.use_labels else None
-    sample = _sweep_sample(sample_path) if points is not None and sample_path else None
+    sample = sweep_sample(sample_path) if points is not None and sample_path else None
     with _cluster_client(on_cluster) as client:
         result = cluster_embeddings(
             store,
@@ -290,7 +289,7 @@ def cluster_task(
         )
     directory = _save_cluster_arrays(as_location(out_dir), result)
     summary = _cluster_summary(result, directory, sweep)
-    _files.save_json(directory / CLUSTER_FILE, summary)
+    files.save_json(directory / CLUSTER_FILE, summary)
     return summary
 
 
@@ -325,11 +324,11 @@ def _cluster_summary(
 
 
 def _save_cluster_arrays(directory: Location, result: Any) -> Location:
-    _files.save_npy(directory / "centroids.npy", result.centroids)
-    _files.save_npy(directory / "assignment.npy", result.assignment)
-    _files.save_npy(directory / "distances.npy", result.distances)
+    files.save_npy(directory / "centroids.npy", result.centroids)
+    files.save_npy(directory / "assignment.npy", result.assignment)
+    files.save_npy(directory / "distances.npy", result.distances)
     if result.cluster_class is not None:
-        _files.save_npy(directory / "cluster_class.npy", result.cluster_class)
+        files.save_npy(directory / "cluster_class.npy", result.cluster_class)
     return directory
 
 
@@ -350,14 +349,14 @@ def difficulty_task(
     """Normalise distances within each cluster (or class) into difficulty in [0, 1]."""
     directory = as_location(cluster_dir)
     store = open_store(store_path, read_only=True)
-    groups = store.labels() if use_labels else _files.load_npy(directory / "assignment.npy")
+    groups = store.labels() if use_labels else files.load_npy(directory / "assignment.npy")
     difficulty = normalize_difficulty(
-        _files.load_npy(directory / "distances.npy"),
+        files.load_npy(directory / "distances.npy"),
         groups,
         method=curriculum.difficulty,
         valid=usable_rows(store),
     )
-    _files.save_npy(out_path, difficulty)
+    files.save_npy(out_path, difficulty)
     return out_path
 
 
@@ -371,11 +370,11 @@ def schedule_task(
 ) -> str:
     """Solve the temperature table of the schedule (usable rows only), save ``to_json()``."""
     schedule = build_schedule(
-        _files.load_npy(difficulty_path),
+        files.load_npy(difficulty_path),
         curriculum.schedule_config(),
         valid=usable_rows(open_store(store_path, read_only=True)),
     )
-    _files.save_json(out_path, schedule.to_json())
+    files.save_json(out_path, schedule.to_json())
     return out_path
 
 
@@ -405,5 +404,5 @@ def publish_task(content_id: str, plan: PublishPlan) -> dict[str, Any]:
             replace_damaged=True,  # the flow verified it before: a damaged version is republished
         )
     receipt = publish_receipt(plan, version_dir, plots)
-    _files.save_json(as_location(plan.report_dir) / RECEIPT_FILE, receipt)
+    files.save_json(as_location(plan.report_dir) / RECEIPT_FILE, receipt)
     return receipt

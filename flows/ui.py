@@ -1,4 +1,5 @@
-"""Prefect UI artifacts created off a flow's critical path (tables, summaries, links, plots)."""
+"""What a run shows in the Prefect UI besides its logs: artifacts created off a flow's critical
+path (tables, summaries, links, plots), their keys, and the stages' keyed tables."""
 
 from __future__ import annotations
 
@@ -143,3 +144,44 @@ def publish_png(
     if text:
         parts.append(text)
     return create_markdown_artifact("\n\n".join(parts), key=key, description=description)
+
+
+# --------------------------------------------------------------------------------------------
+# Keyed tables of the stages (the UI shows the latest per key)
+# --------------------------------------------------------------------------------------------
+
+
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits and dashes only)."""
+    text = "-".join(parts).lower()
+    return "".join(ch if ch.isalnum() else "-" for ch in text).strip("-")
+
+
+def publish_sweep_table(sweep: list[dict[str, Any]], chosen_k: int, name: str) -> None:
+    """Davies-Bouldin index and inertia per k, the chosen k marked."""
+    from prefect.artifacts import create_table_artifact
+
+    create_table_artifact(
+        [
+            {
+                "k": p["k"],
+                "davies_bouldin": round(p["davies_bouldin"], 4),
+                "inertia": round(p["inertia"], 2),
+                "chosen": p["k"] == chosen_k,
+            }
+            for p in sweep
+        ],
+        key=artifact_key(name, "k-sweep"),
+        description="Davies-Bouldin index (lower is better) and inertia per k",
+    )
+
+
+def publish_clusters_table(clusters: list[dict[str, Any]], name: str) -> None:
+    """Per cluster: size, mean distance to the centroid, medoid."""
+    from prefect.artifacts import create_table_artifact
+
+    create_table_artifact(
+        clusters,
+        key=artifact_key(name, "clusters"),
+        description="Per cluster: size, mean distance to the centroid, medoid (sample index)",
+    )

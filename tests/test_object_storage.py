@@ -273,7 +273,7 @@ def test_sampler_imports_fsspec_only_for_urls(tmp_path: Path, scores: np.ndarray
 
 
 def test_work_dir_intermediates_round_trip_and_verify_on_s3(bucket: str) -> None:
-    from flows import _files
+    from flows import files as work_files
     from flows.ids import WorkDir
 
     work = WorkDir.at(f"s3://{bucket}/runs")
@@ -282,24 +282,24 @@ def test_work_dir_intermediates_round_trip_and_verify_on_s3(bucket: str) -> None
     )
     assert str(work.store("e1")) == f"s3://{bucket}/runs/embeddings/e1.zarr"
     values = np.arange(12, dtype=np.float32).reshape(3, 4)
-    path = _files.save_npy(work.cluster("c1") / "centroids.npy", values)
-    summary = _files.save_json(str(work.schedule("s1")), {"k": 3, "score": np.float64(0.5)})
+    path = work_files.save_npy(work.cluster("c1") / "centroids.npy", values)
+    summary = work_files.save_json(str(work.schedule("s1")), {"k": 3, "score": np.float64(0.5)})
 
-    np.testing.assert_array_equal(_files.load_npy(str(path)), values)
-    assert _files.load_json(summary) == {"k": 3, "score": 0.5}
-    assert _files.all_verified(path, summary)
+    np.testing.assert_array_equal(work_files.load_npy(str(path)), values)
+    assert work_files.load_json(summary) == {"k": 3, "score": 0.5}
+    assert work_files.all_verified(path, summary)
     fs = fsspec.filesystem("s3")
     assert fs.exists(f"s3://{bucket}/runs/clusters/c1/centroids.npy.sha256.json")
 
     fs.pipe_file(str(path), b"tampered")  # another writer, a partial upload...
-    assert not _files.verified(path)
-    assert not _files.verified(work.cluster("c1") / "missing.npy")
+    assert not work_files.verified(path)
+    assert not work_files.verified(work.cluster("c1") / "missing.npy")
 
 
 def test_a_missing_work_dir_bucket_fails_before_any_work_naming_bucket_and_operation(
     bucket: str,
 ) -> None:
-    from flows import _files
+    from flows import files as work_files
     from flows.ids import WorkDir
 
     missing = f"{bucket}-missing"
@@ -309,7 +309,7 @@ def test_a_missing_work_dir_bucket_fails_before_any_work_naming_bucket_and_opera
     ):
         work.check_writable()
     with pytest.raises(FileNotFoundError, match=rf"bucket '{missing}' does not exist"):
-        _files.verified(work.difficulty("abc"))  # not a plain cache miss
+        work_files.verified(work.difficulty("abc"))  # not a plain cache miss
     WorkDir.at(f"s3://{bucket}/runs").check_writable()  # an existing bucket passes, leaves nothing
     assert fsspec.filesystem("s3").ls(f"s3://{bucket}") == []
 

@@ -22,13 +22,12 @@ from threadpoolctl import threadpool_limits
 
 from cl_core.cluster import EXECUTION_FIELDS, SweepPoint, choose_k, edge_of_range_warning
 from flows import progress, tasks
+from flows.done import cluster_outputs_verified, files_verified
 from flows.ids import WorkDir, content_id
 from flows.outcomes import ClusterOutcome, EmbeddingOutcome, TaskLedger
 from flows.params import ClusterParams, OutputParams
 from flows.runners import sweep_runner
-from flows.stages.done import cluster_outputs_verified, files_verified
-from flows.stages.tables import publish_clusters_table, publish_sweep_table
-from flows.ui import ui_artifacts
+from flows.ui import publish_clusters_table, publish_sweep_table, ui_artifacts
 
 
 @functools.lru_cache(maxsize=8)

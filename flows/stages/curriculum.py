@@ -11,6 +11,7 @@ from prefect import flow
 from cl_core.artifacts import point_latest
 from cl_core.io import Location, as_location
 from flows import tasks
+from flows.done import files_verified, published
 from flows.ids import WorkDir, content_id
 from flows.outcomes import (
     IDENTITY_METHODS,
@@ -21,8 +22,7 @@ from flows.outcomes import (
     run_warnings,
 )
 from flows.params import ClusterParams, CurriculumParams, DatasetParams, EmbedParams, OutputParams
-from flows.stages.done import files_verified, published
-from flows.stages.publication import PublishPlan
+from flows.publication import PublishPlan
 
 
 @flow(name="curriculum")

@@ -17,12 +17,12 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import inputs, progress, tasks
+from flows.done import missing_shards, store_complete, store_created
 from flows.ids import WorkDir, content_id
 from flows.outcomes import SAMPLED_IDENTITY_WARNING, EmbeddingOutcome, TaskLedger
 from flows.params import DatasetParams, EmbedParams, OutputParams
 from flows.runners import embed_runner
-from flows.stages.done import missing_shards, store_complete, store_created
-from flows.stages.tables import artifact_key
+from flows.ui import artifact_key
 
 SHARD_RETRY_DELAYS = [2, 10]  # seconds; a transient failure (OOM, I/O) usually clears quickly
 # Options that change how fast, not what, is computed: left out of the content ids so that e.g.

@@ -6,6 +6,7 @@ completes."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -67,7 +68,7 @@ def test_embedding_sweep_fit_and_assignment_on_a_cluster_publish_the_same_versio
 
 class KillOnce(WorkerPlugin):
     """Worker plugin: the first worker to start an embedding shard task dies 0.3 s later
-    (``os._exit``, as an out-of-memory kill would), once per marker file."""
+    (SIGKILL, as an out-of-memory kill), once per marker file."""
 
     name = "kill-once"
 
@@ -82,7 +83,7 @@ class KillOnce(WorkerPlugin):
         except FileExistsError:
             return
         os.close(descriptor)
-        threading.Timer(0.3, os._exit, args=(1,)).start()
+        threading.Timer(0.3, os.kill, args=(os.getpid(), signal.SIGKILL)).start()
 
 
 def test_a_worker_killed_while_embedding_leaves_a_store_the_run_completes(

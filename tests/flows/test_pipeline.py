@@ -1,8 +1,9 @@
 """The Prefect pipeline end to end on 72 generated images with a tiny random-weight encoder.
 
-One clean run (module fixture) is shared; further runs check caching, selective recomputation,
-resumption after a failed shard and the Dask sweep. Task states come from the run result, which
-records the final state the task engine returned for every task (``Cached`` or ``Completed``).
+One clean run (module fixture) is shared by the tests that only read its files or add runs beside
+it (caching, selective recomputation, the Dask sweep); a test that deletes or breaks files runs
+in a work dir of its own. Task states come from the run result, which records the final state
+the task engine returned for every task (``Cached`` or ``Completed``).
 """
 
 from __future__ import annotations
@@ -134,17 +135,16 @@ def test_changing_pacing_recomputes_only_schedule_and_publish(
     assert load_curriculum(clean_run.artifact_path).pacing == "linear"  # earlier one untouched
 
 
-def test_cache_record_without_its_file_recomputes(
-    clean_run: Any, pipeline_params: dict, workspace: Path
-) -> None:
-    difficulty_files = list((workspace / "runs" / "difficulty").glob("*.npy"))
+def test_cache_record_without_its_file_recomputes(pipeline_params: dict, tmp_path: Path) -> None:
+    first = _run(pipeline_params, _output(tmp_path))  # its own work dir: it deletes files
+    difficulty_files = list((tmp_path / "runs" / "difficulty").glob("*.npy"))
     assert difficulty_files
     for path in difficulty_files:
         path.unlink()
-    rerun = _run(pipeline_params, _output(workspace))
+    rerun = _run(pipeline_params, _output(tmp_path))
     assert rerun.task_states["difficulty"] == ["Completed"]  # the record alone is not trusted
     assert rerun.task_states["schedule"] == ["Cached"]
-    assert rerun.version == clean_run.version
+    assert rerun.version == first.version
 
 
 def test_failed_shard_then_rerun_resumes_and_matches_a_clean_run(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows._prefect_env import embedded_defaults, profile_api_url
+from flows.prefect_env import embedded_defaults, profile_api_url
 
 PROFILES = """
 active = "remote"
@@ -88,7 +88,7 @@ def test_importing_flows_changes_nothing(tmp_path: Path) -> None:
 def test_configure_environment_applies_defaults_without_overriding(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows._prefect_env import configure_environment
+    from flows.prefect_env import configure_environment
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
@@ -99,42 +99,3 @@ def test_configure_environment_applies_defaults_without_overriding(
 
     assert os.environ["PREFECT_HOME"] == str(tmp_path / "mine")  # the user's setting wins
     assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
-
-
-def test_embedded_runs_on_one_prefect_home_take_turns(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import subprocess
-    import sys
-
-    from flows._embedded_server import one_embedded_server_at_a_time
-
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
-    monkeypatch.setenv("PREFECT_PROFILES_PATH", str(tmp_path / "none.toml"))
-    holder = (
-        "import sys, time; from flows._embedded_server import one_embedded_server_at_a_time as lock\n"
-        "with lock(print):\n    print('held', flush=True); sys.stdin.readline()"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", holder],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    try:
-        assert process.stdout is not None and process.stdout.readline().strip() == "held"
-        notes: list[str] = []
-
-        def release_holder(message: str) -> None:
-            notes.append(message)
-            assert process.stdin is not None
-            process.stdin.write("\n")
-            process.stdin.flush()
-
-        with one_embedded_server_at_a_time(release_holder):
-            pass
-        assert len(notes) == 1 and "waiting for another run" in notes[0]
-    finally:
-        process.wait(timeout=30)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -52,11 +51,6 @@ def _run_cli(home: Path, *args: Any, timeout: float) -> subprocess.CompletedProc
     )
 
 
-def _children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 # --------------------------------------------------------------------------------------------
 # 5. validation before work, 4. failure output
 # --------------------------------------------------------------------------------------------
@@ -75,13 +69,9 @@ def test_bad_input_exits_2_before_prefect_starts(
     args: list[str], message: str, tmp_path: Path
 ) -> None:
     home = tmp_path / "home"
-    before = _children_cpu_seconds()
-    started = time.perf_counter()
     completed = _run_cli(
         home, "run", *args, "--work-dir", tmp_path / "runs", "--no-progress", timeout=300
     )
-    wall = time.perf_counter() - started
-    cpu = _children_cpu_seconds() - before
     assert completed.returncode == 2, completed.stderr
     assert completed.stderr.splitlines() == [completed.stderr.strip()]  # one line
     assert completed.stderr.startswith("error: ") and message in completed.stderr
@@ -89,10 +79,6 @@ def test_bad_input_exits_2_before_prefect_starts(
     # one that starts alongside the model check is stopped and its fresh database removed
     assert not (home / "prefect.db").exists()
     assert not (tmp_path / "runs").exists()  # nothing was embedded
-    # torch + timm imports dominate (about 3 s of CPU on an idle 2-core machine); the model check
-    # overlaps the temporary server's start on purpose, whose aborted start adds its own CPU
-    assert wall < 10.0, f"validation took {wall:.1f} s"
-    assert cpu < 16.0, f"validation took {cpu:.1f} s of CPU"
 
 
 def test_cuda_without_cuda_exits_2_before_prefect_starts(tmp_path: Path) -> None:
@@ -283,10 +269,9 @@ def test_dataset_params_in_a_child_round_trip() -> None:
 
 
 def test_ab_on_the_embedded_server_prints_no_server_lifecycle_lines(tmp_path: Path) -> None:
-    """``cl-curriculum ab`` shares the other commands' console filter: Prefect's "Starting /
-    Stopping temporary server" lines (the stop line comes at interpreter exit, after the
-    verdict) stay off the console. Its own copy of the filter, before flows/console.py, let
-    them through."""
+    """``cl-curriculum ab`` shares the other commands' run path: it runs on the run's own
+    temporary server, so Prefect starts none (whose "Starting / Stopping temporary server"
+    lines, the stop line at interpreter exit after the verdict, once reached the console)."""
     import numpy as np
 
     from cl_core.artifacts import publish_curriculum

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from flows import cli, cli_ab
+from flows import cli, cli_deploy, runs
 from flows.params import EmbedParams
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -216,12 +216,16 @@ def test_every_documented_command_parses_and_passes_validation(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli, "demo_params", tiny_demo_params(tiny_weights))
     ran: list[str] = []
-    monkeypatch.setattr(
-        cli, "_run_pipeline", lambda params, *_, **__: ran.append("run") or _FakeResult()
-    )
-    monkeypatch.setattr(cli, "_call", lambda command, cwd=None: ran.append("deploy"))
-    monkeypatch.setattr(cli, "_load_serve_module", lambda: _FakeServe(ran))
-    monkeypatch.setattr(cli_ab, "execute_ab", lambda params, **_: ran.append("ab"))
+
+    def run_flow(flow: str, params: dict, **options: Any) -> tuple[_FakeResult, float]:
+        if options.get("checks"):
+            options["checks"]()  # the checks that overlap the server's start
+        ran.append("ab" if flow == "flows.ab:curriculum_ab" else "run")
+        return _FakeResult(), 0.0
+
+    monkeypatch.setattr(runs, "run_flow", run_flow)
+    monkeypatch.setattr(cli_deploy, "prefect_command", lambda *_, **__: ran.append("deploy"))
+    monkeypatch.setattr(cli_deploy, "load_serve_script", lambda: _FakeServe(ran))
     # the documented --dask-address names the user's scheduler; the slow test starts a real one
     monkeypatch.setattr("flows.runners.check_dask_address", lambda address, **_: None)
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
@@ -243,9 +247,14 @@ def test_every_documented_command_parses_and_passes_validation(
 
 
 class _FakeResult:
+    """What ``run`` and ``ab`` print from a flow's result."""
+
     artifact_path = report_path = name = version = model_id = chosen_by = "x"
+    table = verdict = results_dir = "x"
     n_samples = dim = n_clusters = 1
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    task_states: tuple[str, ...] = ()
 
     def count(self, state: str) -> int:
         return 0

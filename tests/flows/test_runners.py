@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 
 import pytest
@@ -32,9 +33,34 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_sweep_runner_keeps_the_pipelines_choices() -> None:
+_three_at_once = threading.Barrier(3, timeout=60)
+_running: list[int] = []
+_most_at_once: list[int] = [0]
+
+
+@task
+def _meet_two_others(index: int) -> int:
+    _running.append(index)
+    _most_at_once[0] = max(_most_at_once[0], len(_running))
+    _three_at_once.wait()  # passes only when three tasks run at the same time
+    time.sleep(0.2)  # a fourth thread, if there were one, would join the three now
+    _running.remove(index)
+    return index
+
+
+@flow
+def _fan_out(n: int) -> list[int]:
+    return [future.result() for future in _meet_two_others.map(range(n))]
+
+
+def test_the_threads_sweep_runner_runs_dask_workers_tasks_at_once(prefect_server: None) -> None:
     threads = sweep_runner(OutputParams(sweep_runner="threads", dask_workers=3))
-    assert isinstance(threads, ThreadPoolTaskRunner) and threads._max_workers == 3
+    assert isinstance(threads, ThreadPoolTaskRunner)
+    assert _fan_out.with_options(task_runner=threads)(6) == list(range(6))
+    assert _most_at_once == [3]
+
+
+def test_sweep_runner_keeps_the_pipelines_choices() -> None:
     address = "tcp://10.0.0.5:8786"
     remote = sweep_runner(OutputParams(dask_address=address))
     assert isinstance(remote, DaskTaskRunner) and remote.address == address

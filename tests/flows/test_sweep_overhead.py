@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows import _files, tasks
+from flows import files, tasks
 from flows.params import OutputParams
 from flows.runners import sweep_runner
 from flows.stages.cluster import sweep_groups, sweep_tasks
+from flows.sweep_sample import remember_sample, sweep_sample
 
 
 def test_sweep_runner_is_prefect_dasks_own_task_runner(tmp_path: Path) -> None:
@@ -25,25 +26,25 @@ def test_sweep_runner_is_prefect_dasks_own_task_runner(tmp_path: Path) -> None:
 
 def test_sweep_sample_is_read_once_and_reread_after_a_rewrite(tmp_path: Path) -> None:
     path = tmp_path / "sample.npy"
-    _files.save_npy(path, np.arange(6, dtype=np.float32).reshape(3, 2))
-    first = tasks._sweep_sample(str(path))
-    assert tasks._sweep_sample(str(path)) is first
+    files.save_npy(path, np.arange(6, dtype=np.float32).reshape(3, 2))
+    first = sweep_sample(str(path))
+    assert sweep_sample(str(path)) is first
     assert not first.flags.writeable
     with pytest.raises(ValueError):
         first[0, 0] = 1.0
 
-    _files.save_npy(path, np.ones((4, 2), dtype=np.float32))
+    files.save_npy(path, np.ones((4, 2), dtype=np.float32))
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # coarse clocks
-    again = tasks._sweep_sample(str(path))
+    again = sweep_sample(str(path))
     np.testing.assert_array_equal(again, np.ones((4, 2), dtype=np.float32))
 
 
 def test_sample_task_hands_its_sample_to_in_process_jobs(tmp_path: Path) -> None:
-    path = _files.save_npy(tmp_path / "sample.npy", np.zeros((3, 2), dtype=np.float32))
+    path = files.save_npy(tmp_path / "sample.npy", np.zeros((3, 2), dtype=np.float32))
     in_memory = np.zeros((3, 2), dtype=np.float32)
-    tasks._remember_sample(path, in_memory)
-    assert tasks._sweep_sample(str(path)) is in_memory  # no read back from disk
+    remember_sample(path, in_memory)
+    assert sweep_sample(str(path)) is in_memory  # no read back from disk
     assert not in_memory.flags.writeable
 
 
@@ -73,9 +74,9 @@ def test_a_group_reads_back_the_ks_already_on_disk(
     from flows.params import ClusterParams
 
     rng = np.random.default_rng(0)
-    sample = _files.save_npy(tmp_path / "sample.npy", rng.normal(size=(60, 4)).astype(np.float32))
+    sample = files.save_npy(tmp_path / "sample.npy", rng.normal(size=(60, 4)).astype(np.float32))
     saved = {"k": 2, "davies_bouldin": 0.5, "inertia": 1.0}
-    _files.save_json(tmp_path / "k-2.json", saved)
+    files.save_json(tmp_path / "k-2.json", saved)
     fitted: list[int] = []
     real = tasks.evaluate_k
 

@@ -14,9 +14,9 @@ from cl_core.io import as_location
 from cl_core.report import order_by_prototypicality, schedule_curve, write_report
 from cl_core.schedule import Schedule, ScheduleConfig
 from cl_core.store import open_store
-from flows import _files
+from flows import files
+from flows.done import CLUSTER_FILE, usable_rows
 from flows.params import DatasetParams
-from flows.stages.done import CLUSTER_FILE, usable_rows
 
 
 class PublishPlan(BaseModel):
@@ -46,12 +46,12 @@ def publish_inputs(plan: PublishPlan) -> dict[str, Any]:
     store = open_store(plan.store_path, read_only=True)
     return {
         "arrays": {
-            "difficulty": _files.load_npy(plan.difficulty_path).astype(np.float32),
-            "assignment": _files.load_npy(cluster_dir / "assignment.npy").astype(np.int32),
-            "centroids": _files.load_npy(cluster_dir / "centroids.npy").astype(np.float32),
+            "difficulty": files.load_npy(plan.difficulty_path).astype(np.float32),
+            "assignment": files.load_npy(cluster_dir / "assignment.npy").astype(np.int32),
+            "centroids": files.load_npy(cluster_dir / "centroids.npy").astype(np.float32),
         },
-        "cluster_summary": _files.load_json(cluster_dir / CLUSTER_FILE),
-        "schedule_json": _files.load_json(plan.schedule_path),
+        "cluster_summary": files.load_json(cluster_dir / CLUSTER_FILE),
+        "schedule_json": files.load_json(plan.schedule_path),
         "sample_mask": usable_rows(store),
         "skipped": [dict(sample) for sample in store.skipped_samples],
     }
@@ -134,7 +134,7 @@ def render_report(
         summary=summary,
         difficulty=difficulty,
         assignment=assignment,
-        distances=_files.load_npy(as_location(cluster_dir) / "distances.npy"),
+        distances=files.load_npy(as_location(cluster_dir) / "distances.npy"),
         schedule_points=schedule_curve(Schedule.from_json(schedule_json)),
         sweep=cluster_summary["sweep"] if cluster_summary["chosen_by"] == "davies_bouldin" else (),
         chosen_k=cluster_summary["n_clusters"],
@@ -158,10 +158,10 @@ def sample_images(
         from PIL import Image
         from torchvision.datasets import ImageFolder  # torch-heavy: imported on use
 
-        files = [path for path, _ in ImageFolder(dataset.location).samples]
+        paths = [path for path, _ in ImageFolder(dataset.location).samples]
 
         def load(index: int) -> np.ndarray:
-            with Image.open(files[index]) as image:
+            with Image.open(paths[index]) as image:
                 rgb = image.convert("RGB")
             rgb.thumbnail((thumbnail, thumbnail))
             return np.asarray(rgb)

@@ -14,7 +14,7 @@ import numpy as np
 from cl_core.artifacts import verify_artifact
 from cl_core.io import Location, as_location
 from cl_core.store import open_store
-from flows import _files
+from flows import files
 
 CLUSTER_FILE = "cluster.json"
 CLUSTER_ARRAYS = ("centroids.npy", "assignment.npy", "distances.npy")
@@ -42,7 +42,7 @@ def store_complete(store_path: str) -> bool:
 
 def files_verified(*paths: str | Location) -> bool:
     """Every file exists with the size and sha256 recorded when it was written."""
-    return _files.all_verified(*paths)
+    return files.all_verified(*paths)
 
 
 def cluster_outputs_verified(out_dir: str | Location) -> bool:
@@ -59,7 +59,7 @@ def published(receipt_dir: str | Location) -> bool:
     if not files_verified(receipt):
         return False
     try:
-        verify_artifact(_files.load_json(receipt)["artifact_path"])
+        verify_artifact(files.load_json(receipt)["artifact_path"])
     except (ValueError, OSError, KeyError):  # ArtifactIntegrityError is a ValueError
         return False
     return True

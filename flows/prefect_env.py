@@ -1,28 +1,24 @@
-"""Environment defaults for embedded Prefect runs, applied explicitly before Prefect is imported.
+"""Environment defaults of runs without a configured Prefect server, applied explicitly before
+Prefect is imported, only with ``os.environ.setdefault``: whatever the user exported (a real
+server URL, their own home) wins.
 
-With no ``PREFECT_API_URL`` a flow run starts Prefect's ephemeral (temporary, in-process) server.
-Three of its defaults do not suit a command-line tool, so we change them, but only with
-``os.environ.setdefault``: whatever the user exported (a real server URL, their own home) wins.
-
-- ``PREFECT_HOME`` -> ``<cwd>/.prefect``: the ephemeral database, result cache and logs stay with
-  the project instead of the user's global ``~/.prefect``. Skipped when a server is configured,
-  by ``PREFECT_API_URL`` in the environment or in the active profile of the user's own home
-  (``prefect config set PREFECT_API_URL=...``): moving the home would hide that profile.
-- ``PREFECT_SERVER_ANALYTICS_ENABLED=false``: the ephemeral server's startup telemetry otherwise
+- ``PREFECT_HOME`` -> ``<cwd>/.prefect``: the temporary server's database, the result cache and
+  logs stay with the project instead of the user's global ``~/.prefect``. Skipped when a server is
+  configured, by ``PREFECT_API_URL`` in the environment or in the active profile of the user's own
+  home (``prefect config set PREFECT_API_URL=...``): moving the home would hide that profile.
+- ``PREFECT_SERVER_ANALYTICS_ENABLED=false``: a temporary server's startup telemetry otherwise
   races the run for the SQLite file and prints "database is locked" tracebacks.
-- ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=90``: creating a cold database takes ~15 s on
-  a small machine, close to the 20 s default; a timeout there would fail the first run.
+- ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=90``: for Prefect's own temporary server
+  (``serve`` without a server); creating a cold database takes ~15 s on a small machine, close to
+  the 20 s default.
 
-:func:`embedded_run_settings` additionally turns flow-run heartbeats off for runs on the ephemeral
+:func:`embedded_run_settings` additionally turns flow-run heartbeats off for runs on a temporary
 server. Heartbeats let a server notice crashed runs of deployments; a temporary server dies with
-the process, so there is nothing to notice, and in Prefect 3.8 every flow run waits up to a
-second for its heartbeat thread to stop (about 0.7 s per stage flow, measured).
+the process, so there is nothing to notice, and every flow run waits up to a second for its
+heartbeat thread to stop (about 0.7 s per stage flow, measured in Prefect 3.8).
 
-Nothing here runs at import time: :func:`configure_environment` is called by the CLI when a run
-starts, before it imports Prefect (Prefect reads these settings when it is first imported).
-
-The run's own temporary server, and the lock that lets runs on one Prefect home take turns,
-are in :mod:`flows._embedded_server`.
+Nothing here runs at import time. The CLI's runs start their own temporary server
+(:mod:`flows.server`) with these defaults.
 """
 
 from __future__ import annotations
@@ -54,7 +50,8 @@ def embedded_defaults(
 def server_configured(environ: Mapping[str, str]) -> bool:
     """Whether ``PREFECT_API_URL`` is set in ``environ`` or in the active Prefect profile.
 
-    The URL of the run's own temporary server (:func:`embedded_server`) does not count.
+    The URL of the run's own temporary server (:func:`flows.server.temporary_server`) does not
+    count.
     """
     url = environ.get("PREFECT_API_URL")
     if url and url == environ.get(EMBEDDED_API_URL):

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 
 from cl_core.io import Location, as_location
-from flows import _files
+from flows import files
 
 _sample_lock = threading.Lock()
 _sample_memo: tuple[tuple[str, int, int], np.ndarray] | None = None
@@ -40,4 +40,4 @@ def sweep_sample(sample_path: str) -> np.ndarray:
     with _sample_lock:
         if _sample_memo is not None and _sample_memo[0] == identity:
             return _sample_memo[1]
-    return remember_sample(sample_path, _files.load_npy(sample_path))
+    return remember_sample(sample_path, files.load_npy(sample_path))
