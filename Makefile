@@ -15,7 +15,7 @@ LOCKED := $(if $(CONSTRAINTS),-c $(CONSTRAINTS) --build-constraint $(CONSTRAINTS
 LOCK_HINT := echo "make: the install failed; $(CONSTRAINTS) pins what was tested on the Python and \
 platform its header names. Another Python: make lock (a lock for it) or CONSTRAINTS= (ranges only)" >&2
 
-.PHONY: demo test test-all lint format bench install install-dev lock clean
+.PHONY: demo test test-fast test-all lint format bench install install-dev lock clean
 
 # glibc malloc tunables (cl_core/allocator.py, issue 10): keep freed activations in the heap
 # instead of unmapping and page-faulting them in again on every batch (CPU inference was mostly
@@ -48,8 +48,12 @@ install-dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	$(VENV)/bin/cl-curriculum demo
 
+# Everything but `slow` (CI: .ci/run). test-fast: no processes, servers or Dask clusters.
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest
+
+test-fast: $(VENV)/.installed-dev
+	$(PY) -m pytest -m "not integration and not slow"
 
 test-all: $(VENV)/.installed-dev
 	$(PY) -m pytest -m "slow or not slow"

@@ -1,6 +1,8 @@
 """Session-wide test settings: offline, headless, and a throwaway Prefect home.
 
 Environment defaults are set before any test module imports Prefect, Hugging Face or matplotlib.
+A test that needs a server fixture (Prefect's test server, the moto S3 server) is an
+``integration`` test (:func:`pytest_collection_modifyitems`).
 """
 
 from __future__ import annotations
@@ -25,9 +27,20 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from s3_server import start_moto_server, stop_server, use_s3_endpoint  # noqa: E402
 
+# Session fixtures that start a server process: a test needing one (directly, through another
+# fixture or `usefixtures`) is an integration test. Tests that start processes or Dask clusters
+# themselves carry `@pytest.mark.integration` (or a module `pytestmark`) in their file.
+SERVER_FIXTURES = frozenset({"prefect_server", "moto_server"})
 
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip `gpu` tests on machines without CUDA (torch is only imported if such tests exist)."""
+    """Mark tests that need a server fixture `integration`; skip `gpu` tests on machines
+    without CUDA (torch is only imported if such tests exist)."""
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if not gpu_items:
         return

@@ -59,6 +59,7 @@ def _run_probe(env: dict[str, str]) -> tuple[list[dict], subprocess.CompletedPro
 
 
 @needs_glibc
+@pytest.mark.integration
 def test_launcher_reexecs_exactly_once_with_the_tunables() -> None:
     lines, done = _run_probe(_clean_env())
     assert done.returncode == 0, done.stderr
@@ -73,6 +74,7 @@ def test_launcher_reexecs_exactly_once_with_the_tunables() -> None:
 
 
 @needs_glibc
+@pytest.mark.integration
 def test_launcher_does_not_reexec_when_already_set_or_marked() -> None:
     lines, done = _run_probe(_clean_env(**GLIBC_TUNABLES))
     assert done.returncode == 0, done.stderr
@@ -85,6 +87,7 @@ def test_launcher_does_not_reexec_when_already_set_or_marked() -> None:
     assert lines[-1]["status"] == ["glibc", True, "mallopt", True]
 
 
+@pytest.mark.integration
 def test_opt_out_leaves_the_process_alone() -> None:
     lines, done = _run_probe(_clean_env(**{ALLOCATOR_ENV: "system"}))
     assert done.returncode == 0, done.stderr
@@ -93,6 +96,7 @@ def test_opt_out_leaves_the_process_alone() -> None:
     assert lines[-1]["status"] == ["system", True, "none", False]
 
 
+@pytest.mark.integration
 def test_bad_choice_is_one_line_exit_2() -> None:
     _, done = _run_probe(_clean_env(**{ALLOCATOR_ENV: "hoard"}))
     assert done.returncode == 2
@@ -100,6 +104,7 @@ def test_bad_choice_is_one_line_exit_2() -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.integration
 def test_console_entry_runs_the_cli() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "flows.launcher", "--help"],
@@ -148,6 +153,7 @@ def test_preload_env_prepends_the_library(monkeypatch) -> None:
 
 
 @needs_glibc
+@pytest.mark.integration
 def test_apply_mallopt_in_process_and_exports_for_children() -> None:
     code = textwrap.dedent(
         """

@@ -64,6 +64,7 @@ def test_the_server_gets_no_api_url_and_the_users_settings_win(
     assert env["PREFECT_API_BLOCKS_REGISTER_ON_START"] == "false"
 
 
+@pytest.mark.integration
 def test_a_server_that_exits_fails_with_its_log(tmp_path: Path) -> None:
     log_path = tmp_path / "server.log"
     with open(log_path, "wb") as log:
@@ -78,6 +79,7 @@ def test_a_server_that_exits_fails_with_its_log(tmp_path: Path) -> None:
     assert str(log_path) in str(raised.value) and "no database here" in str(raised.value)
 
 
+@pytest.mark.integration
 def test_stop_server_kills_a_server_that_ignores_sigterm() -> None:
     ignores = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); " + (
         "print('ready', flush=True); time.sleep(60)"
@@ -92,6 +94,7 @@ def test_stop_server_kills_a_server_that_ignores_sigterm() -> None:
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.integration
 def test_the_server_process_stops_when_its_parent_is_gone() -> None:
     """Closing the server's stdin (what the OS does when the run dies) stops it with SIGTERM."""
     watcher = (
@@ -136,6 +139,7 @@ print(json.dumps({"result": result, "url": server.api_url, "inside": inside, "pi
 """
 
 
+@pytest.mark.integration
 def test_a_flow_runs_on_the_embedded_server_and_the_server_stops(tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-c", TINY_RUN],
