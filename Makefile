@@ -5,7 +5,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: demo test test-all lint format bench install install-dev clean
+# The lock: the exact versions the suite passed with. Every install here is held to it, the
+# packages (-c) and the build backend of the editable install (--build-constraint), so a new
+# release of a dependency cannot change what a fresh `make test` runs. pyproject.toml keeps the
+# ranges a user's `pip install` needs. `make lock` refreshes it on purpose; `CONSTRAINTS=`
+# (empty) installs from the ranges alone.
+CONSTRAINTS ?= requirements/constraints.txt
+LOCKED := $(if $(CONSTRAINTS),-c $(CONSTRAINTS) --build-constraint $(CONSTRAINTS))
+LOCK_HINT := echo "make: the install failed; $(CONSTRAINTS) pins what was tested on the Python and \
+platform its header names. Another Python: make lock (a lock for it) or CONSTRAINTS= (ranges only)" >&2
+
+.PHONY: demo test test-fast test-all lint format bench install install-dev lock clean
 
 # glibc malloc tunables (cl_core/allocator.py, issue 10): keep freed activations in the heap
 # instead of unmapping and page-faulting them in again on every batch (CPU inference was mostly
@@ -19,15 +29,17 @@ endif
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 
-# Markers make re-runs instant; they are rebuilt when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(PY)
-	$(PIP) install -q -e .
+# Markers make re-runs instant; they are rebuilt when pyproject.toml or the lock changes. pip
+# itself comes from the lock first (an older pip lacks --build-constraint).
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(PY)
+	$(PIP) install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) --upgrade pip
+	$(PIP) install -q $(LOCKED) -e . || { $(LOCK_HINT); exit 1; }
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PIP) install -q -e ".[dev]"
+$(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS) | $(PY)
+	$(PIP) install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) --upgrade pip
+	$(PIP) install -q $(LOCKED) -e ".[dev]" || { $(LOCK_HINT); exit 1; }
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
@@ -36,8 +48,12 @@ install-dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	$(VENV)/bin/cl-curriculum demo
 
+# Everything but `slow` (CI: .ci/run). test-fast: no processes, servers or Dask clusters.
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest
+
+test-fast: $(VENV)/.installed-dev
+	$(PY) -m pytest -m "not integration and not slow"
 
 test-all: $(VENV)/.installed-dev
 	$(PY) -m pytest -m "slow or not slow"
@@ -53,6 +69,23 @@ format: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(PY) -m benchmarks
+
+# Refresh the lock on purpose: pip resolves pyproject's ranges (all extras) to their newest
+# releases in a fresh throwaway venv, and `pip freeze --all` records every package of it, pip and
+# setuptools included. Then run `make test` (it reinstalls from the new lock) and commit the lock.
+lock:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip setuptools; \
+	"$$tmp/venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"; \
+	mkdir -p $(dir $(CONSTRAINTS)); \
+	{ echo "# The tested versions: make installs with pip install -c (and --build-constraint) this file."; \
+	  echo "# Refreshed by make lock (pip freeze --all --exclude-editable of a fresh venv with .[dev]), not by hand."; \
+	  "$$tmp/venv/bin/python" -c 'import platform, sys; print(f"# Python {platform.python_version()}, {sys.platform} {platform.machine()}")'; \
+	  "$$tmp/venv/bin/python" -m pip freeze --all --exclude-editable --disable-pip-version-check; \
+	} > "$$tmp/constraints.txt"; \
+	mv "$$tmp/constraints.txt" $(CONSTRAINTS); \
+	echo "$(CONSTRAINTS): $$(grep -c '==' $(CONSTRAINTS)) pinned packages"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -1,13 +1,18 @@
 """Session-wide test settings: offline, headless, and a throwaway Prefect home.
 
 Environment defaults are set before any test module imports Prefect, Hugging Face or matplotlib.
+Every test starts and ends with the project's per-process caches empty (:func:`_fresh_caches`),
+and a test that needs a server fixture (Prefect's test server, the moto S3 server) is an
+``integration`` test (:func:`pytest_collection_modifyitems`).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="cl-curriculum-prefect-")
 for key, value in {
@@ -25,9 +30,20 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from s3_server import start_moto_server, stop_server, use_s3_endpoint  # noqa: E402
 
+# Session fixtures that start a server process: a test needing one (directly, through another
+# fixture or `usefixtures`) is an integration test. Tests that start processes or Dask clusters
+# themselves carry `@pytest.mark.integration` (or a module `pytestmark`) in their file.
+SERVER_FIXTURES = frozenset({"prefect_server", "moto_server"})
 
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip `gpu` tests on machines without CUDA (torch is only imported if such tests exist)."""
+    """Mark tests that need a server fixture `integration`; skip `gpu` tests on machines
+    without CUDA (torch is only imported if such tests exist)."""
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if not gpu_items:
         return
@@ -38,6 +54,91 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in gpu_items:
         item.add_marker(skip)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-process caches: cleared before and after every test
+# --------------------------------------------------------------------------------------------
+
+PROJECT_PACKAGES = ("cl_core", "flows", "curriculum_learning", "benchmarks")
+# Module-level memos without a clearing function (set back to None). flows/stages/sweep_sample.py
+# keeps the k sweep's sample; a public clear_*cache function there would be found without this.
+MEMO_GLOBALS = ("_sample_memo",)
+
+
+def _in_project(module_name: object) -> bool:
+    return isinstance(module_name, str) and module_name.partition(".")[0] in PROJECT_PACKAGES
+
+
+def _project_modules() -> list[tuple[str, object]]:
+    return [
+        (name, module)
+        for name, module in list(sys.modules.items())
+        if name.startswith(PROJECT_PACKAGES) and module is not None and _in_project(name)
+    ]
+
+
+def _find_caches(modules: list[tuple[str, object]]) -> list[tuple[str, Callable[[], object]]]:
+    found: dict[str, Callable[[], object]] = {}
+    for module_name, module in modules:
+        namespace = vars(module)
+        for attr, value in list(namespace.items()):
+            defined_in = getattr(value, "__module__", None)
+            if isinstance(value, type) or not callable(value) or not _in_project(defined_in):
+                continue
+            name = f"{defined_in}.{getattr(value, '__qualname__', attr)}"
+            if callable(getattr(value, "cache_clear", None)) and hasattr(value, "cache_info"):
+                found[name] = value.cache_clear
+            elif attr.startswith("clear_") and "cache" in attr and defined_in == module_name:
+                found[name] = value
+        for attr in MEMO_GLOBALS:
+            if attr in namespace:
+                found[f"{module_name}.{attr}"] = partial(setattr, module, attr, None)
+    return sorted(found.items())
+
+
+_found: tuple[tuple[int, ...], list[tuple[str, Callable[[], object]]]] = ((), [])
+
+
+def process_caches() -> list[tuple[str, Callable[[], object]]]:
+    """``(name, clear)`` for every per-process cache of the project's imported modules.
+
+    Found by what they are, not by where they live (modules move): every ``functools.lru_cache``
+    / ``functools.cache`` function defined in a project module, every module-level function named
+    ``clear_*cache*`` defined there (``cl_core.embed.clear_model_cache``), the memo globals in
+    :data:`MEMO_GLOBALS`, and s3fs's per-process client cache. Modules not imported yet are not
+    imported (a test that never loaded torch does not pay for it here). The search (~5 ms) runs
+    again only when another project module has been imported.
+    """
+    global _found
+    modules = _project_modules()
+    key = tuple(id(module) for _, module in modules)
+    if key != _found[0]:
+        _found = (key, _find_caches(modules))
+    caches = list(_found[1])
+    s3fs = sys.modules.get("s3fs")
+    if s3fs is not None:
+        caches.append(
+            ("s3fs.S3FileSystem.clear_instance_cache", s3fs.S3FileSystem.clear_instance_cache)
+        )
+    return caches
+
+
+def clear_process_caches() -> list[str]:
+    """Clear :func:`process_caches`; the names of the caches cleared."""
+    caches = process_caches()
+    for _, clear in caches:
+        clear()
+    return [name for name, _ in caches]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> Iterator[None]:
+    """Every test starts and ends with empty per-process caches (models, memoised flows, Prefect
+    blocks, the sweep sample, S3 clients): no test sees what an earlier one loaded."""
+    clear_process_caches()
+    yield
+    clear_process_caches()
 
 
 @pytest.fixture
@@ -60,15 +161,13 @@ def moto_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def s3_bucket(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def s3_bucket(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh, empty bucket on the session's S3 server (this process points at it); its name."""
     import uuid
 
     import fsspec
-    import s3fs
 
     use_s3_endpoint(monkeypatch, moto_server, "testing", "testing")
     name = f"cl-{uuid.uuid4().hex[:12]}"
     fsspec.filesystem("s3").mkdir(f"s3://{name}")
-    yield name
-    s3fs.S3FileSystem.clear_instance_cache()
+    return name

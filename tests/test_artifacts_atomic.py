@@ -129,6 +129,7 @@ def _temporaries(root: Path, name: str = "toy") -> list[str]:
     return sorted(path.name for path in (root / name).iterdir() if path.name.startswith("."))
 
 
+@pytest.mark.integration
 def test_killed_publish_is_cleaned_up_by_the_next_publish(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-c", _KILLED_PUBLISH, str(tmp_path)],
@@ -250,6 +251,7 @@ print(path.name)
 """
 
 
+@pytest.mark.integration
 def test_two_processes_publishing_the_same_version_both_succeed(tmp_path: Path) -> None:
     start = time.time() + 3.0  # after both interpreters have imported numpy and cl_core
     processes = [

@@ -57,6 +57,7 @@ def test_equals_cluster_assign(
     assert all(start % 512 == 0 for start, _ in bounds)
 
 
+@pytest.mark.integration
 def test_two_worker_processes_over_tcp(store_path: str, centroids: np.ndarray) -> None:
     from distributed import Client, LocalCluster
 

@@ -53,12 +53,14 @@ def _modules_loaded_by(statement: str) -> set[str]:
     return set(result.stdout.split())
 
 
+@pytest.mark.integration
 def test_importing_cl_core_is_cheap() -> None:
     loaded = _modules_loaded_by("import cl_core")
     heavy = {"torch", "prefect", "dask", "sklearn", "zarr", "timm", "matplotlib"} & loaded
     assert not heavy, f"`import cl_core` pulled in {sorted(heavy)}"
 
 
+@pytest.mark.integration
 def test_sampler_imports_only_numpy_and_stdlib() -> None:
     loaded = _modules_loaded_by("import cl_core.sampler")
     heavy = {"torch", "prefect", "dask", "sklearn", "zarr", "timm", "matplotlib", "scipy"}

@@ -188,6 +188,7 @@ def test_evaluate_k_is_the_job_that_sweep_k_runs(blobs7: tuple[np.ndarray, np.nd
     assert single.mean_inertia == pytest.approx(single.inertia / 800)
 
 
+@pytest.mark.integration
 def test_sweep_gives_identical_metrics_on_every_local_scheduler(
     blobs7: tuple[np.ndarray, np.ndarray],
 ) -> None:
@@ -202,6 +203,7 @@ def test_sweep_gives_identical_metrics_on_every_local_scheduler(
     assert [entry[0] for entry in runs["threads"]] == ks
 
 
+@pytest.mark.integration
 def test_sweep_on_a_distributed_local_cluster_matches_the_local_path(
     blobs7: tuple[np.ndarray, np.ndarray],
 ) -> None:
@@ -364,6 +366,7 @@ def test_thread_limits_apply_inside_and_restore_after() -> None:
         assert torch.get_num_threads() == torch_before
 
 
+@pytest.mark.integration
 def test_numpy_only_thread_limit_does_not_import_scikit_learn() -> None:
     # Each Dask assignment task limits numpy's BLAS this way; it must not pay sklearn's import.
     code = (
@@ -719,6 +722,7 @@ def _write_blob_store(path: Path, n_rows: int, dim: int, k: int) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+@pytest.mark.integration
 def test_peak_rss_stays_under_budget_for_a_store_larger_than_it(tmp_path: Path) -> None:
     n_rows, dim, budget_mib = 500_000, 384, 200
     assert n_rows * dim * 4 / 2**20 > 3 * budget_mib  # the float32 matrix: 732 MiB
@@ -754,6 +758,7 @@ def test_fit_device_cuda_without_cuda_fails_before_any_work(
     assert resolve_fit_device(ClusterConfig(fit_device="cpu")) == "cpu"
 
 
+@pytest.mark.integration
 def test_auto_fit_device_does_not_import_torch_without_a_gpu_driver() -> None:
     code = (
         "import sys, numpy as np\n"
@@ -797,6 +802,7 @@ def test_cuda_fit_matches_the_cpu_partition() -> None:
     assert gpu.inertia <= cpu.inertia * 1.001
 
 
+@pytest.mark.integration
 def test_assignment_on_a_dask_client_equals_the_local_one(tmp_path: Path) -> None:
     import distributed  # required (dask[distributed]): a broken install must fail, not skip
 

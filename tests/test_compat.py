@@ -88,6 +88,7 @@ def reference_like_difficulty(n: int, n_clusters: int = 100, seed: int = 0) -> n
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_the_installed_package_imports_light_from_anywhere(tmp_path: Path) -> None:
     # run outside the repository: the package must come from the installation, not the cwd
     code = (

@@ -266,6 +266,7 @@ def test_bad_input_is_refused_with_the_fix(tmp_path: Path) -> None:
         embed_dataset(["a", "b"], tmp_path / "e", config(TinyCNN()))
 
 
+@pytest.mark.integration
 def test_sequential_dataloader_with_workers_gives_the_same_features(tmp_path: Path) -> None:
     x, y = images(), torch.arange(N) % 5
     single = embed_dataset(TensorDataset(x, y), tmp_path / "a.zarr", config(TinyCNN()))

@@ -81,6 +81,7 @@ def _load_script(tmp_path: Path):
     return path, namespace
 
 
+@pytest.mark.integration
 def test_two_processes_embedding_one_store_give_the_single_process_result(tmp_path: Path) -> None:
     script, namespace = _load_script(tmp_path)
     reference = namespace["run"](str(tmp_path / "single.zarr"), 0.0)

@@ -95,7 +95,6 @@ def test_auto_precision_on_cuda_is_unchanged(flags, monkeypatch: pytest.MonkeyPa
 
 
 def test_cpu_flags_come_from_the_flags_line_of_proc_cpuinfo() -> None:
-    plan_module.cpu_flags.cache_clear()
     flags = plan_module.cpu_flags()
     assert isinstance(flags, frozenset)
     if Path("/proc/cpuinfo").exists():

@@ -66,7 +66,6 @@ def test_wrapped_torch_checkpoint_is_unwrapped_and_classifier_dropped(tmp_path: 
     state = {f"backbone.{key}": value for key, value in source.state_dict().items()}
     path = tmp_path / "checkpoint.pth"
     torch.save({"teacher": state, "epoch": 100}, path)
-    clear_model_cache()
 
     loaded = _load_tiny_vit(path)
 
@@ -78,7 +77,6 @@ def test_wrapped_torch_checkpoint_is_unwrapped_and_classifier_dropped(tmp_path: 
 
 
 def _load_tiny_vit(path: Path):
-    clear_model_cache()
     return load_model("vit_tiny_patch16_224", weights=path, model_kwargs=TINY_VIT)
 
 
@@ -103,13 +101,11 @@ def test_offline_without_weights_explains_how_to_supply_a_file(monkeypatch) -> N
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    clear_model_cache()
     with pytest.raises(RuntimeError, match=r"hubs are unreachable.*weights=PATH"):
         load_model("vit_tiny_patch16_224")
 
 
 def test_models_are_cached_per_process() -> None:
-    clear_model_cache()
     first = load_model("resnet10t", pretrained=False)
     assert load_model("resnet10t", pretrained=False) is first
     clear_model_cache()
@@ -128,7 +124,6 @@ def _flower_top5(loaded) -> list[int]:
 
 
 def test_bundled_efficientnet_lite0_recognises_the_daisy() -> None:
-    clear_model_cache()
     loaded = load_model("tf_efficientnet_lite0", classifier=True)
     assert loaded.source == "bundled"
     assert loaded.data_config["mean"] == (0.5, 0.5, 0.5)  # the model's own preprocessing

@@ -36,6 +36,8 @@ from cl_core.sampler import load_curriculum
 ROOT = Path(__file__).resolve().parents[1]
 N = 300
 
+pytestmark = pytest.mark.integration  # each test talks to an S3 server or runs a child Python
+
 
 @pytest.fixture
 def bucket(s3_bucket: str) -> str:

@@ -56,6 +56,7 @@ def _counts(indices: np.ndarray, n: int) -> np.ndarray:
 # ---------------------------------------------------------------------------- import hygiene
 
 
+@pytest.mark.integration
 def test_import_pulls_in_no_heavy_package() -> None:
     code = "import sys, cl_core.sampler; print(' '.join(sorted(sys.modules)))"
     loaded = set(

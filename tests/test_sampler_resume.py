@@ -18,6 +18,8 @@ N = 300
 BATCH = 8
 EPOCHS = 2
 
+pytestmark = pytest.mark.integration  # every test iterates a DataLoader with worker processes
+
 
 class _Indices(Dataset[int]):
     """Item ``i`` is ``i``: a batch shows exactly which indices the sampler chose."""

@@ -176,6 +176,7 @@ def _write_shards_in_child(path: str, shards: list[int]) -> None:
     write_shards(store, make_features(), shards)
 
 
+@pytest.mark.integration
 def test_two_processes_writing_disjoint_shards(tmp_path):
     features = make_features()
     reference = new_store(tmp_path / "serial.zarr")

@@ -49,6 +49,7 @@ def _starts(env: dict[str, str]) -> list[dict[str, str | None]]:
 
 
 @needs_glibc
+@pytest.mark.integration
 def test_reexec_happens_exactly_once_with_the_tunables() -> None:
     first, second = _starts(_clean_env())  # the original run and exactly one re-executed run
     assert first["MALLOC_MMAP_THRESHOLD_"] is None
@@ -57,12 +58,14 @@ def test_reexec_happens_exactly_once_with_the_tunables() -> None:
 
 
 @needs_glibc
+@pytest.mark.integration
 def test_no_reexec_when_already_set_or_marked() -> None:
     assert len(_starts(_clean_env(**TUNABLES))) == 1
     # A wrapper that strips the variables cannot cause a loop: the marker stops a second exec.
     assert len(_starts(_clean_env(**{REEXEC_MARKER: "1"}))) == 1
 
 
+@pytest.mark.integration
 def test_opt_out_leaves_the_process_alone() -> None:
     (start,) = _starts(_clean_env(**{CHOICE_ENV: "system"}))
     assert start["MALLOC_MMAP_THRESHOLD_"] is None
@@ -89,12 +92,14 @@ def _launcher(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 def test_console_entry_runs_the_cli() -> None:
     done = _launcher("--help")
     assert done.returncode == 0, done.stderr
     assert "cl-curriculum" in done.stdout
 
 
+@pytest.mark.integration
 def test_bad_choice_is_one_line_exit_2() -> None:
     done = _launcher("--help", **{CHOICE_ENV: "hoard"})
     assert done.returncode == 2
@@ -103,6 +108,7 @@ def test_bad_choice_is_one_line_exit_2() -> None:
 
 
 @needs_glibc
+@pytest.mark.integration
 def test_any_command_runs_with_the_tunables() -> None:
     """``python -m flows.allocator COMMAND``: how make targets (tests, benchmarks) get them."""
     keys = list(TUNABLES)

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration  # every test runs the console script in a child Python
 
 # Runs the console-script entry (argv None) on `--help`, then reports from an exit handler
 # registered first (so it runs last, after the CLI's own SystemExit has unwound main()).

@@ -103,6 +103,7 @@ def test_a_missing_bucket_exits_2_naming_it_and_the_operation(
     assert "write" in lines[0]
 
 
+@pytest.mark.integration
 def test_an_s3_work_dir_without_s3fs_exits_2_naming_the_package(blob_store: Path) -> None:
     code = (
         "import sys; sys.modules['s3fs'] = None  # as if s3fs were not installed\n"

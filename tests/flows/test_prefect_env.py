@@ -54,6 +54,7 @@ def test_an_unreadable_profiles_file_means_no_server(tmp_path: Path) -> None:
     assert profile_api_url({"PREFECT_HOME": str(tmp_path)}) is None
 
 
+@pytest.mark.integration
 def test_importing_flows_changes_nothing(tmp_path: Path) -> None:
     """No import-time side effects: the environment and Prefect's modules stay as they were."""
     import json

@@ -65,6 +65,7 @@ def _run_cli(home: Path, *args: Any, timeout: float) -> subprocess.CompletedProc
         (["digits", "--k-range", "20:2"], "cluster_range"),
     ],
 )
+@pytest.mark.integration
 def test_bad_input_exits_2_before_prefect_starts(
     args: list[str], message: str, tmp_path: Path
 ) -> None:
@@ -81,6 +82,7 @@ def test_bad_input_exits_2_before_prefect_starts(
     assert not (tmp_path / "runs").exists()  # nothing was embedded
 
 
+@pytest.mark.integration
 def test_cuda_without_cuda_exits_2_before_prefect_starts(tmp_path: Path) -> None:
     import torch
 
@@ -97,6 +99,7 @@ def test_cuda_without_cuda_exits_2_before_prefect_starts(tmp_path: Path) -> None
     assert not (tmp_path / "home" / "prefect.db").exists()
 
 
+@pytest.mark.integration
 def test_a_bad_image_fails_in_one_line_naming_it_without_tracebacks(
     image_folder: Path, tiny_weights: Path, tmp_path: Path
 ) -> None:
@@ -223,6 +226,7 @@ def test_sigkill_during_embedding_then_rerun_computes_only_missing_shards(
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_two_identical_runs_at_once_both_publish_the_same_version(
     image_folder: Path, tiny_weights: Path, tmp_path: Path
 ) -> None:
@@ -268,6 +272,7 @@ def test_dataset_params_in_a_child_round_trip() -> None:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_ab_on_the_embedded_server_prints_no_server_lifecycle_lines(tmp_path: Path) -> None:
     """``cl-curriculum ab`` shares the other commands' run path: it runs on the run's own
     temporary server, so Prefect starts none (whose "Starting / Stopping temporary server"

@@ -112,6 +112,7 @@ def _device_of_this_worker() -> str:
     return os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
 
 
+@pytest.mark.integration
 def test_per_gpu_cluster_gives_each_worker_process_its_own_device() -> None:
     from distributed import Client
 
@@ -174,6 +175,7 @@ def test_malformed_addresses_are_bad_input(address: str) -> None:
         check_dask_address(address)
 
 
+@pytest.mark.integration
 def test_a_live_scheduler_passes_the_check() -> None:
     from distributed import LocalCluster
 

@@ -73,6 +73,7 @@ def test_the_server_gets_no_api_url_and_the_users_settings_win(
     assert env["PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED"] == "false"
 
 
+@pytest.mark.integration
 def test_a_server_that_exits_fails_with_its_log(tmp_path: Path) -> None:
     log_path = tmp_path / "server.log"
     with open(log_path, "wb") as log:
@@ -87,6 +88,7 @@ def test_a_server_that_exits_fails_with_its_log(tmp_path: Path) -> None:
     assert str(log_path) in str(raised.value) and "already in use" in str(raised.value)
 
 
+@pytest.mark.integration
 def test_the_server_stops_when_the_run_is_killed(tmp_path: Path) -> None:
     """A SIGKILLed run leaves no server behind (the child gets SIGTERM from the kernel)."""
     parent = (
@@ -109,6 +111,7 @@ def test_the_server_stops_when_the_run_is_killed(tmp_path: Path) -> None:
     assert _gone(child)
 
 
+@pytest.mark.integration
 def test_runs_on_one_prefect_home_take_turns(tmp_path: Path) -> None:
     holder = (
         "import sys; from pathlib import Path; from flows.server import take_turns\n"
@@ -167,6 +170,7 @@ print(json.dumps({"result": result, "url": server.api_url, "inside": inside, "pi
 """
 
 
+@pytest.mark.integration
 def test_a_flow_runs_on_the_temporary_server_and_the_server_stops(tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-c", TINY_RUN],
