@@ -17,15 +17,11 @@ platform its header names. Another Python: make lock (a lock for it) or CONSTRAI
 
 .PHONY: demo test test-fast test-all lint format bench install install-dev lock clean
 
-# glibc malloc tunables (cl_core/allocator.py, issue 10): keep freed activations in the heap
-# instead of unmapping and page-faulting them in again on every batch (CPU inference was mostly
-# kernel time). Exported to every recipe and so to pytest, the demo, benchmarks and their worker
-# processes; values already in the environment win. Opt out: CL_CURRICULUM_ALLOCATOR=system.
-ifeq ($(filter-out glibc,$(CL_CURRICULUM_ALLOCATOR)),)
-export MALLOC_MMAP_THRESHOLD_ ?= 4000000000
-export MALLOC_TRIM_THRESHOLD_ ?= 4000000000
-export MALLOC_ARENA_MAX ?= 1
-endif
+# glibc malloc tunables (flows/allocator.py, the values' one home): pytest and the benchmarks start
+# under `python -m flows.allocator`, which sets them and execs the command (CPU inference was mostly
+# kernel time without them); `cl-curriculum` applies them itself. Opt out:
+# CL_CURRICULUM_ALLOCATOR=system.
+TUNED := $(PY) -m flows.allocator
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -50,13 +46,13 @@ demo: $(VENV)/.installed
 
 # Everything but `slow` (CI: .ci/run). test-fast: no processes, servers or Dask clusters.
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest
+	$(TUNED) $(PY) -m pytest
 
 test-fast: $(VENV)/.installed-dev
-	$(PY) -m pytest -m "not integration and not slow"
+	$(TUNED) $(PY) -m pytest -m "not integration and not slow"
 
 test-all: $(VENV)/.installed-dev
-	$(PY) -m pytest -m "slow or not slow"
+	$(TUNED) $(PY) -m pytest -m "slow or not slow"
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
@@ -68,7 +64,7 @@ format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format .
 
 bench: $(VENV)/.installed-dev
-	$(PY) -m benchmarks
+	$(TUNED) $(PY) -m benchmarks
 
 # Refresh the lock on purpose: pip resolves pyproject's ranges (all extras) to their newest
 # releases in a fresh throwaway venv, and `pip freeze --all` records every package of it, pip and
