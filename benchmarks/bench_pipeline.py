@@ -61,8 +61,8 @@ FLOW_MODULES = (
     "flows.tasks",
     "flows.stages.cluster",
     "flows.stages.curriculum",
-    "flows.stages.done",
-    "flows.stages.publication",
+    "flows.done",
+    "flows.publication",
 )
 
 

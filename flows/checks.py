@@ -45,7 +45,7 @@ def check_model(params: dict[str, Any]) -> None:
 
     embedding.to_config()  # imports torch: after the checks that need nothing
     if embedding.device is not None:
-        from cl_core.embed import resolve_device
+        from cl_core.devices import resolve_device
 
         resolve_device(embedding.device)  # --device cuda without CUDA fails here
     inputs.resolve_inputs(dataset, embedding)
