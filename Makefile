@@ -49,7 +49,7 @@ test: $(VENV)/.installed-dev
 	$(TUNED) $(PY) -m pytest
 
 test-fast: $(VENV)/.installed-dev
-	$(TUNED) $(PY) -m pytest -m "not integration and not slow"
+	$(TUNED) $(PY) -m pytest -n auto -m "not integration and not slow"
 
 test-all: $(VENV)/.installed-dev
 	$(TUNED) $(PY) -m pytest -m "slow or not slow"
