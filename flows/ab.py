@@ -158,8 +158,8 @@ def ab_config(
     split_seed: int,
     objective: str = "supervised",
 ) -> Any:
-    """The :class:`cl_core.ab.ABConfig` (None: the objective's recipe; ``eval_every`` default:
-    steps // 20)."""
+    """The :class:`cl_core.ab.ABConfig` (None: the objective's recipe, e.g. ``eval_every``
+    steps // 20, mae steps // 10)."""
     from cl_core.ab import ABConfig
 
     return ABConfig(

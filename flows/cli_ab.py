@@ -50,7 +50,7 @@ def ab(
         int | None, typer.Option(help="samples per step (default: supervised 32, mae 64)")
     ] = None,
     eval_every: Annotated[
-        int | None, typer.Option(help="steps between held-out evaluations (default steps/20)")
+        int | None, typer.Option(help="steps between evaluations (default steps/20; mae steps/10)")
     ] = None,
     lr: Annotated[
         float | None,

@@ -242,7 +242,8 @@ def test_recipes_fill_what_the_config_leaves_open() -> None:
         "adamw",
         0.05,
     )
-    assert ABConfig(objective="mae", steps=100, eval_every=None).eval_every == 5
+    assert ABConfig(objective="mae", steps=100, eval_every=None).eval_every == 10
+    assert ABConfig(steps=100, eval_every=None).eval_every == 5
     supervised = ABConfig()
     assert (supervised.steps, supervised.batch_size, supervised.lr) == (600, 32, 1e-3)
     assert supervised.optimizer == "adam" and supervised.weight_decay == 0.0
@@ -345,3 +346,23 @@ def test_image_folder_task_trains_a_vit_small(tmp_path: Path) -> None:
     easy, uniform = (train_arm(task, curriculum, arm, 0, config) for arm in config.arms)
     assert easy.init_digest == uniform.init_digest and len(easy.accuracy) == 3
     assert easy.floors["raw pixels"] == uniform.floors["raw pixels"]
+
+
+# ---- examples/pretrain_mae.py ---------------------------------------------------------------
+
+
+def test_pretrain_mae_example_runs_on_a_tiny_budget(tmp_path: Path) -> None:
+    import importlib.util
+
+    from cl_core.artifacts import publish_curriculum
+
+    difficulty = np.random.default_rng(0).random(1797).astype(np.float32)
+    artifact = publish_curriculum(tmp_path, "digits", difficulty, warmup_iterations=1000)
+    path = Path(__file__).resolve().parents[1] / "examples" / "pretrain_mae.py"
+    spec = importlib.util.spec_from_file_location("pretrain_mae_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.main(["--artifact", str(artifact), "--steps", "6", "--batch-size", "16"])
+    assert result["steps"] == 6 and len(result["losses"]) == 6  # one report per tenth (min 1)
+    assert all(math.isfinite(x) for x in result["losses"])
+    assert 0.0 <= result["probe"] <= 1.0

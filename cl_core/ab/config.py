@@ -61,7 +61,7 @@ class ABConfig:
         Samples per step; every arm draws ``steps * batch_size`` indices.
     eval_every : int >= 1
         Held-out accuracy is measured at steps 0, eval_every, 2 eval_every, ... and at ``steps``.
-        None: ``steps // 20`` (at least 1).
+        None: ``steps // 20`` (``mae``: ``steps // 10``), at least 1.
     lr : float > 0, optional
         (Peak) learning rate.
     optimizer : {"adam", "sgd", "adamw"}, optional
@@ -114,7 +114,7 @@ class ABConfig:
             self, "batch_size", check_int("batch_size", self.batch_size, 1, "; e.g. 32")
         )
         if self.eval_every is None:
-            object.__setattr__(self, "eval_every", max(1, self.steps // 20))
+            object.__setattr__(self, "eval_every", max(1, self.steps // recipe.evaluations))
         every = check_int("eval_every", self.eval_every, 1, "; e.g. steps // 20")
         if every > self.steps:
             raise ValueError(
