@@ -30,10 +30,10 @@ def ab(
     seeds: Annotated[int, typer.Option(help="seeds per arm (0 .. N-1); >= 3 for a verdict")] = 3,
     steps: Annotated[
         int | None,
-        typer.Option(help="optimiser steps per run (default 600, --quick 200; both objectives)"),
+        typer.Option(help="optimiser steps per run (default 600; --quick 200, mae 120)"),
     ] = None,
     quick: Annotated[
-        bool, typer.Option(help="a short run (200 steps): ~1 min supervised, ~2 min mae")
+        bool, typer.Option(help="a short run (200 steps, mae 120), ~2 min on 2 CPU cores")
     ] = False,
     objective: Annotated[
         str,
