@@ -4,7 +4,7 @@ The kNN reading (:func:`knn_accuracy`) is 1-nearest-neighbour classification of 
 against a *bank* of ``shots`` labelled rows per class, by cosine similarity of centred features,
 averaged over ``draws`` banks. Why few shots: with every training row in the bank the digits
 saturate (raw-pixel kNN 97.8% with k = 5 over the full bank), leaving no room to tell two encoders
-apart; with 5 labelled rows per class raw pixels reach ~86%, a random-initialised encoder ~24%,
+apart; with 5 labelled rows per class raw pixels reach 84%, a random-initialised encoder 27%,
 so an encoder has room above both floors and a difference between arms shows. One bank draw is
 noisy (±2-3 pp), so the score is the mean over ``draws`` banks. The banks are drawn from a fixed
 *labelled pool* of ``pool`` training rows per class and depend only on the split seed: every
