@@ -64,12 +64,15 @@ def build_task(
     weights: str | None = None,
     device: str | None = None,
     image_size: int | None = None,
+    objective: str = "supervised",
 ) -> Any:
     """The :class:`cl_core.ab.ABTask` for a dataset spec, memoised per process.
 
     ``digits`` (no model): the small CNN on the 8x8 digits; ``zarr:PATH`` or ``probe``: a linear
     probe on the store's frozen embeddings; ``imagefolder:PATH`` or ``digits`` with a model: that
     timm model (default the bundled EfficientNet-Lite0) with a new linear head, GPU when present.
+    ``objective="mae"``: a masked autoencoder from random initialisation (digits: a small ViT;
+    an image folder: ViT-S/16, GPU when present).
     """
     from cl_core import ab
 
@@ -78,6 +81,8 @@ def build_task(
         raise ValueError(
             f"--dataset {dataset!r} is not one of {', '.join(DATASETS)}; e.g. --dataset digits"
         )
+    if objective == "mae":
+        return _mae_task(kind, location, dataset, probe, model, weights, device, image_size)
     if probe or kind == "zarr":
         if kind != "zarr":
             raise ValueError(
@@ -108,31 +113,66 @@ def build_task(
     )
 
 
+def _mae_task(
+    kind: str,
+    location: str,
+    dataset: str,
+    probe: bool,
+    model: str | None,
+    weights: str | None,
+    device: str | None,
+    image_size: int | None,
+) -> Any:
+    from cl_core import ab
+
+    if probe or kind == "zarr":
+        raise ValueError(
+            f"--objective mae pretrains on images: pass --dataset digits or imagefolder:PATH, "
+            f"not {dataset!r}{' with --probe' if probe else ''}"
+        )
+    if model is not None or weights is not None:
+        raise ValueError(
+            "--objective mae trains its own ViT from random initialisation (digits: 64 wide x 4 "
+            "blocks; an image folder: ViT-S/16); drop --model/--weights"
+        )
+    if kind == "digits":
+        return ab.mae_digits_task(device=device or "cpu")
+    if not Path(location).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"--dataset {dataset!r}: {location!r} is not a directory; pass imagefolder:PATH with "
+            "PATH/<class>/<image files>"
+        )
+    return ab.mae_image_task(dataset, image_size=image_size, device=device)
+
+
 def ab_config(
     *,
     arms: tuple[str, ...] | list[str] | str,
-    steps: int,
-    batch_size: int,
+    steps: int | None,
+    batch_size: int | None,
     eval_every: int | None,
-    lr: float,
-    optimizer: str,
+    lr: float | None,
+    optimizer: str | None,
     warmup_fraction: float | None,
     holdout_fraction: float,
     split_seed: int,
+    objective: str = "supervised",
 ) -> Any:
-    """The :class:`cl_core.ab.ABConfig` (``eval_every`` default: steps // 20)."""
+    """The :class:`cl_core.ab.ABConfig` (None: the objective's recipe, e.g. ``eval_every``
+    steps // 20, mae steps // 10)."""
     from cl_core.ab import ABConfig
 
     return ABConfig(
         arms=arms,  # type: ignore[arg-type]
         steps=steps,
         batch_size=batch_size,
-        eval_every=eval_every if eval_every is not None else max(1, steps // 20),
+        eval_every=eval_every,
         lr=lr,
         optimizer=optimizer,
         warmup_fraction=warmup_fraction,
         holdout_fraction=holdout_fraction,
         split_seed=split_seed,
+        objective=objective,
     )
 
 
@@ -186,7 +226,13 @@ def ab_arm_task(content_id: str, spec: RunSpec, arm: str, seed: int, run_file: s
         return ArmRun.from_json(files.load_json(path)).to_json()
     curriculum = load_artifact(spec.artifact)
     ab_task = build_task(
-        spec.dataset, spec.probe, spec.model, spec.weights, spec.device, spec.image_size
+        spec.dataset,
+        spec.probe,
+        spec.model,
+        spec.weights,
+        spec.device,
+        spec.image_size,
+        spec.config.objective,
     )
     run = train_arm(ab_task, curriculum, arm, seed, spec.config)
     document = run.to_json() | {"content_id": content_id}
@@ -226,11 +272,11 @@ def curriculum_ab(
     dataset: str = "digits",
     seeds: int = 3,
     arms: tuple[str, ...] = ("easy", "uniform", "hard", "shuffled"),
-    steps: int = 600,
-    batch_size: int = 32,
+    steps: int | None = None,
+    batch_size: int | None = None,
     eval_every: int | None = None,
-    lr: float = 1e-3,
-    optimizer: str = "adam",
+    lr: float | None = None,
+    optimizer: str | None = None,
     warmup_fraction: float | None = 0.5,
     holdout_fraction: float = 0.2,
     split_seed: int = 0,
@@ -240,9 +286,12 @@ def curriculum_ab(
     device: str | None = None,
     image_size: int | None = None,
     output: str = "runs/ab",
+    objective: str = "supervised",
 ) -> ABOutcome:
     """Train every arm with seeds ``0 .. seeds-1``; write results, table and plot; publish them
-    to the UI. See the module docstring and :mod:`cl_core.ab` for the definitions."""
+    to the UI. See the module docstring and :mod:`cl_core.ab` for the definitions. None for
+    ``steps``, ``batch_size``, ``lr`` or ``optimizer``: the objective's recipe
+    (``cl_core.ab.RECIPES``)."""
     from cl_core.ab import check_artifact_matches, check_seeds, summarize
 
     logger = get_run_logger()
@@ -258,9 +307,10 @@ def curriculum_ab(
         warmup_fraction=warmup_fraction,
         holdout_fraction=holdout_fraction,
         split_seed=split_seed,
+        objective=objective,
     )
     curriculum = load_artifact(str(artifact))
-    ab_task = build_task(dataset, probe, model, weights, device, image_size)
+    ab_task = build_task(dataset, probe, model, weights, device, image_size, objective)
     check_artifact_matches(curriculum, ab_task)
     payload = config_payload(curriculum, ab_task, config)
     config_id = content_id("ab", payload)
@@ -358,6 +408,8 @@ def _write_results(
 
 def _publish_ui(directory: Path, curriculum: Any, summary: Any, config_id: str) -> None:
     name = str(curriculum.manifest.get("name") or "curriculum")
+    if summary.objective != "supervised":  # each objective keeps its own latest artifacts
+        name = f"{name}-{summary.objective}"
     with ui_artifacts() as ui:
         ui.create(
             create_table_artifact,
@@ -369,14 +421,14 @@ def _publish_ui(directory: Path, curriculum: Any, summary: Any, config_id: str) 
             create_table_artifact,
             summary.curve_rows(),
             key=artifact_key(name, "ab-accuracy-per-step"),
-            description="Held-out accuracy (mean ± std over seeds) at each evaluation step",
+            description=f"{summary.metric} (mean ± std over seeds) at each evaluation step",
         )
         notes = "".join(f"\n\n{note}" for note in summary.notes)
         ui.create(
             publish_png,
             directory / PLOT_FILE,
             key=artifact_key(name, "ab-plot"),
-            title=f"A/B: held-out accuracy vs steps ({curriculum.version}/{config_id})",
+            title=f"A/B: {summary.metric} vs steps ({curriculum.version}/{config_id})",
             text=f"**{summary.verdict}**{notes}\n\nFiles: `{directory}`",
             description="Accuracy vs steps per arm (mean ± 1 std over seeds) and the verdict",
         )

@@ -16,9 +16,6 @@ import typer
 from flows import runs
 from flows.console import bad_input_exits
 
-QUICK_STEPS = 200
-DEFAULT_STEPS = 600
-
 
 def ab(
     artifact: Annotated[
@@ -32,19 +29,39 @@ def ab(
     ] = "digits",
     seeds: Annotated[int, typer.Option(help="seeds per arm (0 .. N-1); >= 3 for a verdict")] = 3,
     steps: Annotated[
-        int | None, typer.Option(help="optimiser steps per run (default 600, --quick 200)")
+        int | None,
+        typer.Option(help="optimiser steps per run (default 600; --quick 200, mae 120)"),
     ] = None,
-    quick: Annotated[bool, typer.Option(help="a short run (200 steps), under a minute")] = False,
+    quick: Annotated[
+        bool, typer.Option(help="a short run (200 steps, mae 120), ~2 min on 2 CPU cores")
+    ] = False,
+    objective: Annotated[
+        str,
+        typer.Option(
+            help="supervised (a classifier, held-out accuracy) or mae (masked-autoencoder "
+            "pretraining of a ViT, judged by frozen-feature kNN and a linear probe)"
+        ),
+    ] = "supervised",
     probe: Annotated[
         bool, typer.Option(help="linear probe on the frozen embeddings of --dataset zarr:PATH")
     ] = False,
     arms: Annotated[str, typer.Option(help="comma-separated arms")] = "easy,uniform,hard,shuffled",
-    batch_size: Annotated[int, typer.Option(help="samples per step")] = 32,
-    eval_every: Annotated[
-        int | None, typer.Option(help="steps between held-out evaluations (default steps/20)")
+    batch_size: Annotated[
+        int | None, typer.Option(help="samples per step (default: supervised 32, mae 64)")
     ] = None,
-    lr: Annotated[float, typer.Option(help="learning rate")] = 1e-3,
-    optimizer: Annotated[str, typer.Option(help="adam or sgd")] = "adam",
+    eval_every: Annotated[
+        int | None, typer.Option(help="steps between evaluations (default steps/20; mae steps/10)")
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(help="(peak) learning rate (default: supervised 1e-3, mae 2.4e-3)"),
+    ] = None,
+    optimizer: Annotated[
+        str | None,
+        typer.Option(
+            help="adam, sgd or adamw (MAE's schedule) (default: supervised adam, mae adamw)"
+        ),
+    ] = None,
     warmup_fraction: Annotated[
         float,
         typer.Option(help="curriculum warmup as a fraction of the steps; 0: the artifact's own"),
@@ -68,7 +85,7 @@ def ab(
             artifact=artifact,
             dataset=dataset,
             seeds=seeds,
-            steps=steps if steps is not None else (QUICK_STEPS if quick else DEFAULT_STEPS),
+            steps=steps if steps is not None else default_steps(objective, quick),
             probe=probe,
             arms=arms,
             batch_size=batch_size,
@@ -81,8 +98,18 @@ def ab(
             weights=weights,
             device=device,
             output=output,
+            objective=objective,
         )
     execute_ab(params, verbose=verbose)
+
+
+def default_steps(objective: str, quick: bool) -> int:
+    """The objective's step budget (``--quick``: its short one)."""
+    from cl_core.ab import OBJECTIVES, RECIPES
+    from cl_core.validation import check_choice
+
+    recipe = RECIPES[check_choice("objective", objective, OBJECTIVES)]
+    return recipe.quick_steps if quick else recipe.steps
 
 
 def ab_params(
@@ -93,16 +120,17 @@ def ab_params(
     steps: int,
     probe: bool,
     arms: str,
-    batch_size: int,
+    batch_size: int | None,
     eval_every: int | None,
-    lr: float,
-    optimizer: str,
+    lr: float | None,
+    optimizer: str | None,
     warmup_fraction: float,
     holdout: float,
     model: str | None,
     weights: Path | None,
     device: str | None,
     output: Path,
+    objective: str = "supervised",
 ) -> dict[str, Any]:
     """Validate everything before Prefect starts; return the flow's parameters.
 
@@ -136,6 +164,7 @@ def ab_params(
         "weights": str(weights) if weights else None,
         "device": device,
         "output": str(output),
+        "objective": objective,
     }
     ab_config(
         arms=arm_names,
@@ -147,9 +176,10 @@ def ab_params(
         warmup_fraction=params["warmup_fraction"],
         holdout_fraction=holdout,
         split_seed=0,
+        objective=objective,
     )
     curriculum = load_artifact(str(artifact))
-    ab_task = build_task(dataset, probe, model, params["weights"], device, None)
+    ab_task = build_task(dataset, probe, model, params["weights"], device, None, objective)
     check_artifact_matches(curriculum, ab_task)
     return params
 

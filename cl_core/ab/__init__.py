@@ -15,7 +15,17 @@ budget, batch size and data-order seed, under four samplers (*arms*):
     early data but not the ordering information, so ``easy`` minus ``shuffled`` is what the
     ordering itself contributes.
 
-Each arm runs once per seed; held-out accuracy is logged at fixed steps. :func:`summarize` turns
+Each arm runs once per seed; the objective's reading is logged at fixed steps.
+
+Objectives (:mod:`~cl_core.ab.objectives`)
+------------------------------------------
+``supervised`` (default) trains a classifier with cross-entropy and reads held-out accuracy.
+``mae`` pretrains a masked autoencoder from random initialisation (:mod:`~cl_core.ab.mae`: a ViT
+from timm's blocks, 75% of the patches masked, a light decoder, loss on the masked patches) and
+reads the frozen encoder's few-shot kNN accuracy on the held-out rows, plus a linear probe at
+the end, beside two floors: raw pixels and the random-initialised encoder
+(:mod:`~cl_core.ab.probe`). That is the paper's own setting (MAE pretraining, judged by frozen
+features); the supervised objective is the common question "does it help my classifier?". :func:`summarize` turns
 the logged curves into per-arm statistics (mean and std at each evaluation step, final accuracy,
 area under the accuracy-vs-steps curve, steps to reach uniform's final accuracy) and a verdict that
 states the easy-minus-uniform difference and whether it exceeds the seed-to-seed spread.
@@ -41,8 +51,10 @@ permutation from ``seed``. This package writes no files: :func:`plot_curves` ret
 the caller saves it. torch, matplotlib and scipy are imported where they are used.
 
 Modules: :mod:`~cl_core.ab.config` (:class:`ABConfig`, arms, seeds), :mod:`~cl_core.ab.tasks`
-(data + model), :mod:`~cl_core.ab.arms` (split, arm curricula, index streams),
-:mod:`~cl_core.ab.train` (the training loop, held-out accuracy), :mod:`~cl_core.ab.verdict`
+(data + model), :mod:`~cl_core.ab.mae` (the masked autoencoder and its tasks),
+:mod:`~cl_core.ab.arms` (split, arm curricula, index streams), :mod:`~cl_core.ab.data` (batches),
+:mod:`~cl_core.ab.objectives` (recipes, losses, readings), :mod:`~cl_core.ab.probe` (kNN and
+linear probe), :mod:`~cl_core.ab.train` (the training loop), :mod:`~cl_core.ab.verdict`
 (statistics, verdict, table, plot), :mod:`~cl_core.ab.run` (:func:`run_ab`). Importing the
 package imports numpy only.
 """
@@ -51,6 +63,25 @@ from __future__ import annotations
 
 from cl_core.ab.arms import arm_curriculum, arm_indices, check_artifact_matches, split_rows
 from cl_core.ab.config import ARMS, OPTIMIZERS, ABConfig, check_arms, check_seeds
+from cl_core.ab.data import batches
+from cl_core.ab.mae import (
+    MAE_SPECS,
+    MAESpec,
+    build_mae,
+    mae_digits_task,
+    mae_image_task,
+    random_masking,
+)
+from cl_core.ab.objectives import (
+    OBJECTIVES,
+    RECIPES,
+    Recipe,
+    build_optimizer,
+    encoder_features,
+    make_objective,
+    raw_pixels,
+)
+from cl_core.ab.probe import KNNBanks, draw_banks, knn_accuracy, linear_probe_accuracy
 from cl_core.ab.run import run_ab
 from cl_core.ab.tasks import ABTask, digits_task, image_task, probe_task
 from cl_core.ab.train import ArmRun, train_arm
@@ -67,23 +98,41 @@ from cl_core.ab.verdict import (
 __all__ = [
     "ARMS",
     "ARM_COLOURS",
+    "MAE_SPECS",
+    "OBJECTIVES",
     "OPTIMIZERS",
+    "RECIPES",
     "ABConfig",
     "ABSummary",
     "ABTask",
     "ArmRun",
     "ArmSummary",
     "Comparison",
+    "KNNBanks",
+    "MAESpec",
+    "Recipe",
     "arm_curriculum",
     "arm_indices",
+    "batches",
+    "build_mae",
+    "build_optimizer",
     "check_arms",
     "check_artifact_matches",
     "check_seeds",
     "digits_task",
+    "draw_banks",
+    "encoder_features",
     "format_table",
     "image_task",
+    "knn_accuracy",
+    "linear_probe_accuracy",
+    "mae_digits_task",
+    "mae_image_task",
+    "make_objective",
     "plot_curves",
     "probe_task",
+    "random_masking",
+    "raw_pixels",
     "run_ab",
     "split_rows",
     "summarize",

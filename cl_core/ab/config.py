@@ -9,10 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from cl_core.ab.objectives import OBJECTIVES, RECIPES
 from cl_core.validation import check_choice, check_int
 
 ARMS = ("easy", "uniform", "hard", "shuffled")
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "sgd", "adamw")
+_MAE_ONLY = ("knn_shots", "knn_draws", "knn_pool")  # left out of a supervised config's JSON
 
 
 def check_arms(arms: object) -> tuple[str, ...]:
@@ -51,17 +53,21 @@ class ABConfig:
     ----------
     arms : tuple of str
         Subset of :data:`ARMS`; the verdict needs ``easy`` and ``uniform``.
-    steps : int >= 1
-        Optimiser steps per run (the same for every arm).
-    batch_size : int >= 1
+    steps : int >= 1, optional
+        Optimiser steps per run (the same for every arm). None: the objective's recipe
+        (:data:`cl_core.ab.objectives.RECIPES`), as for ``batch_size``, ``lr``, ``optimizer``
+        and ``weight_decay``.
+    batch_size : int >= 1, optional
         Samples per step; every arm draws ``steps * batch_size`` indices.
     eval_every : int >= 1
         Held-out accuracy is measured at steps 0, eval_every, 2 eval_every, ... and at ``steps``.
-    lr : float > 0
-        Learning rate.
-    optimizer : {"adam", "sgd"}
-        ``sgd`` uses momentum 0.9.
-    weight_decay : float >= 0
+        None: ``steps // 20`` (``mae``: ``steps // 10``), at least 1.
+    lr : float > 0, optional
+        (Peak) learning rate.
+    optimizer : {"adam", "sgd", "adamw"}, optional
+        ``sgd`` uses momentum 0.9; ``adamw`` is MAE's recipe (betas (0.9, 0.95), 5% linear
+        warmup, cosine decay; see :mod:`cl_core.ab.objectives`).
+    weight_decay : float >= 0, optional
     warmup_fraction : float in (0, 1] or None
         The curricula's warmup as a fraction of ``steps`` (uniform afterwards); None keeps the
         artifact's ``warmup_iterations``.
@@ -71,26 +77,44 @@ class ABConfig:
         Seed of the held-out split (fixed across arms and seeds).
     refresh_every : int >= 1
         The curriculum samplers' probability refresh interval, in steps.
+    objective : {"supervised", "mae"}
+        What every arm trains for (:mod:`cl_core.ab.objectives`); the task must build a model
+        for it.
+    knn_shots, knn_draws, knn_pool : int
+        ``mae``'s reading: 1-NN accuracy with ``knn_shots`` labelled rows per class, averaged
+        over ``knn_draws`` banks drawn from a fixed pool of ``knn_pool`` training rows per class
+        (:mod:`cl_core.ab.probe`).
     """
 
     arms: tuple[str, ...] = ARMS
-    steps: int = 600
-    batch_size: int = 32
-    eval_every: int = 30
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
+    steps: int | None = None
+    batch_size: int | None = None
+    eval_every: int | None = 30
+    lr: float | None = None
+    optimizer: str | None = None
+    weight_decay: float | None = None
     warmup_fraction: float | None = 0.5
     holdout_fraction: float = 0.2
     split_seed: int = 0
     refresh_every: int = 5
+    objective: str = "supervised"
+    knn_shots: int = 5
+    knn_draws: int = 50
+    knn_pool: int = 30
 
     def __post_init__(self) -> None:
+        check_choice("objective", self.objective, OBJECTIVES)
+        recipe = RECIPES[self.objective]
+        for name in ("steps", "batch_size", "lr", "optimizer", "weight_decay"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(recipe, name))
         object.__setattr__(self, "arms", check_arms(self.arms))
         object.__setattr__(self, "steps", check_int("steps", self.steps, 1, "; e.g. 600"))
         object.__setattr__(
             self, "batch_size", check_int("batch_size", self.batch_size, 1, "; e.g. 32")
         )
+        if self.eval_every is None:
+            object.__setattr__(self, "eval_every", max(1, self.steps // recipe.evaluations))
         every = check_int("eval_every", self.eval_every, 1, "; e.g. steps // 20")
         if every > self.steps:
             raise ValueError(
@@ -123,6 +147,15 @@ class ABConfig:
         object.__setattr__(
             self, "refresh_every", check_int("refresh_every", self.refresh_every, 1, "; e.g. 5")
         )
+        object.__setattr__(self, "knn_shots", check_int("knn_shots", self.knn_shots, 1, "; e.g. 5"))
+        object.__setattr__(
+            self, "knn_draws", check_int("knn_draws", self.knn_draws, 1, "; e.g. 50")
+        )
+        object.__setattr__(
+            self,
+            "knn_pool",
+            check_int("knn_pool", self.knn_pool, self.knn_shots, "; at least knn_shots"),
+        )
 
     @property
     def eval_steps(self) -> tuple[int, ...]:
@@ -135,7 +168,16 @@ class ABConfig:
             return int(artifact_warmup)
         return max(1, round(self.warmup_fraction * self.steps))
 
+    @property
+    def metric(self) -> str:
+        """What the logged curve measures (e.g. ``held-out kNN accuracy``)."""
+        return RECIPES[self.objective].metric
+
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | {
-            "arms": list(self.arms)
-        }
+        """Plain values; a supervised config leaves out the objective and the kNN settings, so
+        its JSON (and the content ids made from it) is what it was before objectives existed."""
+        document = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.objective == "supervised":
+            for name in ("objective", *_MAE_ONLY):
+                document.pop(name)
+        return document | {"arms": list(self.arms)}

@@ -36,6 +36,10 @@ class ABTask:
         ``cpu`` or ``cuda[:i]``.
     num_workers : int
         DataLoader workers for Dataset inputs.
+    description : str
+    objective : str
+        What ``build_model``'s module is trained for: ``supervised`` (it maps inputs to class
+        logits) or ``mae`` (a masked autoencoder, :mod:`cl_core.ab.mae`).
     """
 
     name: str
@@ -46,6 +50,7 @@ class ABTask:
     device: str = "cpu"
     num_workers: int = 0
     description: str = ""
+    objective: str = "supervised"
 
     def __post_init__(self) -> None:
         labels = np.asarray(self.labels)

@@ -1,4 +1,5 @@
-"""Training one arm with one seed: the loop, held-out accuracy, and the logged :class:`ArmRun`."""
+"""Training one arm with one seed: the loop (the objective's loss and reading, from
+:mod:`cl_core.ab.objectives`) and the logged :class:`ArmRun`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import dataclasses
 import hashlib
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,8 @@ import numpy as np
 
 from cl_core.ab.arms import arm_curriculum, arm_indices, check_artifact_matches, split_rows
 from cl_core.ab.config import ARMS, ABConfig
+from cl_core.ab.data import batches
+from cl_core.ab.objectives import build_optimizer, make_objective
 from cl_core.ab.tasks import ABTask
 from cl_core.validation import check_choice, check_int
 
@@ -28,7 +31,8 @@ class ArmRun:
     seed : int
     eval_steps : tuple of int
     accuracy : tuple of float
-        Held-out accuracy at each evaluation step.
+        The objective's reading at each evaluation step: held-out accuracy (``supervised``) or
+        the frozen encoder's held-out kNN accuracy (``mae``).
     loss : tuple of float
         Mean training loss over the steps before each evaluation (NaN at step 0).
     init_digest : str
@@ -40,6 +44,12 @@ class ArmRun:
     distinct_fraction : float
         Share of the training rows drawn at least once.
     seconds : float
+    objective : str
+    probe : float or None
+        ``mae``: held-out accuracy of a linear probe on the final frozen features.
+    floors : dict or None
+        ``mae``: ``{"raw pixels": {"knn": .., "probe": ..}, "random init": {...}}``, the same
+        readings of the raw inputs and of the initial (random) encoder.
     """
 
     arm: str
@@ -52,11 +62,19 @@ class ArmRun:
     n_draws: int
     distinct_fraction: float
     seconds: float
+    objective: str = "supervised"
+    probe: float | None = None
+    floors: dict[str, dict[str, float]] | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """Plain values; a supervised run leaves out the fields it does not have."""
         document = dataclasses.asdict(self)
         document["loss"] = [None if math.isnan(x) else x for x in self.loss]
         document["eval_steps"], document["accuracy"] = list(self.eval_steps), list(self.accuracy)
+        if self.objective == "supervised":
+            for name in ("objective", "probe", "floors"):
+                if document[name] in (None, "supervised"):
+                    document.pop(name)
         return document
 
     @classmethod
@@ -78,43 +96,6 @@ def _state_digest(model: Any) -> str:
     return digest.hexdigest()
 
 
-def _batches(task: ABTask, rows: np.ndarray, batch_size: int) -> Iterator[tuple[Any, Any]]:
-    """(inputs, labels) tensors on the task's device for ``rows`` in order, in batches."""
-    import torch
-
-    labels = torch.from_numpy(task.labels)
-    if task.in_memory:
-        for start in range(0, rows.shape[0], batch_size):
-            chunk = torch.from_numpy(rows[start : start + batch_size])
-            yield (
-                task.inputs.index_select(0, chunk).to(task.device),
-                labels.index_select(0, chunk).to(task.device),
-            )
-        return
-    from torch.utils.data import DataLoader
-
-    loader = DataLoader(
-        task.inputs,
-        batch_sampler=[rows[i : i + batch_size].tolist() for i in range(0, len(rows), batch_size)],
-        num_workers=task.num_workers,
-        persistent_workers=False,
-    )
-    for inputs, targets in loader:
-        yield inputs.to(task.device), targets.to(task.device)
-
-
-def _accuracy(model: Any, task: ABTask, rows: np.ndarray) -> float:
-    import torch
-
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for inputs, targets in _batches(task, rows, 512):
-            correct += int((model(inputs).argmax(dim=1) == targets).sum())
-    model.train()
-    return correct / rows.shape[0]
-
-
 def train_arm(
     task: ABTask,
     curriculum: Any,
@@ -124,7 +105,7 @@ def train_arm(
     *,
     threads: int | None = 1,
 ) -> ArmRun:
-    """Train ``task``'s model under one arm with one seed; log held-out accuracy.
+    """Train ``task``'s model under one arm with one seed; log the objective's reading.
 
     Parameters
     ----------
@@ -151,6 +132,7 @@ def train_arm(
     seed = check_int("seed", seed, 0, "; seeds are non-negative integers")
     check_artifact_matches(curriculum, task)
     train_rows, held_rows = _split_for(task, curriculum, config)
+    objective = make_objective(task, train_rows, held_rows, config, seed)
     arm_curr = arm_curriculum(arm, curriculum, train_rows, config, seed)
     positions = arm_indices(arm, arm_curr, train_rows.shape[0], config, seed)
     rows = train_rows[positions]
@@ -161,27 +143,23 @@ def train_arm(
         model = task.build_model()
         init_digest = _state_digest(model)
         model = model.to(task.device).train()
-        parameters = model.parameters()
-        if config.optimizer == "adam":
-            optimizer: Any = torch.optim.Adam(
-                parameters, lr=config.lr, weight_decay=config.weight_decay
-            )
-        else:
-            optimizer = torch.optim.SGD(
-                parameters, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay
-            )
-        accuracy, losses, running = [_accuracy(model, task, held_rows)], [math.nan], []
-        batches = _batches(task, rows.reshape(-1), config.batch_size)
-        for step, (inputs, targets) in enumerate(batches, start=1):
+        optimizer, schedule = build_optimizer(model, config)
+        accuracy, losses, running = [objective.start(model, init_digest)], [math.nan], []
+        for step, (inputs, targets) in enumerate(
+            batches(task, rows.reshape(-1), config.batch_size), start=1
+        ):
             optimizer.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(model(inputs), targets)
+            loss = objective.loss(model, inputs, targets)
             loss.backward()
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
             running.append(float(loss.detach()))
             if step in eval_at:
-                accuracy.append(_accuracy(model, task, held_rows))
+                accuracy.append(objective.score(model))
                 losses.append(float(np.mean(running)))
                 running = []
+        extra = objective.finish(model, accuracy[0])
     return ArmRun(
         arm=arm,
         seed=seed,
@@ -193,6 +171,8 @@ def train_arm(
         n_draws=int(positions.size),
         distinct_fraction=float(np.unique(positions).size / train_rows.shape[0]),
         seconds=round(time.perf_counter() - started, 3),
+        objective=config.objective,
+        **extra,
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from cl_core.ab.config import ARMS
+from cl_core.ab.objectives import RECIPES
 from cl_core.ab.train import ArmRun
 
 ARM_COLOURS = {
@@ -43,6 +44,8 @@ class ArmSummary:
     auc_std: float
     steps_to_target: int | None
     target: float | None
+    probe_mean: float | None = None  # mae: the final linear probe, over seeds
+    probe_std: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,13 @@ class ABSummary:
     verdict: str
     outcome: str  # helps | hurts | mixed | no clear difference | undetermined
     notes: tuple[str, ...]
+    objective: str = "supervised"
+    metric: str = "held-out accuracy"
+    # mae: {"raw pixels" | "random init": {"knn" | "probe": (mean, std over seeds)}}
+    floors: dict[str, dict[str, tuple[float, float]]] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document = {
             "arms": {name: dataclasses.asdict(s) for name, s in self.arms.items()},
             "eval_steps": list(self.eval_steps),
             "comparisons": [
@@ -87,20 +94,45 @@ class ABSummary:
             "outcome": self.outcome,
             "notes": list(self.notes),
         }
+        if self.objective != "supervised":
+            document |= {
+                "objective": self.objective,
+                "metric": self.metric,
+                "floors": {
+                    name: {key: list(value) for key, value in readings.items()}
+                    for name, readings in self.floors.items()
+                },
+            }
+        return document
 
     def table_rows(self) -> list[dict[str, Any]]:
-        """One row per arm (for a Prefect table artifact)."""
+        """One row per arm, then one per floor (for a Prefect table artifact)."""
+        final, auc, probe = _COLUMNS[self.objective]
         rows = []
         for name, arm in self.arms.items():
-            rows.append(
-                {
-                    "arm": name,
-                    "seeds": len(arm.seeds),
-                    "final accuracy": f"{arm.final_mean:.4f} ± {arm.final_std:.4f}",
-                    "AUC (mean accuracy)": f"{arm.auc_mean:.4f} ± {arm.auc_std:.4f}",
-                    "steps to uniform's final": _steps_text(arm),
-                }
-            )
+            row = {
+                "arm": name,
+                "seeds": len(arm.seeds),
+                final: f"{arm.final_mean:.4f} ± {arm.final_std:.4f}",
+                auc: f"{arm.auc_mean:.4f} ± {arm.auc_std:.4f}",
+                "steps to uniform's final": _steps_text(arm),
+            }
+            if probe:
+                row[probe] = _mean_std(arm.probe_mean, arm.probe_std)
+            rows.append(row)
+        for name, readings in self.floors.items():
+            seeds = 1 if name == "raw pixels" else max(len(a.seeds) for a in self.arms.values())
+            knn = readings.get("knn")
+            row = {
+                "arm": f"floor: {name}",
+                "seeds": seeds,
+                final: _mean_std(*knn) if knn else "n/a",
+                auc: "n/a",
+                "steps to uniform's final": "n/a",
+            }
+            if probe:
+                row[probe] = _mean_std(*readings["probe"]) if "probe" in readings else "n/a"
+            rows.append(row)
         return rows
 
     def curve_rows(self) -> list[dict[str, Any]]:
@@ -112,6 +144,26 @@ class ABSummary:
                 row[name] = f"{arm.mean[position]:.4f} ± {arm.std[position]:.4f}"
             rows.append(row)
         return rows
+
+
+# Table columns per objective: final reading, AUC, final linear probe (None: no column).
+_COLUMNS = {
+    "supervised": ("final accuracy", "AUC (mean accuracy)", None),
+    "mae": ("final kNN accuracy", "AUC (mean kNN accuracy)", "linear probe"),
+}
+# Verdict wording per objective and metric.
+_LABELS = {
+    "supervised": {"final": "final accuracy", "auc": "mean accuracy over the run (AUC)"},
+    "mae": {
+        "final": "final kNN accuracy",
+        "auc": "mean kNN accuracy over the run (AUC)",
+        "probe": "linear probe",
+    },
+}
+
+
+def _mean_std(mean: float | None, std: float | None) -> str:
+    return "n/a" if mean is None else f"{mean:.4f} ± {0.0 if std is None else std:.4f}"
 
 
 def _steps_text(arm: ArmSummary) -> str:
@@ -174,8 +226,8 @@ def _pp(value: float) -> str:
     return f"{100 * value:+.1f} pp"
 
 
-def _clause(c: Comparison) -> str:
-    label = {"final": "final accuracy", "auc": "mean accuracy over the run (AUC)"}[c.metric]
+def _clause(c: Comparison, objective: str = "supervised") -> str:
+    label = _LABELS[objective][c.metric]
     if c.half_width is None:
         spread = "one seed: no spread to compare with"
     else:
@@ -205,6 +257,12 @@ def summarize(runs: Sequence[ArmRun | Mapping[str, Any]]) -> ABSummary:
     parsed = [r if isinstance(r, ArmRun) else ArmRun.from_json(r) for r in runs]
     if not parsed:
         raise ValueError("runs is empty; train at least one arm with one seed")
+    objectives = {r.objective for r in parsed}
+    if len(objectives) != 1:
+        raise ValueError(
+            f"the runs mix objectives {sorted(objectives)}; summarise one objective at a time"
+        )
+    objective = objectives.pop()
     arms = [a for a in ARMS if any(r.arm == a for r in parsed)]
     curves = {arm: _curves(parsed, arm) for arm in arms}
     all_steps = {tuple(int(x) for x in c[2]) for c in curves.values()}
@@ -213,9 +271,10 @@ def summarize(runs: Sequence[ArmRun | Mapping[str, Any]]) -> ABSummary:
     eval_steps = next(iter(all_steps))
     target = float(curves["uniform"][1][:, -1].mean()) if "uniform" in curves else None
     summaries: dict[str, ArmSummary] = {}
-    per_seed: dict[str, dict[str, dict[int, float]]] = {"final": {}, "auc": {}}
+    per_seed: dict[str, dict[str, dict[int, float]]] = {"final": {}, "auc": {}, "probe": {}}
     for arm in arms:
         seeds, accuracy, steps = curves[arm]
+        probes = _probes(parsed, arm)
         mean = accuracy.mean(axis=0)
         auc = _auc(accuracy, steps)
         reached = None
@@ -234,27 +293,70 @@ def summarize(runs: Sequence[ArmRun | Mapping[str, Any]]) -> ABSummary:
             auc_std=float(_std(auc)),
             steps_to_target=reached,
             target=target,
+            probe_mean=None if probes is None else float(probes.mean()),
+            probe_std=None if probes is None else float(_std(probes)),
         )
         per_seed["final"][arm] = dict(zip(seeds, accuracy[:, -1].tolist(), strict=True))
         per_seed["auc"][arm] = dict(zip(seeds, auc.tolist(), strict=True))
+        if probes is not None:
+            per_seed["probe"][arm] = dict(zip(seeds, probes.tolist(), strict=True))
     comparisons = []
     for arm, baseline in (("easy", "uniform"), ("easy", "shuffled"), ("hard", "uniform")):
         if arm in summaries and baseline in summaries:
-            for metric in ("final", "auc"):
+            for metric in ("final", "auc", "probe"):
+                if arm not in per_seed[metric] or baseline not in per_seed[metric]:
+                    continue
                 found = _compare(metric, arm, baseline, per_seed[metric])
                 if found is not None:
                     comparisons.append(found)
-    verdict, outcome = _verdict(comparisons)
-    notes = tuple(_notes(comparisons))
-    return ABSummary(summaries, eval_steps, tuple(comparisons), verdict, outcome, notes)
+    verdict, outcome = _verdict(comparisons, objective)
+    notes = tuple(_notes(comparisons, objective))
+    return ABSummary(
+        summaries,
+        eval_steps,
+        tuple(comparisons),
+        verdict,
+        outcome,
+        notes,
+        objective=objective,
+        metric=RECIPES[objective].metric,
+        floors=_floors(parsed),
+    )
 
 
-def _verdict(comparisons: Sequence[Comparison]) -> tuple[str, str]:
+def _probes(runs: Sequence[ArmRun], arm: str) -> np.ndarray | None:
+    """The arm's final linear-probe accuracy per seed (seed order), None if a run has none."""
+    chosen = sorted((r for r in runs if r.arm == arm), key=lambda r: r.seed)
+    if any(r.probe is None for r in chosen):
+        return None
+    return np.array([r.probe for r in chosen], dtype=np.float64)
+
+
+def _floors(runs: Sequence[ArmRun]) -> dict[str, dict[str, tuple[float, float]]]:
+    """Mean and std of each floor reading over the seeds (one run per seed: the floors are the
+    same for every arm of a seed)."""
+    by_seed: dict[int, dict[str, dict[str, float]]] = {}
+    for run in sorted(runs, key=lambda r: (r.seed, r.arm)):
+        if run.floors and run.seed not in by_seed:
+            by_seed[run.seed] = run.floors
+    floors: dict[str, dict[str, tuple[float, float]]] = {}
+    for name in ("raw pixels", "random init"):
+        for key in ("knn", "probe"):
+            values = [
+                f[name][key] for f in by_seed.values() if f.get(name, {}).get(key) is not None
+            ]
+            if values:
+                array = np.array(values, dtype=np.float64)
+                floors.setdefault(name, {})[key] = (float(array.mean()), float(_std(array)))
+    return floors
+
+
+def _verdict(comparisons: Sequence[Comparison], objective: str = "supervised") -> tuple[str, str]:
     main = [c for c in comparisons if c.arm == "easy" and c.baseline == "uniform"]
     if not main:
         return "no verdict: needs both the easy and the uniform arm", "undetermined"
     n = main[0].n_seeds
-    clauses = "; ".join(_clause(c) for c in main)
+    clauses = "; ".join(_clause(c, objective) for c in main)
     if n < 2:
         return (
             f"easy vs uniform (1 seed): {clauses} -> undetermined (run >= 3 seeds)",
@@ -264,10 +366,10 @@ def _verdict(comparisons: Sequence[Comparison]) -> tuple[str, str]:
     down = [c for c in main if c.exceeds_spread and c.difference < 0]
     if up and not down:
         outcome = "helps"
-        tail = f"the curriculum helps ({_how(up, 'learns faster', 'ends higher')})"
+        tail = f"the curriculum helps ({_how(up, 'learns faster', 'ends higher', 'probes higher')})"
     elif down and not up:
         outcome = "hurts"
-        tail = f"the curriculum hurts ({_how(down, 'learns slower', 'ends lower')})"
+        tail = f"the curriculum hurts ({_how(down, 'learns slower', 'ends lower', 'probes lower')})"
     elif up and down:
         outcome = "mixed"
         tail = "mixed: faster early but lower at the end" if up[0].metric == "auc" else "mixed"
@@ -277,21 +379,23 @@ def _verdict(comparisons: Sequence[Comparison]) -> tuple[str, str]:
     return f"easy vs uniform ({n} seeds): {clauses} -> {tail}", outcome
 
 
-def _how(significant: Sequence[Comparison], speed: str, level: str) -> str:
+def _how(significant: Sequence[Comparison], speed: str, level: str, probe: str) -> str:
     metrics = {c.metric for c in significant}
     return " and ".join(
-        text for metric, text in (("auc", speed), ("final", level)) if metric in metrics
+        text
+        for metric, text in (("auc", speed), ("final", level), ("probe", probe))
+        if metric in metrics
     )
 
 
-def _notes(comparisons: Sequence[Comparison]) -> Iterator[str]:
+def _notes(comparisons: Sequence[Comparison], objective: str = "supervised") -> Iterator[str]:
     for arm, baseline, meaning in (
         ("easy", "shuffled", "ordering information (easy vs shuffled)"),
         ("hard", "uniform", "hard-first vs uniform"),
     ):
         found = [c for c in comparisons if c.arm == arm and c.baseline == baseline]
         if found:
-            yield f"{meaning}: " + "; ".join(_clause(c) for c in found)
+            yield f"{meaning}: " + "; ".join(_clause(c, objective) for c in found)
 
 
 def format_table(summary: ABSummary, *, curve: bool = True) -> str:
@@ -305,10 +409,12 @@ def format_table(summary: ABSummary, *, curve: bool = True) -> str:
 
 
 def plot_curves(summary: ABSummary, title: str = "", warmup: int | None = None) -> Any:
-    """Held-out accuracy vs steps per arm: mean line, ± 1 std band (matplotlib ``Figure``).
+    """The reading (held-out accuracy; kNN accuracy for ``mae``) vs steps per arm: mean line,
+    ± 1 std band (matplotlib ``Figure``).
 
-    A dotted horizontal line marks uniform's final accuracy; ``warmup`` (the curricula's last
-    non-uniform step) a dashed vertical one.
+    A dotted horizontal line marks uniform's final reading; ``warmup`` (the curricula's last
+    non-uniform step) a dashed vertical one; the floors (``mae``: raw pixels, random init) are
+    grey dash-dotted lines.
     """
     from matplotlib.figure import Figure
 
@@ -328,9 +434,24 @@ def plot_curves(summary: ABSummary, title: str = "", warmup: int | None = None) 
         axes.annotate(
             " uniform from here", (warmup, 0.02), xycoords=("data", "axes fraction"), fontsize=8
         )
+    floor_values = []
+    for (name, readings), style in zip(summary.floors.items(), ("-.", ":"), strict=False):
+        if "knn" in readings:
+            value = readings["knn"][0]
+            floor_values.append(value)
+            axes.axhline(value, color="dimgray", linestyle=style, linewidth=1)
+            axes.annotate(
+                f" floor: {name}",
+                (0.0, value),
+                xycoords=("axes fraction", "data"),
+                fontsize=8,
+                color="dimgray",
+                va="bottom",
+            )
     axes.set_xlabel("training step")
-    axes.set_ylabel("held-out accuracy")
+    axes.set_ylabel(summary.metric)
     low = min(min(np.asarray(a.mean) - np.asarray(a.std)) for a in summary.arms.values())
+    low = min([low, *floor_values])
     axes.set_ylim(max(0.0, low - 0.02), 1.0)
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right")

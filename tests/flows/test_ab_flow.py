@@ -93,6 +93,45 @@ def test_rerun_with_one_more_seed_computes_only_that_seed(
     assert plot.type == "markdown" and "](data:image/png;base64," in plot.data
 
 
+def test_mae_objective_is_cached_per_arm_and_seed(
+    prefect_server: None, digits_artifact: Path, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.ab import curriculum_ab
+
+    tiny = {**TINY, "objective": "mae", "steps": 4, "eval_every": 2}
+    output = str(tmp_path / "ab")
+    first = curriculum_ab(str(digits_artifact), "digits", seeds=1, output=output, **tiny)
+    second = curriculum_ab(str(digits_artifact), "digits", seeds=2, output=output, **tiny)
+    assert sorted(second.task_states) == [
+        ("easy", 0, "Cached"),
+        ("easy", 1, "Completed"),
+        ("uniform", 0, "Cached"),
+        ("uniform", 1, "Completed"),
+    ]
+    assert second.results_dir == first.results_dir
+    results = json.loads((Path(second.results_dir) / "results.json").read_text())
+    assert results["config"]["objective"] == "mae" and results["config"]["batch_size"] == 8
+    assert results["task"]["task"] == "digits-mae"
+    assert set(results["summary"]["floors"]) == {"raw pixels", "random init"}
+    assert all(run["probe"] is not None for run in results["runs"])
+    table = (Path(second.results_dir) / "table.md").read_text()
+    assert "| floor: raw pixels |" in table and "linear probe" in table
+    assert "final kNN accuracy" in second.verdict
+    # the supervised objective on the same artifact is another config id
+    supervised = curriculum_ab(str(digits_artifact), "digits", seeds=1, output=output, **TINY)
+    assert supervised.results_dir != second.results_dir
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["digits-mae-ab-summary", "digits-mae-ab-plot"])
+            )
+        )
+    assert {a.key for a in artifacts} == {"digits-mae-ab-summary", "digits-mae-ab-plot"}
+
+
 def test_png_markdown_embeds_the_image(tmp_path: Path) -> None:
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 20
     text = png_markdown(png, alt="A [plot]")
@@ -125,6 +164,9 @@ def _cli() -> typer.Typer:
         (["--steps", "0"], "steps must be >= 1"),
         (["--dataset", "mnist"], "--dataset 'mnist' is not one of"),
         (["--probe"], "--probe trains a linear probe on stored embeddings"),
+        (["--objective", "simclr"], "objective"),
+        (["--objective", "mae", "--dataset", "zarr:x.zarr"], "--objective mae pretrains on images"),
+        (["--objective", "mae", "--model", "resnet18"], "drop --model/--weights"),
     ],
 )
 def test_cli_bad_input_exits_2(digits_artifact: Path, extra: list[str], message: str) -> None:
