@@ -81,6 +81,17 @@ class EmbedConfig:
         decoding) to uint8, normalisation on the compute device; ``auto`` = ``gpu`` when the
         model runs on CUDA and the decoder is available, else ``cpu``. Only for image folders;
         the choice is recorded in the store.
+    n_threads : int, optional
+        torch intra-op threads of the forward pass on a CPU device. fp32 CPU features depend on
+        the thread count in their last bits (torch and oneDNN pick kernels and split reductions
+        by it; see :func:`cl_core.embed.plan.resolve_cpu_threads`), so it is one setting per
+        store: resolved when the store is created (default: the physical cores this process may
+        run on, :func:`cl_core.embed.plan.default_cpu_threads`), recorded in its attrs as
+        ``cpu_threads``, and used by every process that embeds one of its shards, whatever its
+        own torch setting (a Dask worker starts with ``OMP_NUM_THREADS=1``). A store is then
+        bitwise the same whichever process (on one kind of CPU) computed which shard. Not part
+        of the store's identity: a store planned with another count is resumed with its own.
+        Ignored on CUDA.
     """
 
     model: Any = DEFAULT_MODEL
@@ -102,6 +113,7 @@ class EmbedConfig:
     writer_queue: int = 2
     on_bad_sample: str = "error"
     decode: str = "auto"
+    n_threads: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("on_bad_sample", self.on_bad_sample, BAD_SAMPLE_POLICIES)
@@ -112,7 +124,7 @@ class EmbedConfig:
         check_choice("normalize", self.normalize, READER_NORMALIZATIONS)
         for name in ("batch_size", "chunk_rows", "writer_queue"):
             _check_positive(name, getattr(self, name))
-        for name in ("shard_rows", "image_size"):
+        for name in ("shard_rows", "image_size", "n_threads"):
             if getattr(self, name) is not None:
                 _check_positive(name, getattr(self, name))
         if self.num_workers is not None and (

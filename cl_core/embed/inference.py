@@ -27,6 +27,7 @@ from cl_core.embed.features import SampleFailure, capture_layer, forward_feature
 from cl_core.embed.loader import make_loader
 from cl_core.embed.plan import InferencePlan
 from cl_core.embed.writer import ShardBuffer, ShardWriter
+from cl_core.threads import torch_threads
 
 _PROBE_TRIES = 256  # samples tried to find a loadable one for the probe under "skip"
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -151,6 +152,9 @@ def run_shards(
 ) -> None:
     """Compute ``shards`` of ``store`` and write each as soon as it is complete.
 
+    On a CPU device the forward runs with ``plan.cpu_threads`` torch threads (restored after),
+    whatever this process's own setting, so the bits do not depend on which process runs it.
+
     ``on_written(shard)`` is called (from the writer thread) after each shard is written, e.g.
     to release its lock.
     """
@@ -161,6 +165,7 @@ def run_shards(
     reference_shape: tuple[int, ...] | None = None
     with (
         ShardWriter(store, plan.writer_queue, len(shards), progress, on_written) as writer,
+        torch_threads(plan.cpu_threads if plan.device.type == "cpu" else None),
         inference_context(plan),
         capture_layer(plan.loaded.module, plan.layer) as capture,
     ):

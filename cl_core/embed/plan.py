@@ -1,4 +1,5 @@
-"""The inference plan: device, precision (bf16 on CPUs with native bf16), channels-last, workers."""
+"""The inference plan: device, precision (bf16 on CPUs with native bf16), channels-last, workers,
+CPU threads."""
 
 from __future__ import annotations
 
@@ -103,6 +104,9 @@ class InferencePlan:
     on_bad_sample: str = "error"
     decode: str = "dataset"
     eval_transform: Any = None
+    cpu_threads: int | None = None
+    """torch intra-op threads of the forward pass on a CPU device (None: torch's setting as it
+    is); see :func:`resolve_cpu_threads`."""
 
     def __post_init__(self) -> None:
         check_choice("on_bad_sample", self.on_bad_sample, BAD_SAMPLE_POLICIES)
@@ -143,9 +147,55 @@ class InferencePlan:
         return 0 if cpus < 8 else min(4, cpus // 8)
 
 
+def resolve_cpu_threads(n_threads: int | None, device: torch.device) -> int | None:
+    """The intra-op thread count of CPU inference: ``n_threads``, else :func:`default_cpu_threads`;
+    None on an accelerator (its kernels do not use them).
+
+    A fixed count, not the process's current torch setting, because fp32 CPU features depend on
+    the thread count in their last bits: torch runs a 1x1 convolution on fewer than 16 samples
+    with its own im2col + GEMM kernel when single-threaded and with oneDNN otherwise, and oneDNN
+    splits some reductions by thread (measured on an AVX2 EPYC: ``test_efficientnet`` features
+    of an 8-sample batch differ by up to 5e-9 between 1 and 2 threads; a 32-sample batch between
+    2 and 3). A Dask worker process starts with ``OMP_NUM_THREADS=1`` (Dask's default), the
+    pipeline's own process with one thread per core, so without one setting the same shard
+    embedded in each gives other bits, and with them another artifact version.
+    """
+    if device.type != "cpu":
+        return None
+    if n_threads is None:
+        return default_cpu_threads()
+    return int(n_threads)
+
+
+def default_cpu_threads() -> int:
+    """Threads for CPU inference when none are given: the physical cores among those this
+    process may run on (:func:`usable_cpus`; hyper-threads add no speed to the forward, as
+    torch's own default has it). A property of the machine and the affinity mask, not of the
+    process's environment (``OMP_NUM_THREADS``), so every process on one machine resolves the
+    same count."""
+    cpus = _affinity()
+    cores: set[tuple[str, str]] = set()
+    for cpu in cpus:
+        topology = f"/sys/devices/system/cpu/cpu{cpu}/topology"
+        try:
+            with (
+                open(f"{topology}/physical_package_id", encoding="ascii") as package,
+                open(f"{topology}/core_id", encoding="ascii") as core,
+            ):
+                cores.add((package.read().strip(), core.read().strip()))
+        except OSError:  # no sysfs (macOS, Windows, some sandboxes): count logical CPUs
+            return max(1, len(cpus))
+    return max(1, len(cores))
+
+
+def _affinity() -> list[int]:
+    """The CPU ids this process may run on (all CPUs where there is no affinity mask)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
 def usable_cpus() -> int:
     """Cores this process may run on (the affinity mask, e.g. a container's share)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return len(_affinity())

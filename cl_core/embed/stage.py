@@ -12,6 +12,7 @@ the store and left out.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +27,7 @@ from cl_core.embed.identity import DatasetIdentity, dataset_identity
 from cl_core.embed.inference import probe, run_shards
 from cl_core.embed.loader import start_worker_server
 from cl_core.embed.models import LoadedModel, load_model
-from cl_core.embed.plan import InferencePlan, resolve_precision
+from cl_core.embed.plan import InferencePlan, resolve_cpu_threads, resolve_precision
 from cl_core.validation import check_choice
 
 _LOCK_POLL_S = 0.2
@@ -76,12 +77,14 @@ def prepare_job(
         on_bad_sample=config.on_bad_sample,
         decode=decode,
         eval_transform=_eval_transform(config, loaded, decode),
+        cpu_threads=resolve_cpu_threads(config.n_threads, device),
     )
     if plan.workers:
         start_worker_server()
     identity = dataset_identity(spec, dataset_id, verify_content=verify_content)
-    # Everything here enters the store's fingerprint (except code_version): a store made with
-    # another model, layer, pooling, precision or preprocessing is never reused.
+    # Everything here enters the store's fingerprint (except code_version and cpu_threads, see
+    # cl_core.store.NON_IDENTITY_KEYS): a store made with another model, layer, pooling,
+    # precision or preprocessing is never reused.
     attrs = {
         "dataset_fingerprint": identity.fingerprint,
         "dataset_identity_method": identity.method,
@@ -93,6 +96,7 @@ def prepare_job(
         "precision": plan.precision,
         "input_transform": _transform_description(spec, loaded, config),
         "decode": decode,
+        "cpu_threads": plan.cpu_threads,
         "code_version": CODE_VERSION,
     }
     return EmbedJob(plan, config, attrs)
@@ -164,9 +168,13 @@ def _create(job: EmbedJob, path: Any, overwrite: bool) -> Any:
 
 
 def _check_store(job: EmbedJob, store: Any) -> None:
+    from cl_core.store import NON_IDENTITY_KEYS
+
     stored = store.attrs
     differing = [
-        key for key in job.attrs if key != "code_version" and stored.get(key) != job.attrs[key]
+        key
+        for key in job.attrs
+        if key not in NON_IDENTITY_KEYS and stored.get(key) != job.attrs[key]
     ]
     if store.n_rows != job.plan.spec.n_samples:
         differing.append(f"n_rows ({store.n_rows} != {job.plan.spec.n_samples})")
@@ -176,6 +184,26 @@ def _check_store(job: EmbedJob, store: Any) -> None:
             f"{', '.join(differing)}); call embed_shards with the dataset, config and dataset_id "
             f"given to plan_store"
         )
+
+
+def _store_threads(job: EmbedJob, store: Any) -> EmbedJob:
+    """``job`` with the CPU thread count ``store`` was created with (its ``cpu_threads`` attr).
+
+    One count per store, whichever process embeds which shard (see ``EmbedConfig.n_threads``).
+    A store without one (made on CUDA, or before the count was recorded) is embedded with the
+    count this process resolved; a count given explicitly that contradicts the store's raises.
+    """
+    recorded = store.attrs.get("cpu_threads")
+    if job.plan.cpu_threads is None or recorded is None or recorded == job.plan.cpu_threads:
+        return job
+    if job.config.n_threads is not None:
+        raise ValueError(
+            f"n_threads={job.config.n_threads} contradicts the store {store.path!r}, whose shards "
+            f"are embedded with {recorded} CPU threads (fp32 CPU features depend on the thread "
+            f"count, and one store holds one); pass n_threads={recorded} or n_threads=None, or "
+            f"overwrite the store"
+        )
+    return dataclasses.replace(job, plan=dataclasses.replace(job.plan, cpu_threads=recorded))
 
 
 def _check_shards(store: Any, shards: Sequence[int] | None) -> list[int]:
@@ -340,6 +368,8 @@ def embed_shards(
     job = prepare_job(dataset, config, dataset_id, verify_content)
     _check_store(job, store)
     todo = _check_shards(store, shards)
+    if todo:
+        job = _store_threads(job, store)
     written = _run_locked(job, store, todo, progress)
     _check_no_skipped(job, store)
     return written
@@ -392,7 +422,7 @@ def embed_dataset(
     job = prepare_job(dataset, config, dataset_id, verify_content)
     store = _create(job, path, overwrite)
     if not store.is_complete:
-        _run_locked(job, store, store.missing_shards(), progress)
+        _run_locked(_store_threads(job, store), store, store.missing_shards(), progress)
         with store.lock("finalize"):
             if not store.is_complete:  # another process may have finalized meanwhile
                 store.finalize()

@@ -46,12 +46,16 @@ PROVENANCE_KEYS = (
 )
 """Provenance attributes every store carries (``None`` when the caller did not give one)."""
 
-NON_IDENTITY_KEYS = frozenset({"code_version", "created_at"})
-"""Caller attributes that describe *when/with what release* a store was made, not *what* it holds.
+NON_IDENTITY_KEYS = frozenset({"code_version", "created_at", "cpu_threads"})
+"""Caller attributes that describe *when/with what release or setting* a store was made, not
+*what* it holds.
 
 Every other caller attribute (model id, weights hash, layer, pooling, input transform, precision,
 ...) enters :attr:`EmbeddingStore.fingerprint`. ``code_version`` stays out so that upgrading the
-package does not throw away hours of embeddings whose model and inputs are unchanged.
+package does not throw away hours of embeddings whose model and inputs are unchanged;
+``cpu_threads`` (the CPU thread count every shard of the store is embedded with, see
+``cl_core.embed.EmbedConfig.n_threads``) so that a store can be resumed on a machine with another
+number of cores, with the count it records.
 """
 
 _LAYOUT_KEYS = ("schema", "n_rows", "dim", "dtype", "chunk_rows", "shard_rows", "with_labels")

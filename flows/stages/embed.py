@@ -26,9 +26,19 @@ from flows.ui import artifact_key
 
 SHARD_RETRY_DELAYS = [2, 10]  # seconds; a transient failure (OOM, I/O) usually clears quickly
 # Options that change how fast, not what, is computed: left out of the content ids so that e.g.
-# another batch size or Dask backend reuses earlier results.
+# another batch size or Dask backend reuses earlier results. (precision enters resolved below;
+# n_threads, the CPU thread count, is one per store, recorded in the store and left out of its
+# fingerprint too: cl_core.store.NON_IDENTITY_KEYS.)
 EMBED_RUNTIME_FIELDS = frozenset(
-    {"batch_size", "device", "num_workers", "writer_queue", "channels_last", "precision"}
+    {
+        "batch_size",
+        "device",
+        "num_workers",
+        "writer_queue",
+        "channels_last",
+        "precision",
+        "n_threads",
+    }
 )
 
 
