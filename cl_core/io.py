@@ -23,7 +23,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Union, cast
 
 import numpy as np
 
@@ -75,7 +75,7 @@ def as_location(path: str | os.PathLike[str] | UPath) -> Location:
         text = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
         return Path(text.removeprefix("file://"))
     if not isinstance(path, str):
-        return path  # a UPath already
+        return cast("UPath", path)  # a UPath already
     try:
         import fsspec
         from fsspec.registry import known_implementations

@@ -45,6 +45,11 @@ def check_seeds(seeds: object) -> tuple[int, ...]:
     return values
 
 
+FROM_RECIPE: Any = None
+"""The default of the fields that the objective's recipe fills in (``cl_core.ab.objectives.RECIPES``);
+typed ``Any`` so that the fields keep the type they have once the config exists."""
+
+
 @dataclass(frozen=True)
 class ABConfig:
     """Everything that determines one arm's curve for a given seed (seeds are not part of it).
@@ -87,12 +92,12 @@ class ABConfig:
     """
 
     arms: tuple[str, ...] = ARMS
-    steps: int | None = None
-    batch_size: int | None = None
-    eval_every: int | None = 30
-    lr: float | None = None
-    optimizer: str | None = None
-    weight_decay: float | None = None
+    steps: int = FROM_RECIPE
+    batch_size: int = FROM_RECIPE
+    eval_every: int = 30
+    lr: float = FROM_RECIPE
+    optimizer: str = FROM_RECIPE
+    weight_decay: float = FROM_RECIPE
     warmup_fraction: float | None = 0.5
     holdout_fraction: float = 0.2
     split_seed: int = 0

@@ -161,6 +161,9 @@ def _module_class() -> Any:
     class MaskedAutoencoder(nn.Module):
         """MAE: ViT encoder on visible patches, light decoder, loss on masked patches."""
 
+        pos_embed: torch.Tensor  # fixed sine-cosine tables: buffers, not parameters
+        decoder_pos_embed: torch.Tensor
+
         def __init__(self, spec: MAESpec) -> None:
             super().__init__()
             self.spec = spec

@@ -116,7 +116,8 @@ def build_optimizer(model: Any, config: Any) -> tuple[Any, Any]:
         return torch.optim.SGD(
             model.parameters(), lr=config.lr, momentum=0.9, weight_decay=config.weight_decay
         ), None
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue

@@ -22,6 +22,7 @@ import secrets
 import shutil
 import socket
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cl_core.artifacts.manifest import (
@@ -109,7 +110,7 @@ def remove_stale_temporaries(root: str | os.PathLike[str] | UPath, name: str) ->
     for entry in list_dir(as_location(root) / check_artifact_name(name)):
         if not entry.name.startswith(".") or not _is_stale(entry):
             continue
-        if entry.is_dir() and not entry.is_symlink():
+        if isinstance(entry, Path) and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:
             with contextlib.suppress(FileNotFoundError):

@@ -181,7 +181,7 @@ def is_published(version_dir: Location, replace_damaged: bool = False) -> bool:
 
 
 def _remove_version(version_dir: Location) -> None:
-    if is_url(version_dir):  # no rename: the manifest goes first, then the rest
+    if not isinstance(version_dir, Path):  # object storage has no rename: the manifest first
         with contextlib.suppress(NotADirectoryError), storage_errors("delete", version_dir):
             (version_dir / MANIFEST_FILE).unlink(missing_ok=True)
             version_dir.rmdir(recursive=True)
@@ -305,8 +305,8 @@ def publish_artifact(
         manifest["excluded"] = _excluded_record(mask)
     _json_bytes(manifest["metrics"], "metrics")  # fail before anything touches the disk
 
-    in_place = is_url(version_dir)  # object storage cannot rename a directory into place
-    staging = version_dir if in_place else name_dir / temp_name("tmp", version)
+    # object storage cannot rename a directory into place: its versions are written in place
+    staging: Location = version_dir if is_url(version_dir) else name_dir / temp_name("tmp", version)
     try:
         for item in pending:
             manifest["files"][item.name] = write_file(staging, item)
@@ -314,10 +314,10 @@ def publish_artifact(
         # storage a concurrent publisher of the same version may have stored it first: it stays.
         if not (staging / MANIFEST_FILE).is_file():
             write_file(staging, PendingFile(MANIFEST_FILE, _json_bytes(manifest, "manifest")))
-        if not in_place:
+        if isinstance(staging, Path) and isinstance(version_dir, Path):
             _install(staging, version_dir)
     except BaseException:
-        if not in_place:
+        if isinstance(staging, Path) and staging != version_dir:
             shutil.rmtree(staging, ignore_errors=True)
         raise
     write_latest(name_dir, version)

@@ -53,7 +53,7 @@ def _file_lock(location: Any, name: int | str) -> FileLock | None:
         return None
     from filelock import FileLock
 
-    folder = Path(os.path.normpath(os.path.abspath(as_location(location))) + ".locks")
+    folder = Path(os.path.normpath(os.path.abspath(str(as_location(location)))) + ".locks")
     folder.mkdir(parents=True, exist_ok=True)
     file_name = f"shard-{name}.lock" if isinstance(name, int) else f"{name}.lock"
     # thread_local=False: a shard's lock is released by the writer thread that wrote the shard.
