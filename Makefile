@@ -44,15 +44,15 @@ install-dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	$(VENV)/bin/cl-curriculum demo
 
-# Everything but `slow` (CI: .ci/run). test-fast: no processes, servers or Dask clusters.
+# Everything but `slow` (CI: .ci/run), on every core (pytest-xdist). test-fast: no processes, servers or Dask clusters.
 test: $(VENV)/.installed-dev
-	$(TUNED) $(PY) -m pytest
+	$(TUNED) $(PY) -m pytest -n auto
 
 test-fast: $(VENV)/.installed-dev
 	$(TUNED) $(PY) -m pytest -n auto -m "not integration and not slow"
 
 test-all: $(VENV)/.installed-dev
-	$(TUNED) $(PY) -m pytest -m "slow or not slow"
+	$(TUNED) $(PY) -m pytest -n auto -m "slow or not slow"
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
