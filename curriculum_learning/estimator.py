@@ -28,7 +28,7 @@ from cl_core.schedule import (
 )
 from cl_core.store import EmbeddingStore
 from cl_core.validation import check_choice, check_non_negative_int
-from curriculum_learning import params as _params
+from curriculum_learning import params as param_checks
 from curriculum_learning import persistence
 from curriculum_learning.data import as_labels, as_scores, dataset_labels, to_numpy
 from curriculum_learning.extractors import FeatureExtractor, FeatureView, PrecomputedDifficulty
@@ -153,7 +153,7 @@ class CurriculumLearning:
         self.difficulty_normalization = difficulty_normalization
         self.cache_dir = cache_dir
         self.feature_dtype = feature_dtype
-        _params.check_params(self)
+        param_checks.check_params(self)
         self._reset_fitted_state()
 
     # -- parameters -----------------------------------------------------------------------
@@ -173,14 +173,14 @@ class CurriculumLearning:
         for name, value in params.items():
             check_choice("parameter", name, valid)
             setattr(self, name, value)
-        _params.check_params(self)
+        param_checks.check_params(self)
         self._curricula.clear()
         return self
 
     @property
     def difficulty_method(self) -> str:
         """The :func:`cl_core.difficulty.normalize_difficulty` method in use."""
-        return _params.difficulty_method(self)
+        return param_checks.difficulty_method(self)
 
     def _reset_fitted_state(self) -> None:
         self.weights_: np.ndarray | None = None
@@ -216,7 +216,7 @@ class CurriculumLearning:
         -------
         self
         """
-        _params.check_params(self)
+        param_checks.check_params(self)
         self._reset_fitted_state()
         class_labels = (
             as_labels(labels, "labels") if labels is not None else dataset_labels(dataset)
@@ -241,7 +241,7 @@ class CurriculumLearning:
                 "fit(dataset, labels=...) or a dataset with .targets/.labels or (x, y) "
                 "samples; or set use_labels=False"
             )
-        config = _params.cluster_config(self, n_rows=store.n_rows)
+        config = param_checks.cluster_config(self, n_rows=store.n_rows)
         result = cluster_embeddings(store, config, labels=class_labels if self.use_labels else None)
         # distances normalised within each cluster, or each class with use_labels (as the flows)
         groups = class_labels if self.use_labels else result.assignment
@@ -341,7 +341,7 @@ class CurriculumLearning:
                     difficulty, float(self.initial_effective_percentage), resolved
                 )
                 schedule = build_schedule(
-                    difficulty, _params.schedule_config(self, resolved, start)
+                    difficulty, param_checks.schedule_config(self, resolved, start)
                 )
                 self._curricula[base_key] = Curriculum.from_arrays(
                     difficulty, schedule, self.assignment_
@@ -523,8 +523,8 @@ def _set_cluster_counts(
 ) -> None:
     """Set the fitted cluster counts of ``estimator`` (``optimal_clusters_`` as the reference)."""
     estimator.cluster_class_ = None if cluster_class is None else np.asarray(cluster_class)
-    estimator.clusters_per_class_ = _params.clusters_per_class(estimator.cluster_class_)
+    estimator.clusters_per_class_ = param_checks.clusters_per_class(estimator.cluster_class_)
     estimator.n_clusters_total_ = total
-    estimator.optimal_clusters_ = _params.reference_k(
+    estimator.optimal_clusters_ = param_checks.reference_k(
         estimator.n_clusters, estimator.clusters_per_class_, total
     )
