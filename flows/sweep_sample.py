@@ -41,3 +41,10 @@ def sweep_sample(sample_path: str) -> np.ndarray:
         if _sample_memo is not None and _sample_memo[0] == identity:
             return _sample_memo[1]
     return remember_sample(sample_path, files.load_npy(sample_path))
+
+
+def clear_sample_cache() -> None:
+    """Forget the remembered sweep sample (tests start every test with no process caches)."""
+    global _sample_memo
+    with _sample_lock:
+        _sample_memo = None

@@ -12,7 +12,6 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from functools import partial
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="cl-curriculum-prefect-")
 for key, value in {
@@ -61,9 +60,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # --------------------------------------------------------------------------------------------
 
 PROJECT_PACKAGES = ("cl_core", "flows", "curriculum_learning", "benchmarks")
-# Module-level memos without a clearing function (set back to None). flows/stages/sweep_sample.py
-# keeps the k sweep's sample; a public clear_*cache function there would be found without this.
-MEMO_GLOBALS = ("_sample_memo",)
 
 
 def _in_project(module_name: object) -> bool:
@@ -91,9 +87,6 @@ def _find_caches(modules: list[tuple[str, object]]) -> list[tuple[str, Callable[
                 found[name] = value.cache_clear
             elif attr.startswith("clear_") and "cache" in attr and defined_in == module_name:
                 found[name] = value
-        for attr in MEMO_GLOBALS:
-            if attr in namespace:
-                found[f"{module_name}.{attr}"] = partial(setattr, module, attr, None)
     return sorted(found.items())
 
 
@@ -105,8 +98,8 @@ def process_caches() -> list[tuple[str, Callable[[], object]]]:
 
     Found by what they are, not by where they live (modules move): every ``functools.lru_cache``
     / ``functools.cache`` function defined in a project module, every module-level function named
-    ``clear_*cache*`` defined there (``cl_core.embed.clear_model_cache``), the memo globals in
-    :data:`MEMO_GLOBALS`, and s3fs's per-process client cache. Modules not imported yet are not
+    ``clear_*cache*`` defined there (``cl_core.embed.clear_model_cache``,
+    ``flows.sweep_sample.clear_sample_cache``), and s3fs's per-process client cache. Modules not imported yet are not
     imported (a test that never loaded torch does not pay for it here). The search (~5 ms) runs
     again only when another project module has been imported.
     """
