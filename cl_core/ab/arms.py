@@ -1,4 +1,11 @@
-"""What each arm trains on: the held-out split, the arm's curriculum and its index stream."""
+"""What each arm trains on: the held-out split, the arm's curriculum and its index stream.
+
+A deterministic, class-stratified fraction of the rows (``holdout_fraction``, ``split_seed``) is held
+out for evaluation. Each arm's curriculum is rebuilt over the training rows only, with the
+temperature table re-solved so the effective-fraction targets keep their meaning; rows the artifact
+masks are neither trained on nor evaluated. The warmup is ``warmup_fraction`` of the step budget by
+default, because a short A/B run would end before a warmup sized for full training.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""The A/B run's settings: the arms, :class:`ABConfig` and the checks of arms and seeds."""
+"""The A/B run's settings: the arms, :class:`ABConfig` and the checks of arms and seeds.
+
+Arms: ``easy`` (the artifact's difficulty and schedule, prototypes first), ``uniform`` (uniform
+draws with replacement, as many), ``hard`` (the same schedule, hardest first) and ``shuffled`` (the
+same schedule over a seeded permutation of the difficulty: ``easy`` minus ``shuffled`` is what the
+ordering itself contributes). Model initialisation, index streams and the permutation all derive
+from ``seed``, the same for every arm.
+"""
 
 from __future__ import annotations
 
