@@ -23,7 +23,7 @@ from cl_core import CODE_VERSION
 from cl_core.devices import resolve_device
 from cl_core.embed.config import DECODERS, EmbedConfig
 from cl_core.embed.datasets import BadSampleError, DatasetSpec, resolve_dataset
-from cl_core.embed.identity import DatasetIdentity, dataset_identity
+from cl_core.embed.identity import DatasetIdentity, dataset_identity, list_file_keys
 from cl_core.embed.inference import probe, run_shards
 from cl_core.embed.loader import start_worker_server
 from cl_core.embed.models import LoadedModel, load_model
@@ -43,6 +43,7 @@ class EmbedJob:
     plan: InferencePlan
     config: EmbedConfig
     attrs: dict[str, Any]
+    verify_content: bool = False
 
 
 def prepare_job(
@@ -99,7 +100,7 @@ def prepare_job(
         "cpu_threads": plan.cpu_threads,
         "code_version": CODE_VERSION,
     }
-    return EmbedJob(plan, config, attrs)
+    return EmbedJob(plan, config, attrs, verify_content)
 
 
 def resolve_decode(decode: str, spec: DatasetSpec, loaded: LoadedModel, device: Any) -> str:
@@ -164,6 +165,7 @@ def _create(job: EmbedJob, path: Any, overwrite: bool) -> Any:
         attrs=job.attrs,
         with_labels=with_labels,
         overwrite=overwrite,
+        file_keys=list_file_keys(job.plan.spec, job.verify_content),
     )
 
 

@@ -19,6 +19,7 @@ from cl_core.store.create import (
     store_from_array,
 )
 from cl_core.store.embedding_store import ATTRS_KEY, SCHEMA_VERSION, EmbeddingStore
+from cl_core.store.keys import FileKeys
 from cl_core.store.locks import StoreLock
 from cl_core.store.moments import (
     NORMALIZATIONS,
@@ -40,6 +41,7 @@ __all__ = [
     "PROVENANCE_KEYS",
     "SCHEMA_VERSION",
     "EmbeddingStore",
+    "FileKeys",
     "StoreLock",
     "StoreMismatchError",
     "array_fingerprint",

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from cl_core.store.keys import FileKeys, read_file_keys
 from cl_core.store.locks import StoreLock, try_lock, wait_lock
 from cl_core.store.moments import NORMALIZATIONS, block_moments, merge_moments, normalize_block
 from cl_core.store.rows import check_row_indices, prepare_shard, resolve_rows
@@ -290,6 +291,19 @@ class EmbeddingStore:
         )
         self._group.attrs.update({ATTRS_KEY: meta})
         self._load_meta()
+
+    # -- file keys ------------------------------------------------------------------------
+
+    def file_keys(self) -> list[str] | None:
+        """Each row's file path relative to the data location, in row order; None for datasets
+        without files (or stores made before keys were recorded)."""
+        records = self.file_records()
+        return None if records is None else records.paths.tolist()
+
+    def file_records(self) -> FileKeys | None:
+        """Each row's full file key (data location, path, size, mtime, sha256); see
+        :meth:`file_keys`."""
+        return read_file_keys(self._group, self._meta.get("file_keys"))
 
     # -- skipped samples ------------------------------------------------------------------
 
