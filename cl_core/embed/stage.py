@@ -151,11 +151,11 @@ def _transform_description(spec: DatasetSpec, loaded: LoadedModel, config: Embed
     return "timm eval transform " + json.dumps(data_config, sort_keys=True, default=str)
 
 
-def _create(job: EmbedJob, path: Any, overwrite: bool) -> Any:
-    from cl_core.store import create_store
+def _create(job: EmbedJob, path: Any, overwrite: bool, reuse_from: Any = None) -> Any:
+    from cl_core.store import create_store, reuse_rows
 
     dim, with_labels = probe(job.plan)
-    return create_store(
+    store = create_store(
         path,
         job.plan.spec.n_samples,
         dim,
@@ -167,6 +167,18 @@ def _create(job: EmbedJob, path: Any, overwrite: bool) -> Any:
         overwrite=overwrite,
         file_keys=list_file_keys(job.plan.spec, job.verify_content),
     )
+    if reuse_from is not None:
+        reuse_rows(store, reuse_from, _listing_labels(job.plan.spec) if with_labels else None)
+    return store
+
+
+def _listing_labels(spec: DatasetSpec) -> Any:
+    """The labels of a file dataset's rows (the class folders of this listing), or None."""
+    from cl_core.embed.files import ImageFiles
+
+    if isinstance(spec.dataset, ImageFiles):
+        return spec.dataset.labels
+    return None
 
 
 def _check_store(job: EmbedJob, store: Any) -> None:
@@ -304,6 +316,7 @@ def plan_store(
     dataset_id: str | DatasetIdentity | None = None,
     verify_content: bool = False,
     overwrite: bool = False,
+    reuse_from: Sequence[Any] | None = None,
 ) -> Any:
     """Create the embedding store for ``dataset``, or reopen the one already at ``path``.
 
@@ -314,7 +327,7 @@ def plan_store(
 
     Parameters
     ----------
-    dataset, config, dataset_id, verify_content, overwrite
+    dataset, config, dataset_id, verify_content, overwrite, reuse_from
         As for :func:`embed_dataset`.
     path : str, os.PathLike or zarr Store
         Store location.
@@ -324,7 +337,8 @@ def plan_store(
     EmbeddingStore
         Its ``missing_shards()`` are what :func:`embed_shards` computes.
     """
-    return _create(prepare_job(dataset, config, dataset_id, verify_content), path, overwrite)
+    job = prepare_job(dataset, config, dataset_id, verify_content)
+    return _create(job, path, overwrite, reuse_from)
 
 
 def embed_shards(
@@ -386,6 +400,7 @@ def embed_dataset(
     verify_content: bool = False,
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
+    reuse_from: Sequence[Any] | None = None,
 ) -> Any:
     """Embed every sample of ``dataset`` into a finalized Zarr store at ``path`` (resumable).
 
@@ -408,6 +423,11 @@ def embed_dataset(
         Shards written so far.
     overwrite : bool
         Recreate a store made for other data or another model instead of raising.
+    reuse_from : sequence of paths or URLs, optional
+        Earlier stores (e.g. every store of a work dir): a new store of a file dataset copies
+        the rows of unchanged files from the most recent one made with the same configuration
+        over the same folder (:func:`cl_core.store.reuse_rows`; ``store.reuse`` says what was
+        reused, or why nothing was) and embeds only added and changed files.
 
     Returns
     -------
@@ -422,7 +442,7 @@ def embed_dataset(
         A sample could not be loaded and ``config.on_bad_sample`` is ``"error"``.
     """
     job = prepare_job(dataset, config, dataset_id, verify_content)
-    store = _create(job, path, overwrite)
+    store = _create(job, path, overwrite, reuse_from)
     if not store.is_complete:
         _run_locked(_store_threads(job, store), store, store.missing_shards(), progress)
         with store.lock("finalize"):

@@ -29,6 +29,7 @@ from cl_core.store.moments import (
     normalize_block,
     standardization_scale,
 )
+from cl_core.store.reuse import FileMatch, match_files, reuse_rows
 from cl_core.store.rows import check_row_indices
 
 __all__ = [
@@ -42,15 +43,18 @@ __all__ = [
     "SCHEMA_VERSION",
     "EmbeddingStore",
     "FileKeys",
+    "FileMatch",
     "StoreLock",
     "StoreMismatchError",
     "array_fingerprint",
     "block_moments",
     "check_row_indices",
     "create_store",
+    "match_files",
     "merge_moments",
     "normalize_block",
     "open_store",
+    "reuse_rows",
     "standardization_scale",
     "store_from_array",
 ]

@@ -174,13 +174,18 @@ def _storage_options_for(location: Any, storage_options: Mapping[str, Any] | Non
     return options
 
 
-def content_fingerprint(meta: Mapping[str, Any]) -> str:
-    """sha256 (16 hex) of what determines the stored values: identity attrs, shape, dtype."""
-    identity = {
+def identity_attrs(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The caller attributes of a store's meta that enter its fingerprint (model, layer, ...)."""
+    return {
         key: value
         for key, value in meta.items()
         if key not in _MANAGED_KEYS and key not in NON_IDENTITY_KEYS
     }
+
+
+def content_fingerprint(meta: Mapping[str, Any]) -> str:
+    """sha256 (16 hex) of what determines the stored values: identity attrs, shape, dtype."""
+    identity = identity_attrs(meta)
     identity.update(schema=meta["schema"], n_rows=meta["n_rows"], dim=meta["dim"])
     identity["dtype"] = meta["dtype"]
     return content_hash(identity, 16, allow_nan=True)
