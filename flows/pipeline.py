@@ -25,6 +25,7 @@ from flows.outcomes import (
     EmbeddingOutcome,
     PipelineResult,
     collect_states,
+    reuse_line,
     run_warnings,
 )
 from flows.params import ClusterParams, CurriculumParams, DatasetParams, EmbedParams, OutputParams
@@ -137,6 +138,7 @@ def _run_pipeline(
         dataset_identity=embedded.identity_method,
         warnings=run_warnings(embedded, clustered),
         skipped=embedded.skipped,
+        reuse=embedded.reuse,
     )
     _publish_run_summary(result, dataset)
     logger.info("Published %s version %s at %s", result.name, result.version, result.artifact_path)
@@ -178,6 +180,7 @@ def run_summary_markdown(result: PipelineResult, dataset: DatasetParams) -> str:
             result.dataset_identity or "", result.dataset_identity or "an existing store"
         ),
         "N": result.n_samples,
+        "embeddings": reuse_line(result.reuse) if result.reuse else "not embedded by this run",
         "D": result.dim,
         "model": result.model_id,
         "k": f"{result.n_clusters} ({why})",
