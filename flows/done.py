@@ -31,11 +31,12 @@ def store_created(store_path: str) -> bool:
 
 
 def store_planned(store_path: str) -> bool:
-    """The store exists and its rows reused from earlier stores are in place (or it is complete)."""
+    """The store exists and the rows it reuses from earlier stores are in place (or it is
+    complete, or it has no files to reuse rows by)."""
     if not store_created(store_path):
         return False
     store = open_store(store_path, read_only=True)
-    return store.reuse is not None or store.is_complete
+    return store.reuse is not None or store.is_complete or not store.attrs.get("file_keys")
 
 
 def copied_shards(store_path: str) -> set[int]:

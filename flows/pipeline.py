@@ -180,7 +180,6 @@ def run_summary_markdown(result: PipelineResult, dataset: DatasetParams) -> str:
             result.dataset_identity or "", result.dataset_identity or "an existing store"
         ),
         "N": result.n_samples,
-        "embeddings": reuse_line(result.reuse) if result.reuse else "not embedded by this run",
         "D": result.dim,
         "model": result.model_id,
         "k": f"{result.n_clusters} ({why})",
@@ -188,6 +187,8 @@ def run_summary_markdown(result: PipelineResult, dataset: DatasetParams) -> str:
         "path": result.artifact_path,
         "report": result.report_path,
     }
+    if result.reuse:
+        facts["embeddings"] = reuse_line(result.reuse)
     parts = [f"# Curriculum `{result.name}` @ `{result.version}`", summary_markdown(facts)]
     if result.warnings:
         parts.append("## Warnings\n\n" + "\n".join(f"- {w}" for w in result.warnings))

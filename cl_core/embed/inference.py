@@ -137,9 +137,10 @@ def shard_batches(store: Any, shards: Sequence[int], batch_size: int) -> list[Se
     left out. Ranges where nothing was copied: the plan for millions of rows stays small.
     """
     batches: list[Sequence[int]] = []
+    copied = store.reused_rows()
     for shard in shards:
         start, stop = store.shard_range(shard)
-        reused = store.reused_rows(shard)
+        reused = None if copied is None else copied[start:stop]
         if reused is not None and reused.any():
             # Rows of the shard's short last batch go apart: each batch is padded to the size
             # of the batch its rows have in a run that embeds every row (see _padded).

@@ -103,10 +103,11 @@ def reuse_rows(
         The figures recorded in ``store.reuse``: ``parent`` (fingerprint) and ``parent_path``,
         ``reused``, ``added``, ``changed``, ``removed``, ``retried``, ``embedded``, or ``reason``
         (why nothing was reused: "no previous store", "model differs", "previous store ...
-        failed verification: ..."). None for a store that was complete already. Idempotent: a
-        store that recorded its reuse is left as it is.
+        failed verification: ..."). None for a store without file keys (not a file dataset) or
+        one that was complete already. Idempotent: a store that recorded its reuse is left as
+        it is.
     """
-    if store.reuse is not None or store.is_complete:
+    if store.reuse is not None or store.is_complete or not store.attrs.get("file_keys"):
         return store.reuse
     with store.lock("reuse"):
         store.refresh()
@@ -125,8 +126,7 @@ def _reuse(
     store: EmbeddingStore, candidates: list[Any], labels: Any
 ) -> tuple[dict[str, Any], np.ndarray | None]:
     keys = store.file_records()
-    if keys is None:
-        return _nothing(store, "the dataset has no file keys")
+    assert keys is not None  # reuse_rows checked
     same_place = _same_location(store, keys, candidates)
     if not same_place:
         return _nothing(store, "no previous store")
@@ -174,7 +174,7 @@ def _same_location(store: EmbeddingStore, keys: FileKeys, candidates: list[Any])
             continue
         if described.get("root") == keys.root:
             found.append(other)
-    return sorted(found, key=lambda other: str(other.attrs.get("completed_at")), reverse=True)
+    return sorted(found, key=lambda other: other.attrs.get("completed_at") or "", reverse=True)
 
 
 def _configuration(meta: dict[str, Any]) -> dict[str, Any]:

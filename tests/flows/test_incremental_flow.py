@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from cl_core.store import open_store
 from flows.cli import app
 from flows.params import ClusterParams, DatasetParams, OutputParams
+from flows.pipeline import run_summary_markdown
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
 runner = CliRunner()
@@ -129,4 +130,6 @@ def test_reuse_on_object_storage(
     assert second.reuse is not None and second.reuse["parent_path"].startswith(f"{root}/runs/")
     assert (second.reuse["reused"], second.reuse["removed"], second.reuse["embedded"]) == (71, 1, 0)
     assert "embed-shard" not in second.task_states  # every shard copied: nothing to embed
+    summary = run_summary_markdown(second, DatasetParams(spec=f"imagefolder:{images}"))
+    assert "| embeddings | reused 71 rows from " in summary and "embedded 0+0" in summary
     assert second.version != first.version
