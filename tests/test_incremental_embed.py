@@ -262,3 +262,14 @@ def test_content_keys_reuse_a_file_whose_mtime_alone_changed(tmp_path: Path) -> 
     assert new.reuse["changed"] == 1 and new.reuse["reused"] == 19 and model.samples == 2
     listing = _embed(root, tmp_path / "c.zarr", _CountingCNN(), [old.path])
     assert listing.reuse["reason"] == "file identity differs (listing vs --verify-content)"
+
+
+def test_reuse_through_dataloader_workers(yesterday: tuple[Path, Path], tmp_path: Path) -> None:
+    root, old_path = yesterday
+    _write_image(root / "c0" / "030a.jpg", 1000)
+    (root / "c1" / "071.jpg").unlink()
+    model = _CountingCNN()
+    store = _embed(root, tmp_path / "work" / "day2.zarr", model, [old_path], num_workers=2)
+    assert (store.reuse["added"], store.reuse["removed"], store.reuse["reused"]) == (1, 1, 99)
+    assert model.samples == 1 + 1
+    _check_against_clean_run(store, root, tmp_path)
