@@ -130,7 +130,7 @@ def reuse_line(reuse: dict[str, Any]) -> str:
     """One line: "reused R rows from <store>; embedded A+C (added+changed); X removed", or
     "reused 0 rows: <why>"."""
     if not reuse.get("reused"):
-        return f"reused 0 rows: {reuse.get('reason', 'nothing matched')}"
+        return f"reused 0 rows: {reuse.get('reason', 'no file is unchanged')}"
     parent = str(reuse.get("parent_path", "")).rstrip("/").rsplit("/", 1)[-1]
     parts = [f"reused {reuse['reused']} rows from {parent.removesuffix('.zarr')}"]
     counts, names = [reuse["added"], reuse["changed"]], "added+changed"
