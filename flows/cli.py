@@ -22,6 +22,7 @@ from flows.cli_ab import ab
 from flows.cli_artifacts import inspect, preview
 from flows.cli_deploy import deploy, serve
 from flows.console import BadInput, bad_input_exits
+from flows.outcomes import reuse_line
 from flows.params import (
     DEMO_MODEL,
     ClusterParams,
@@ -81,6 +82,8 @@ def _print_result(result: Any, seconds: float) -> None:
         f"k={result.n_clusters} ({result.chosen_by}); {seconds:.1f} s; "
         f"tasks: {result.count('Cached')} cached, {result.count('Completed')} computed"
     )
+    if result.reuse:
+        typer.echo(f"embeddings: {reuse_line(result.reuse)}")
     for warning in result.warnings:
         typer.echo(f"warning: {warning}")
 

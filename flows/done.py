@@ -30,6 +30,26 @@ def store_created(store_path: str) -> bool:
     return True
 
 
+def store_planned(store_path: str) -> bool:
+    """The store exists and the rows it reuses from earlier stores are in place (or it is
+    complete, or it has no files to reuse rows by)."""
+    if not store_created(store_path):
+        return False
+    store = open_store(store_path, read_only=True)
+    return store.reuse is not None or store.is_complete or not store.attrs.get("file_keys")
+
+
+def copied_shards(store_path: str) -> set[int]:
+    """Shards whose every row was copied from an earlier store: done, and no task's work."""
+    store = open_store(store_path, read_only=True)
+    reused = store.reused_rows()
+    if reused is None:
+        return set()
+    return {
+        shard for shard in range(store.n_shards) if reused[slice(*store.shard_range(shard))].all()
+    }
+
+
 def missing_shards(store_path: str) -> list[int]:
     """Shards of the store without a done marker."""
     return list(open_store(store_path).missing_shards())

@@ -94,6 +94,20 @@ def all_verified(*paths: PathLike) -> bool:
     return all(verified(path) for path in paths)
 
 
+def sibling_stores(store_path: PathLike) -> list[str]:
+    """The other ``*.zarr`` stores in ``store_path``'s folder (the work dir's earlier embeddings)."""
+    location = as_location(store_path)
+    try:
+        entries = list(location.parent.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(
+        str(entry)
+        for entry in entries
+        if entry.name.endswith(".zarr") and entry.name != location.name
+    )
+
+
 def save_npy(path: PathLike, array: np.ndarray) -> Location:
     """Write ``array`` (no object dtypes) to ``path`` atomically, with its digest record."""
     values = np.asarray(array)

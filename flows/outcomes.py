@@ -43,6 +43,7 @@ class EmbeddingOutcome(_Outcome):
     n_shards: int = 0
     shards_computed: int = 0
     identity_method: str | None = None  # how the dataset identity was computed (embedded only)
+    reuse: dict[str, Any] | None = None  # rows copied from an earlier store (cl_core reuse_rows)
     skipped: list[dict[str, Any]] = []  # samples left out (on_bad_sample="skip")
     task_states: list[tuple[str, str]] = []
 
@@ -90,6 +91,7 @@ class PipelineResult(_Outcome):
     dataset_identity: str | None = None  # identity method: listing, content, sampled, ...
     warnings: list[str] = []
     skipped: list[dict[str, Any]] = []
+    reuse: dict[str, Any] | None = None  # EmbeddingOutcome.reuse
 
     def count(self, state_name: str) -> int:
         """How many task runs ended in ``state_name`` (e.g. ``Cached``)."""
@@ -122,6 +124,22 @@ def collect_states(*outcomes: Any) -> dict[str, list[str]]:
         for task_name, state_name in outcome.task_states:
             states.setdefault(task_name, []).append(state_name)
     return states
+
+
+def reuse_line(reuse: dict[str, Any]) -> str:
+    """One line: "reused R rows from <store>; embedded A+C (added+changed); X removed", or
+    "reused 0 rows: <why>"."""
+    if not reuse.get("reused"):
+        return f"reused 0 rows: {reuse.get('reason', 'no file is unchanged')}"
+    parent = str(reuse.get("parent_path", "")).rstrip("/").rsplit("/", 1)[-1]
+    parts = [f"reused {reuse['reused']} rows from {parent.removesuffix('.zarr')}"]
+    counts, names = [reuse["added"], reuse["changed"]], "added+changed"
+    if reuse.get("retried"):
+        counts, names = [*counts, reuse["retried"]], names + "+retried"
+    parts.append(f"embedded {'+'.join(map(str, counts))} ({names})")
+    parts.append(f"{reuse['removed']} removed")
+    parts += [f"skipped {rejected}" for rejected in reuse.get("rejected", [])]
+    return "; ".join(parts)
 
 
 def run_warnings(embedded: EmbeddingOutcome, clustered: ClusterOutcome) -> list[str]:

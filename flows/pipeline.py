@@ -25,6 +25,7 @@ from flows.outcomes import (
     EmbeddingOutcome,
     PipelineResult,
     collect_states,
+    reuse_line,
     run_warnings,
 )
 from flows.params import ClusterParams, CurriculumParams, DatasetParams, EmbedParams, OutputParams
@@ -137,6 +138,7 @@ def _run_pipeline(
         dataset_identity=embedded.identity_method,
         warnings=run_warnings(embedded, clustered),
         skipped=embedded.skipped,
+        reuse=embedded.reuse,
     )
     _publish_run_summary(result, dataset)
     logger.info("Published %s version %s at %s", result.name, result.version, result.artifact_path)
@@ -185,6 +187,8 @@ def run_summary_markdown(result: PipelineResult, dataset: DatasetParams) -> str:
         "path": result.artifact_path,
         "report": result.report_path,
     }
+    if result.reuse:
+        facts["embeddings"] = reuse_line(result.reuse)
     parts = [f"# Curriculum `{result.name}` @ `{result.version}`", summary_markdown(facts)]
     if result.warnings:
         parts.append("## Warnings\n\n" + "\n".join(f"- {w}" for w in result.warnings))

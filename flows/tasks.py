@@ -165,14 +165,24 @@ class EmbedPlan(_Plan):
 
 @task(name="create-store", **_TASK_OPTIONS)
 def create_store_task(content_id: str, plan: EmbedPlan) -> dict[str, Any]:
-    """Create (or reopen, if it matches) the embedding store; return its layout."""
+    """Create (or reopen, if it matches) the embedding store, copying the rows of unchanged files
+    from the work dir's earlier stores; return its layout and what was reused."""
     from cl_core.embed import plan_store  # torch-heavy: imported on use
 
     _, dataset = plan.resolved()
     store = plan_store(
-        dataset, plan.store_path, plan.embedding.to_config(), dataset_id=plan.dataset_identity()
+        dataset,
+        plan.store_path,
+        plan.embedding.to_config(),
+        dataset_id=plan.dataset_identity(),
+        reuse_from=files.sibling_stores(plan.store_path),
     )
-    return {"store_path": plan.store_path, "n_shards": store.n_shards, "n_rows": store.n_rows}
+    return {
+        "store_path": plan.store_path,
+        "n_shards": store.n_shards,
+        "n_rows": store.n_rows,
+        "reuse": store.reuse,
+    }
 
 
 @task(name="embed-shard", retry_condition_fn=retry_unless_bad_sample, **_TASK_OPTIONS)

@@ -24,7 +24,13 @@ from cl_core.embed.features import (
     pool_features,
     select_output,
 )
-from cl_core.embed.identity import DatasetIdentity, dataset_fingerprint, dataset_identity
+from cl_core.embed.identity import (
+    DatasetIdentity,
+    clear_file_keys_cache,
+    dataset_fingerprint,
+    dataset_identity,
+    list_file_keys,
+)
 from cl_core.embed.loader import make_loader, start_worker_server
 from cl_core.embed.models import (
     DEFAULT_MODEL,
@@ -68,6 +74,7 @@ __all__ = [
     "LoadedModel",
     "canonical_model_name",
     "capture_layer",
+    "clear_file_keys_cache",
     "clear_model_cache",
     "count_samples",
     "cpu_has_native_bf16",
@@ -77,6 +84,7 @@ __all__ = [
     "embed_shards",
     "file_sha256",
     "image_transform",
+    "list_file_keys",
     "load_model",
     "make_loader",
     "plan_inference",

@@ -25,11 +25,13 @@ from torch.utils.data import (
 
 from cl_core.embed.datasets import DatasetSpec, TextDataset, describe_error, resolve_dataset
 from cl_core.embed.files import ImageFiles
+from cl_core.store import FileKeys
 
 N_FINGERPRINT_SAMPLES = 16
 IDENTITY_METHODS = ("listing", "content", "sampled", "explicit", "array")
 """How a :class:`DatasetIdentity` was computed (see :func:`dataset_identity`)."""
 _STAT_BLOCK = 16384  # files stat'ed per thread task by dataset_identity
+_RECENT_KEYS: dict[tuple[bytes, bool], FileKeys] = {}
 
 
 @dataclass(frozen=True)
@@ -162,40 +164,86 @@ def _file_samples(data: Any) -> list[str] | None:
     return paths
 
 
+def _file_names(spec: DatasetSpec) -> tuple[bytes, list[bytes], np.ndarray, str]:
+    """(root with a trailing ``/``, relative paths, labels, transform id) of a file dataset."""
+    data = spec.dataset
+    if isinstance(data, ImageFiles):
+        transform = spec.transform_id or repr(data.transform)
+        return os.fsencode(data.root) + b"/", data.encoded_relpaths(), data.labels, transform
+    listed = _file_samples(data) or []
+    common = os.path.commonpath(listed) if len(listed) > 1 else os.path.dirname(listed[0])
+    names = [os.fsencode(os.path.relpath(path, common)) for path in listed]
+    labels = np.asarray([label for _, label in data.samples], dtype=np.int64)
+    transform = spec.transform_id or repr(getattr(data, "transform", None))
+    return os.fsencode(common) + b"/", names, labels, transform
+
+
+def list_file_keys(dataset: Any, verify_content: bool = False) -> FileKeys | None:
+    """Each sample file's key (relative path, size, mtime; sha256 with ``verify_content``).
+
+    The keys :func:`dataset_identity` last computed for the same listing are returned without
+    listing again. None for datasets that are not files.
+    """
+    spec = resolve_dataset(dataset)
+    if not (isinstance(spec.dataset, ImageFiles) or _file_samples(spec.dataset) is not None):
+        return None
+    root, names, _, _ = _file_names(spec)
+    recent = _RECENT_KEYS.get((root, verify_content))
+    if recent is not None and recent.paths.tolist() == _decoded(names):
+        return recent
+    return _stat_keys(root, names, verify_content)
+
+
+def clear_file_keys_cache() -> None:
+    """Forget the file keys :func:`dataset_identity` remembered for :func:`list_file_keys`."""
+    _RECENT_KEYS.clear()
+
+
+def _decoded(names: list[bytes]) -> list[str]:
+    return [name.decode("utf-8", "surrogateescape") for name in names]
+
+
+def _stat_keys(root: bytes, names: list[bytes], verify_content: bool) -> FileKeys:
+    """Read the sizes and mtimes (or contents) of ``root + name`` for every name, in order."""
+    paths = [root + name for name in names]
+    # Threads: stat() releases the GIL, so network file systems overlap their round trips.
+    blocks = [paths[i : i + _STAT_BLOCK] for i in range(0, len(paths), _STAT_BLOCK)]
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(blocks), os.cpu_count() or 1))) as pool:
+        stats = [pair for block in pool.map(_stat_block, blocks) for pair in block]
+    pairs = np.asarray(stats, dtype=np.int64).reshape(-1, 2)
+    sha256 = None
+    if verify_content:
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
+            digests = list(pool.map(_content_digest, paths, chunksize=64))
+        sha256 = np.asarray([digest.hex() for digest in digests], dtype=np.str_)
+    keys = FileKeys(
+        root=os.fsdecode(root[:-1]),
+        paths=np.asarray(_decoded(names), dtype=np.str_),
+        sizes=pairs[:, 0].copy(),
+        mtimes_ns=pairs[:, 1].copy(),
+        sha256=sha256,
+    )
+    _RECENT_KEYS.clear()  # one listing remembered: the one the next store is created from
+    _RECENT_KEYS[(root, verify_content)] = keys
+    return keys
+
+
 def _files_identity(spec: DatasetSpec, verify_content: bool) -> DatasetIdentity:
     """Listing (relative path, size, mtime) or content hash of every sample file, in order."""
-    data = spec.dataset
     digest = hashlib.sha256()
     method = "content" if verify_content else "listing"
-    if isinstance(data, ImageFiles):
-        names = data.encoded_relpaths()
-        labels = data.labels
-        transform = spec.transform_id or repr(data.transform)
-        root = os.fsencode(data.root) + b"/"
-    else:
-        listed = _file_samples(data) or []
-        common = os.path.commonpath(listed) if len(listed) > 1 else os.path.dirname(listed[0])
-        names = [os.fsencode(os.path.relpath(path, common)) for path in listed]
-        labels = np.asarray([label for _, label in data.samples], dtype=np.int64)
-        transform = spec.transform_id or repr(getattr(data, "transform", None))
-        root = os.fsencode(common) + b"/"
+    root, names, labels, transform = _file_names(spec)
     header = {"method": method, "n": len(names), "transform": transform}
     digest.update(json.dumps(header, sort_keys=True, default=str).encode())
     digest.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
     digest.update(b"\0".join(names))
-    paths = [root + name for name in names]
-    if verify_content:
-        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
-            for file_digest in pool.map(_content_digest, paths, chunksize=64):
-                digest.update(file_digest)
-        detail = f"content: sha256 of {len(paths):,} files"
+    keys = _stat_keys(root, names, verify_content)
+    if keys.sha256 is not None:
+        digest.update(b"".join(bytes.fromhex(value) for value in keys.sha256.tolist()))
+        detail = f"content: sha256 of {len(names):,} files"
     else:
-        # Threads: stat() releases the GIL, so network file systems overlap their round trips.
-        blocks = [paths[i : i + _STAT_BLOCK] for i in range(0, len(paths), _STAT_BLOCK)]
-        with ThreadPoolExecutor(max_workers=min(8, len(blocks), os.cpu_count() or 1)) as pool:
-            for stats in pool.map(_stat_block, blocks):
-                digest.update(np.asarray(stats, dtype=np.int64).reshape(-1, 2).tobytes())
-        detail = f"listing: path, size and mtime of {len(paths):,} files"
+        digest.update(np.stack([keys.sizes, keys.mtimes_ns], axis=1).astype(np.int64).tobytes())
+        detail = f"listing: path, size and mtime of {len(names):,} files"
     return DatasetIdentity(digest.hexdigest(), method, detail)
 
 

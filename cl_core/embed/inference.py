@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -129,14 +130,25 @@ def probe(plan: InferencePlan) -> tuple[int, bool]:
     return int(features.shape[1]), labels is not None
 
 
-def shard_batches(store: Any, shards: Sequence[int], batch_size: int) -> list[range]:
+def shard_batches(store: Any, shards: Sequence[int], batch_size: int) -> list[Sequence[int]]:
     """Index batches of ``batch_size`` covering the shards; none crosses a shard boundary.
 
-    Ranges, not lists: the plan for millions of rows stays a few kilobytes.
+    Rows copied from an earlier store (:meth:`cl_core.store.EmbeddingStore.reused_rows`) are
+    left out. Ranges where nothing was copied: the plan for millions of rows stays small.
     """
-    batches: list[range] = []
+    batches: list[Sequence[int]] = []
+    copied = store.reused_rows()
     for shard in shards:
         start, stop = store.shard_range(shard)
+        reused = None if copied is None else copied[start:stop]
+        if reused is not None and reused.any():
+            # Rows of the shard's short last batch go apart: each batch is padded to the size
+            # of the batch its rows have in a run that embeds every row (see _padded).
+            todo = np.flatnonzero(~reused) + start
+            tail = start + (stop - start) // batch_size * batch_size
+            for part in (todo[todo < tail].tolist(), todo[todo >= tail].tolist()):
+                batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+            continue
         batches.extend(
             range(begin, min(begin + batch_size, stop)) for begin in range(start, stop, batch_size)
         )
@@ -212,8 +224,12 @@ def _embed_batch(
         failure = failures[0]
         raise BadSampleError(failure.index, failure.path, failure.reason)
     features = forward_features(
-        plan.loaded, inputs, capture, pooling=plan.pooling, output_key=plan.output_key
-    )
+        plan.loaded,
+        _padded(plan, store, first, inputs),
+        capture,
+        pooling=plan.pooling,
+        output_key=plan.output_key,
+    )[: len(indices)]
     if not store.has_labels:
         labels = None
     if failures:  # decoded on the device: nothing could read these files
@@ -225,6 +241,27 @@ def _embed_batch(
     if len(indices):
         buffer.add(indices, features, labels)
     return reference_shape
+
+
+def _padded(plan: InferencePlan, store: Any, first: int, inputs: Any) -> Any:
+    """``inputs`` padded (repeating its first sample) to the size of the batch that holds row
+    ``first`` when every row of its shard is embedded.
+
+    Kernels may depend on the batch size (a CPU convolution of one sample takes another path
+    than one of eight), so rows embedded next to rows copied from an earlier store get the bits
+    a full run gives them. Only tensor batches are padded (file datasets; text is never reused).
+    """
+    if not isinstance(inputs, torch.Tensor) or not len(inputs):
+        return inputs
+    start, stop = store.shard_range(first // store.shard_rows)
+    begin = start + (first - start) // plan.batch_size * plan.batch_size
+    missing = min(plan.batch_size, stop - begin) - len(inputs)
+    if missing <= 0:
+        return inputs
+    padded = torch.cat([inputs, inputs[:1].expand(missing, *inputs.shape[1:])])
+    return (
+        padded.contiguous(memory_format=torch.channels_last) if plan.use_channels_last else padded
+    )
 
 
 def _check_batch_shape(

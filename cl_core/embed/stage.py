@@ -23,7 +23,7 @@ from cl_core import CODE_VERSION
 from cl_core.devices import resolve_device
 from cl_core.embed.config import DECODERS, EmbedConfig
 from cl_core.embed.datasets import BadSampleError, DatasetSpec, resolve_dataset
-from cl_core.embed.identity import DatasetIdentity, dataset_identity
+from cl_core.embed.identity import DatasetIdentity, dataset_identity, list_file_keys
 from cl_core.embed.inference import probe, run_shards
 from cl_core.embed.loader import start_worker_server
 from cl_core.embed.models import LoadedModel, load_model
@@ -43,6 +43,7 @@ class EmbedJob:
     plan: InferencePlan
     config: EmbedConfig
     attrs: dict[str, Any]
+    verify_content: bool = False
 
 
 def prepare_job(
@@ -99,7 +100,7 @@ def prepare_job(
         "cpu_threads": plan.cpu_threads,
         "code_version": CODE_VERSION,
     }
-    return EmbedJob(plan, config, attrs)
+    return EmbedJob(plan, config, attrs, verify_content)
 
 
 def resolve_decode(decode: str, spec: DatasetSpec, loaded: LoadedModel, device: Any) -> str:
@@ -150,11 +151,11 @@ def _transform_description(spec: DatasetSpec, loaded: LoadedModel, config: Embed
     return "timm eval transform " + json.dumps(data_config, sort_keys=True, default=str)
 
 
-def _create(job: EmbedJob, path: Any, overwrite: bool) -> Any:
-    from cl_core.store import create_store
+def _create(job: EmbedJob, path: Any, overwrite: bool, reuse_from: Any = None) -> Any:
+    from cl_core.store import create_store, reuse_rows
 
     dim, with_labels = probe(job.plan)
-    return create_store(
+    store = create_store(
         path,
         job.plan.spec.n_samples,
         dim,
@@ -164,7 +165,20 @@ def _create(job: EmbedJob, path: Any, overwrite: bool) -> Any:
         attrs=job.attrs,
         with_labels=with_labels,
         overwrite=overwrite,
+        file_keys=list_file_keys(job.plan.spec, job.verify_content),
     )
+    if reuse_from is not None:
+        reuse_rows(store, reuse_from, _listing_labels(job.plan.spec) if with_labels else None)
+    return store
+
+
+def _listing_labels(spec: DatasetSpec) -> Any:
+    """The labels of a file dataset's rows (the class folders of this listing), or None."""
+    from cl_core.embed.files import ImageFiles
+
+    if isinstance(spec.dataset, ImageFiles):
+        return spec.dataset.labels
+    return None
 
 
 def _check_store(job: EmbedJob, store: Any) -> None:
@@ -302,6 +316,7 @@ def plan_store(
     dataset_id: str | DatasetIdentity | None = None,
     verify_content: bool = False,
     overwrite: bool = False,
+    reuse_from: Sequence[Any] | None = None,
 ) -> Any:
     """Create the embedding store for ``dataset``, or reopen the one already at ``path``.
 
@@ -312,7 +327,7 @@ def plan_store(
 
     Parameters
     ----------
-    dataset, config, dataset_id, verify_content, overwrite
+    dataset, config, dataset_id, verify_content, overwrite, reuse_from
         As for :func:`embed_dataset`.
     path : str, os.PathLike or zarr Store
         Store location.
@@ -322,7 +337,8 @@ def plan_store(
     EmbeddingStore
         Its ``missing_shards()`` are what :func:`embed_shards` computes.
     """
-    return _create(prepare_job(dataset, config, dataset_id, verify_content), path, overwrite)
+    job = prepare_job(dataset, config, dataset_id, verify_content)
+    return _create(job, path, overwrite, reuse_from)
 
 
 def embed_shards(
@@ -384,6 +400,7 @@ def embed_dataset(
     verify_content: bool = False,
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
+    reuse_from: Sequence[Any] | None = None,
 ) -> Any:
     """Embed every sample of ``dataset`` into a finalized Zarr store at ``path`` (resumable).
 
@@ -406,6 +423,11 @@ def embed_dataset(
         Shards written so far.
     overwrite : bool
         Recreate a store made for other data or another model instead of raising.
+    reuse_from : sequence of paths or URLs, optional
+        Earlier stores (e.g. every store of a work dir): a new store of a file dataset copies
+        the rows of unchanged files from the most recent one made with the same configuration
+        over the same folder (:func:`cl_core.store.reuse_rows`; ``store.reuse`` says what was
+        reused, or why nothing was) and embeds only added and changed files.
 
     Returns
     -------
@@ -420,7 +442,7 @@ def embed_dataset(
         A sample could not be loaded and ``config.on_bad_sample`` is ``"error"``.
     """
     job = prepare_job(dataset, config, dataset_id, verify_content)
-    store = _create(job, path, overwrite)
+    store = _create(job, path, overwrite, reuse_from)
     if not store.is_complete:
         _run_locked(_store_threads(job, store), store, store.missing_shards(), progress)
         with store.lock("finalize"):

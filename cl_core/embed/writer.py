@@ -24,6 +24,20 @@ class ShardBuffer:
         self.features = torch.empty((self.rows, store.dim), dtype=torch.float32, device=device)
         self.labels = np.empty(self.rows, dtype=np.int64) if store.has_labels else None
         self.skipped: list[dict[str, Any]] = []
+        self._take_reused(store)
+
+    def _take_reused(self, store: Any) -> None:
+        """Start from the rows copied from an earlier store (as stored: casting back is exact)."""
+        block = store.reused_block(self.shard)
+        if block is None:
+            return
+        mask, rows, labels = block
+        where = torch.from_numpy(np.flatnonzero(mask)).to(self.features.device)
+        values = torch.from_numpy(rows[mask].astype(np.float32))
+        self.features[where] = values.to(self.features.device)
+        if self.labels is not None and labels is not None:
+            self.labels[mask] = labels[mask]
+        self.filled += int(mask.sum())
 
     def add(self, indices: torch.Tensor, features: torch.Tensor, labels: Any) -> None:
         first = int(indices[0])

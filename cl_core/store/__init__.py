@@ -19,6 +19,7 @@ from cl_core.store.create import (
     store_from_array,
 )
 from cl_core.store.embedding_store import ATTRS_KEY, SCHEMA_VERSION, EmbeddingStore
+from cl_core.store.keys import FileKeys
 from cl_core.store.locks import StoreLock
 from cl_core.store.moments import (
     NORMALIZATIONS,
@@ -28,6 +29,7 @@ from cl_core.store.moments import (
     normalize_block,
     standardization_scale,
 )
+from cl_core.store.reuse import FileMatch, match_files, reuse_rows
 from cl_core.store.rows import check_row_indices
 
 __all__ = [
@@ -40,15 +42,19 @@ __all__ = [
     "PROVENANCE_KEYS",
     "SCHEMA_VERSION",
     "EmbeddingStore",
+    "FileKeys",
+    "FileMatch",
     "StoreLock",
     "StoreMismatchError",
     "array_fingerprint",
     "block_moments",
     "check_row_indices",
     "create_store",
+    "match_files",
     "merge_moments",
     "normalize_block",
     "open_store",
+    "reuse_rows",
     "standardization_scale",
     "store_from_array",
 ]

@@ -26,6 +26,7 @@ from cl_core.store.embedding_store import (
     open_group,
     read_meta,
 )
+from cl_core.store.keys import FileKeys, write_file_keys
 from cl_core.store.locks import wait_lock
 from cl_core.store.moments import N_MOMENTS, array_fingerprint
 from cl_core.store.rows import LABEL_FILL, cast_for_storage, check_feature_array, check_labels
@@ -68,6 +69,9 @@ _MANAGED_KEYS = frozenset(
         "complete",
         "n_shards",
         "n_skipped",
+        "file_keys",
+        "reuse",
+        "completed_at",
     }
 )
 _LABEL_DTYPE = "int64"
@@ -170,13 +174,18 @@ def _storage_options_for(location: Any, storage_options: Mapping[str, Any] | Non
     return options
 
 
-def content_fingerprint(meta: Mapping[str, Any]) -> str:
-    """sha256 (16 hex) of what determines the stored values: identity attrs, shape, dtype."""
-    identity = {
+def identity_attrs(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The caller attributes of a store's meta that enter its fingerprint (model, layer, ...)."""
+    return {
         key: value
         for key, value in meta.items()
         if key not in _MANAGED_KEYS and key not in NON_IDENTITY_KEYS
     }
+
+
+def content_fingerprint(meta: Mapping[str, Any]) -> str:
+    """sha256 (16 hex) of what determines the stored values: identity attrs, shape, dtype."""
+    identity = identity_attrs(meta)
     identity.update(schema=meta["schema"], n_rows=meta["n_rows"], dim=meta["dim"])
     identity["dtype"] = meta["dtype"]
     return content_hash(identity, 16, allow_nan=True)
@@ -218,7 +227,12 @@ def _mismatch(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[st
 
 
 def _write_new_store(
-    location: Any, meta: Mapping[str, Any], options: Any, *, overwrite: bool
+    location: Any,
+    meta: Mapping[str, Any],
+    options: Any,
+    *,
+    overwrite: bool,
+    file_keys: FileKeys | None = None,
 ) -> None:
     import zarr.errors
 
@@ -258,7 +272,10 @@ def _write_new_store(
     )
     # JSON list of {"index", "path", "reason"} per shard; "" = nothing skipped.
     group.create_array("shard_skipped", shape=(n_shards,), chunks=(1,), dtype=str)
-    group.attrs.update({ATTRS_KEY: dict(meta)})
+    meta = dict(meta)
+    if file_keys is not None:
+        meta["file_keys"] = write_file_keys(group, file_keys)
+    group.attrs.update({ATTRS_KEY: meta})  # last: a store without it is not a store yet
 
 
 def create_store(
@@ -273,6 +290,7 @@ def create_store(
     with_labels: bool = False,
     overwrite: bool = False,
     storage_options: Mapping[str, Any] | None = None,
+    file_keys: FileKeys | None = None,
 ) -> EmbeddingStore:
     """Create an embedding store, or reopen a compatible one to resume writing it.
 
@@ -311,6 +329,9 @@ def create_store(
         deleted.
     storage_options : dict, optional
         fsspec options for URL paths (credentials, endpoint...).
+    file_keys : FileKeys, optional
+        The file behind each row (file datasets), recorded with a new store
+        (:meth:`EmbeddingStore.file_keys`); not part of the fingerprint, ignored on reopening.
 
     Returns
     -------
@@ -352,6 +373,8 @@ def create_store(
     options = _storage_options_for(location, storage_options)
     meta.update(layout, feature_mean=None, feature_std=None, complete=False)
     meta["fingerprint"] = content_fingerprint(meta)
+    if file_keys is not None and len(file_keys) != n_rows:
+        raise ValueError(f"file_keys has {len(file_keys)} rows but the store {n_rows}")
 
     # Two processes creating the same new store at once would both write its arrays.
     with wait_lock(location, "create"):
@@ -367,7 +390,9 @@ def create_store(
                     f"another model or another layout ({'; '.join(differences)}); refusing to "
                     "reuse it. Pass overwrite=True to delete and recreate it, or choose another path"
                 )
-        _write_new_store(location, meta, options, overwrite=existing is not None)
+        _write_new_store(
+            location, meta, options, overwrite=existing is not None, file_keys=file_keys
+        )
         return EmbeddingStore(location, read_only=False, storage_options=options)
 
 

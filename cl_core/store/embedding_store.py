@@ -10,10 +10,12 @@ import itertools
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 import numpy as np
 
+from cl_core.store.keys import FileKeys, read_file_keys
 from cl_core.store.locks import StoreLock, try_lock, wait_lock
 from cl_core.store.moments import NORMALIZATIONS, block_moments, merge_moments, normalize_block
 from cl_core.store.rows import check_row_indices, prepare_shard, resolve_rows
@@ -287,9 +289,101 @@ class EmbeddingStore:
             feature_std=std.tolist(),
             complete=True,
             n_skipped=len(skipped),
+            # Which earlier store is the most recent one (cl_core.store.reuse picks it).
+            completed_at=datetime.now(timezone.utc).isoformat(timespec="microseconds"),
         )
         self._group.attrs.update({ATTRS_KEY: meta})
         self._load_meta()
+
+    # -- file keys ------------------------------------------------------------------------
+
+    def file_keys(self) -> list[str] | None:
+        """Each row's file path relative to the data location, in row order; None for datasets
+        without files (or stores made before keys were recorded)."""
+        records = self.file_records()
+        return None if records is None else records.paths.tolist()
+
+    def file_records(self) -> FileKeys | None:
+        """Each row's full file key (data location, path, size, mtime, sha256); see
+        :meth:`file_keys`."""
+        return read_file_keys(self._group, self._meta.get("file_keys"))
+
+    # -- rows reused from an earlier store ---------------------------------------------------
+
+    @property
+    def reuse(self) -> dict[str, Any] | None:
+        """What :func:`cl_core.store.reuse_rows` recorded: the parent store and the counts of
+        reused, added, changed and removed rows, or why nothing was reused; None before."""
+        value = self._meta.get("reuse")
+        return None if value is None else dict(value)
+
+    def reused_rows(self, shard: int | None = None) -> np.ndarray | None:
+        """Bool mask of the rows copied from the parent store (all rows, or one shard's); None
+        when no row was copied."""
+        if "reused" not in self._group:
+            return None
+        start, stop = (0, self.n_rows) if shard is None else self.shard_range(shard)
+        return np.asarray(self._group["reused"][start:stop], dtype=bool)
+
+    def reused_block(self, shard: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+        """``(mask, rows, labels)`` of a shard's copied rows as stored, for the embedding to
+        complete the shard with; None when none of its rows was copied."""
+        mask = self.reused_rows(shard)
+        if mask is None or not mask.any():
+            return None
+        start, stop = self.shard_range(shard)
+        labels = self._group["labels"][start:stop] if self.has_labels else None
+        return mask, np.asarray(self._group["features"][start:stop]), labels
+
+    def write_reused(self, shard: int, rows: np.ndarray, labels: np.ndarray | None) -> None:
+        """Store a shard's copied rows (NaN rows: still to embed) without marking it done."""
+        self._require_writable()
+        start, stop = self.shard_range(shard)
+        self._group["features"][start:stop] = rows
+        if labels is not None:
+            self._group["labels"][start:stop] = labels
+
+    def record_reuse(self, figures: Mapping[str, Any], mask: np.ndarray | None) -> None:
+        """Record which rows were copied (``mask``, bool (N,)) and the reuse figures, last."""
+        self._require_writable()
+        if mask is not None:
+            reused = self._group.create_array(
+                "reused",
+                shape=(self.n_rows,),
+                chunks=(self.chunk_rows,),
+                dtype="uint8",
+                fill_value=0,
+                overwrite=True,
+            )
+            reused[:] = mask.astype(np.uint8)
+        meta = dict(self._meta, reuse=dict(figures))
+        self._group.attrs.update({ATTRS_KEY: meta})
+        self._load_meta()
+
+    def verify_rows(self, shards: Sequence[int] | None = None) -> str | None:
+        """What is wrong with a finished store's rows, or None when they check out.
+
+        Checks the done markers, and that each shard's stored rows (``shards``; default all) give
+        the statistics recorded when it was written, bit for bit (a changed, lost or unreadable
+        chunk does not).
+        """
+        if not self._meta.get("complete") or self.missing_shards():
+            return "it is not complete"
+        skipped: dict[int, list[int]] = {}
+        for record in self.skipped_samples:
+            skipped.setdefault(record["index"] // self.shard_rows, []).append(record["index"])
+        for shard in range(self.n_shards) if shards is None else shards:
+            start, stop = self.shard_range(shard)
+            keep = np.ones(stop - start, dtype=bool)
+            keep[[index - start for index in skipped.get(shard, [])]] = False
+            try:
+                rows = np.asarray(self._group["features"][start:stop])
+                recorded = np.asarray(self._group["shard_stats"][shard])
+            except Exception as error:  # any codec or storage error: the chunk is unusable
+                return f"shard {shard} cannot be read ({type(error).__name__})"
+            if not np.array_equal(block_moments(rows, keep), recorded):
+                return f"shard {shard}'s rows do not give its recorded statistics"
+        return None
 
     # -- skipped samples ------------------------------------------------------------------
 

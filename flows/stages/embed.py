@@ -17,9 +17,9 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import inputs, progress, tasks
-from flows.done import missing_shards, store_complete, store_created
+from flows.done import copied_shards, missing_shards, store_complete, store_planned
 from flows.ids import WorkDir, content_id
-from flows.outcomes import SAMPLED_IDENTITY_WARNING, EmbeddingOutcome, TaskLedger
+from flows.outcomes import SAMPLED_IDENTITY_WARNING, EmbeddingOutcome, TaskLedger, reuse_line
 from flows.params import DatasetParams, EmbedParams, OutputParams
 from flows.runners import embed_runner
 from flows.ui import artifact_key
@@ -104,7 +104,7 @@ def embed_flow(
     )
     ledger = TaskLedger()
     layout = ledger.call(
-        tasks.configured(tasks.create_store_task, work, done=store_created(plan.store_path)),
+        tasks.configured(tasks.create_store_task, work, done=store_planned(plan.store_path)),
         content_id=f"{embed_id}-store",
         plan=plan,
     )
@@ -116,6 +116,8 @@ def embed_flow(
         content_id=f"{embed_id}-final",
         store_path=plan.store_path,
     )
+    if layout.get("reuse") is not None:
+        logger.info("Embeddings: %s", reuse_line(layout["reuse"]))
     logger.info(
         "Embedded %d samples with %s (D = %d): %d of %d shards computed now, the rest cached",
         described["n_rows"],
@@ -130,6 +132,7 @@ def embed_flow(
         n_shards=int(layout["n_shards"]),
         shards_computed=computed,
         identity_method=identity.method,
+        reuse=layout.get("reuse"),
         task_states=ledger.entries,
     )
 
@@ -154,9 +157,14 @@ def _embed_shards(
     name: str,
     ledger: TaskLedger,
 ) -> int:
-    """Map one task per shard; shards missing on disk recompute, done ones come from the cache."""
+    """Map one task per shard; shards missing on disk recompute, done ones come from the cache.
+
+    Shards copied whole from an earlier store are no task at all (on a Dask cluster, only the
+    shards holding added or changed files are sent to the workers).
+    """
     missing = set(missing_shards(plan.store_path))
-    done = [i for i in range(n_shards) if i not in missing]
+    copied = copied_shards(plan.store_path)
+    done = [i for i in range(n_shards) if i not in missing and i not in copied]
     retry = {"retries": output.shard_retries, "retry_delay_seconds": SHARD_RETRY_DELAYS}
     futures = []
     for shards, on_disk in ((done, True), (sorted(missing), False)):
@@ -166,7 +174,7 @@ def _embed_shards(
                 plan=unmapped(plan),
                 shard=shards,
             )
-    bar = progress.track("embedding shards", total=n_shards)
+    bar = progress.track("embedding shards", total=len(futures))
     artifact_id = create_progress_artifact(
         0.0, key=artifact_key(name, "embedding"), description=f"Embedding {n_shards} shards"
     )
