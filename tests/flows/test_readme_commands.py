@@ -255,6 +255,7 @@ class _FakeResult:
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     task_states: tuple[str, ...] = ()
+    reuse: dict[str, Any] | None = None  # a run without an earlier store reuses nothing
 
     def count(self, state: str) -> int:
         return 0
