@@ -48,6 +48,7 @@ from cl_core.update.previous import (
     embedding_identity,
     find_previous,
     load_previous,
+    previous_version,
     refit_state,
     version_files,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "load_previous",
     "plan_update",
     "previous_cluster_config",
+    "previous_version",
     "refit_state",
     "skipped_paths",
     "update_curriculum",

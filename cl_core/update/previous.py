@@ -26,6 +26,7 @@ import numpy as np
 from cl_core.artifacts import (
     ArtifactIntegrityError,
     latest_version,
+    list_versions,
     load_array,
     load_json,
     load_manifest,
@@ -69,9 +70,9 @@ def refit_state(
     }
 
 
-def version_files(keys: FileKeys | None, state: dict[str, Any]) -> dict[str, Any]:
+def version_files(keys: FileKeys | None, state: dict[str, Any] | None) -> dict[str, Any]:
     """The JSON files (``publish_curriculum(json_files=...)``) that make a version updatable."""
-    files: dict[str, Any] = {STATE_FILE: state}
+    files: dict[str, Any] = {} if state is None else {STATE_FILE: state}
     if keys is not None:
         files[KEYS_FILE] = keys_to_json(keys)
     return files
@@ -181,36 +182,56 @@ def load_previous(path: str | os.PathLike[str] | Location) -> PreviousVersion:
     )
 
 
-def find_previous(
+def previous_version(
     root: str | os.PathLike[str] | Location, name: str, dataset_fingerprint: str | None
-) -> tuple[PreviousVersion | None, str]:
-    """The version a run over ``dataset_fingerprint`` updates, or None, and why.
+) -> tuple[Location | None, str]:
+    """Where the version a run over ``dataset_fingerprint`` updates is, reading manifests only.
 
-    ``latest`` of ``name`` under ``root``; when ``latest`` was made from the same listing (a
-    rerun), its own parent (None if it had none), so the rerun makes the same version again.
+    ``latest`` of ``name`` under ``root``; when a published version of ``name`` was made from
+    this very listing (a rerun, even after later versions), that version's own parent (None if
+    it was fitted without one), so the rerun makes the same version again.
 
     Returns
     -------
-    (PreviousVersion or None, str)
-        The version, and a few words on the choice ("no previous version", "latest",
-        "the parent of latest (a rerun over the same files)", or why it cannot be used).
+    (Path or UPath or None, str)
+        The version directory, and a few words on the choice ("no previous version",
+        "latest", "the parent of <version> (a rerun over the same files)").
     """
     try:
         latest = latest_version(root, name)
-        manifest = load_manifest(latest)
+        latest_manifest = load_manifest(latest)
     except (FileNotFoundError, ValueError, ArtifactIntegrityError, OSError):
         return None, "no previous version"
-    path: Location = latest
-    why = "latest"
-    if (
-        dataset_fingerprint is not None
-        and manifest.get("dataset_fingerprint") == dataset_fingerprint
-    ):
-        parent = (manifest.get("lineage") or {}).get("parent")
-        if not parent:
-            return None, "no previous version (latest is over the same files)"
-        path = latest.parent / str(parent)
-        why = "the parent of latest (a rerun over the same files)"
+    if f"{KEYS_FILE}.json" not in latest_manifest.get("files", {}):
+        return None, f"no previous version with sample keys ({latest.name} records none)"
+    if dataset_fingerprint is not None:
+        same = []
+        for version_dir in list_versions(root, name):
+            try:
+                manifest = load_manifest(version_dir)
+            except (FileNotFoundError, ValueError, ArtifactIntegrityError, OSError):
+                continue
+            if manifest.get("dataset_fingerprint") == dataset_fingerprint:
+                same.append((str(manifest.get("created_at") or ""), version_dir, manifest))
+        if same:
+            _, version_dir, manifest = max(same, key=lambda entry: entry[0])
+            parent = (manifest.get("lineage") or {}).get("parent")
+            if not parent:
+                return None, f"no previous version ({version_dir.name} is over the same files)"
+            why = f"the parent of {version_dir.name} (a rerun over the same files)"
+            return version_dir.parent / str(parent), why
+    return latest, "latest"
+
+
+def find_previous(
+    root: str | os.PathLike[str] | Location, name: str, dataset_fingerprint: str | None
+) -> tuple[PreviousVersion | None, str]:
+    """The version a run over ``dataset_fingerprint`` updates (:func:`previous_version`),
+    loaded and verified, or None and why (also when it cannot be used: it failed
+    verification, or it records no sample keys)."""
+    path, why = previous_version(root, name, dataset_fingerprint)
+    if path is None:
+        return None, why
     try:
         return load_previous(path), why
     except ArtifactIntegrityError as error:
