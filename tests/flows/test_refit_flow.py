@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cl_core.artifacts import load_array, load_manifest, resolve_version
+from cl_core.store import open_store
 from cl_core.update import fit_curriculum, update_curriculum
 from flows.cli import app
 
@@ -142,8 +142,9 @@ def test_the_python_api_updates_a_version_the_pipeline_published(
     add_images(images, 2)
     run_cli(images, tmp_path, tiny_weights, "--refit", "never")
     by_flow = resolve_version(tmp_path / "artifacts" / "tiny" / "latest")
-    store = load_manifest(by_flow)["parents"][0]
-    store_path = tmp_path / "runs" / "embeddings" / f"{store}.zarr"
+    fingerprint = load_manifest(by_flow)["parents"][0]
+    stores = (tmp_path / "runs" / "embeddings").glob("*.zarr")
+    store_path = next(p for p in stores if open_store(p, read_only=True).fingerprint == fingerprint)
     by_api = update_curriculum(first, store_path, "never", output_dir=tmp_path / "api")
     for name in ("difficulty", "assignment", "distances", "centroids"):
         assert load_array(by_api, name).tobytes() == load_array(by_flow, name).tobytes(), name
