@@ -23,7 +23,6 @@ from flows.outcomes import (
 )
 from flows.params import ClusterParams, CurriculumParams, DatasetParams, EmbedParams, OutputParams
 from flows.publication import PublishPlan
-from flows.ui import publish_report_plots, ui_artifacts
 
 
 @flow(name="curriculum")
@@ -85,10 +84,8 @@ def curriculum_flow(
         content_id=publish_id,
         plan=plan,
     )
-    with ui_artifacts() as ui:  # the plots in the UI, beside `latest` and the run summary
-        publish_report_plots(ui, receipt["artifact_path"], receipt["files"], receipt["name"])
-        # Cached or computed, `latest` names the version this run reports (A, B, A leaves it at A).
-        point_latest(plan.output_dir, receipt["name"], receipt["version"])
+    # Cached or computed, `latest` names the version this run reports (A, B, A leaves it at A).
+    point_latest(plan.output_dir, receipt["name"], receipt["version"])
     return CurriculumOutcome(
         artifact_path=receipt["artifact_path"],
         version=receipt["version"],
@@ -97,6 +94,7 @@ def curriculum_flow(
         difficulty_id=difficulty_id,
         schedule_id=schedule_id,
         task_states=ledger.entries,
+        files=receipt["files"],
     )
 
 

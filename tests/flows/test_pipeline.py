@@ -123,11 +123,12 @@ def test_clean_run_shows_its_plots_in_prefect(clean_run: Any) -> None:
         "tiny-plot-schedule": "schedule.png",
         "tiny-plot-samples": "samples.png",
     }
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(  # the curriculum stage's run (a subflow of this run)
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[clean_run.stage_runs["curriculum"]])
-            )
+    with get_client(sync_client=True) as client:  # the pipeline's run, parent of each stage's
+        stage = client.read_flow_run(clean_run.stage_runs["curriculum"])
+        assert stage.parent_task_run_id is not None
+        parent = client.read_task_run(stage.parent_task_run_id).flow_run_id
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[parent]))
         )
     by_key = {artifact.key: artifact for artifact in found}
     assert set(plots) <= set(by_key)
