@@ -2,12 +2,15 @@
 
     python benchmarks/screenshot_ui.py              # needs `chromium` (apt-get install chromium)
     python benchmarks/screenshot_ui.py --out /tmp/ui --ab artifacts/digits/latest
+    python benchmarks/screenshot_ui.py --pipeline      # the pipeline's plots on its run's page
 
 Steps: ``prefect server start`` on 127.0.0.1 (free port, temporary ``PREFECT_HOME``); a tiny flow
 publishes a table artifact and a matplotlib PNG through :func:`flows.ui.publish_png` (a markdown
 artifact with the PNG embedded as a ``data:image/png`` URI) and, for comparison, the same PNG as
 an *image* artifact (``create_image_artifact`` with the data URI as its URL). With ``--ab ARTIFACT``
-the quick ``curriculum-ab`` flow on the digits runs as well. Headless Chromium then opens the run's
+the quick ``curriculum-ab`` flow on the digits runs as well; with ``--pipeline``, instead of the tiny
+flow, a ``curriculum-pipeline`` run on the bundled digits (EfficientNet-Lite0 at 64 px, k in 2..8),
+whose run page shows the report's plots (``digits-plot-*``). Headless Chromium then opens the run's
 artifacts tab and each artifact's page in both UIs (the Vue UI at ``/``, the default of Prefect
 3.8; the React UI at ``/v2``, the default from 3.9), saves a PNG screenshot of each and dumps the
 DOM to check that an ``<img>`` with the embedded PNG is there. Look at the screenshots (``--out``).
@@ -33,6 +36,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import emit, table
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+#: Artifact pages that must show an embedded PNG (those the run made).
+PLOT_PAGES = (
+    "ui-check-plot",
+    "digits-ab-plot",
+    "digits-plot-k-sweep",
+    "digits-plot-difficulty",
+    "digits-plot-schedule",
+    "digits-plot-samples",
+)
 
 
 def _free_port() -> int:
@@ -106,8 +118,39 @@ def _demo_png() -> bytes:
     return buffer.getvalue()
 
 
-def _run_flows(ab_artifact: str | None, work: Path) -> tuple[str, dict[str, str]]:
-    """Run the tiny flow (and the quick A/B); return the tiny run's id and artifact ids by key."""
+def _run_pipeline(work: Path) -> str:
+    """A small ``curriculum-pipeline`` run on the digits; returns its flow run id."""
+    from flows.cli import demo_params
+    from flows.params import ClusterParams, EmbedParams
+    from flows.pipeline import curriculum_pipeline
+
+    params = demo_params(str(work / "artifacts"), str(work / "runs"), sweep_runner="threads")
+    params["embedding"] = EmbedParams(image_size=64, chunk_rows=256, shard_rows=256)
+    params["clustering"] = ClusterParams(cluster_range=(2, 8))
+    state = curriculum_pipeline(**params, return_state=True)
+    state.result()  # raises if the run failed
+    return str(state.state_details.flow_run_id)
+
+
+def _run_flows(
+    ab_artifact: str | None, work: Path, pipeline: bool = False
+) -> tuple[str, dict[str, str]]:
+    """Run the tiny flow (or the pipeline; and the quick A/B); return the run's id and artifact
+    ids by key."""
+    run_id = _run_pipeline(work) if pipeline else _run_ui_check()
+    if ab_artifact:
+        from flows.ab import curriculum_ab
+
+        curriculum_ab(ab_artifact, "digits", steps=200, output=str(work / "ab"))
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts()
+    return run_id, {str(a.key): str(a.id) for a in artifacts if a.key}
+
+
+def _run_ui_check() -> str:
+    """The tiny flow: a table, the PNG via publish_png and as an image artifact."""
     import base64
 
     from prefect import flow
@@ -142,22 +185,16 @@ def _run_flows(ab_artifact: str | None, work: Path) -> tuple[str, dict[str, str]
             )
 
     state = ui_plot_check(return_state=True)
-    run_id = str(state.state_details.flow_run_id)
-    if ab_artifact:
-        from flows.ab import curriculum_ab
-
-        curriculum_ab(ab_artifact, "digits", steps=200, output=str(work / "ab"))
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts()
-    return run_id, {str(a.key): str(a.id) for a in artifacts if a.key}
+    return str(state.state_details.flow_run_id)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/ui-screenshots"))
     parser.add_argument("--ab", metavar="ARTIFACT", help="also run the quick digits A/B flow")
+    parser.add_argument(
+        "--pipeline", action="store_true", help="run the pipeline on the digits, not the tiny flow"
+    )
     parser.add_argument("--keep-server", action="store_true", help="leave the server running")
     args = parser.parse_args(argv)
     chromium = _chromium()
@@ -197,10 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _wait_healthy(api_url)
         server_seconds = time.perf_counter() - started
-        run_id, artifact_ids = _run_flows(args.ab, home)
+        run_id, artifact_ids = _run_flows(args.ab, home, pipeline=args.pipeline)
         base = f"http://127.0.0.1:{port}"
         pages = {"run": f"/runs/flow-run/{run_id}?tab=Artifacts"}
-        for key in ("ui-check-plot", "ui-check-image-artifact", "digits-ab-plot"):
+        for key in (*PLOT_PAGES, "ui-check-image-artifact"):
             if key in artifact_ids:
                 pages[key] = f"/artifacts/artifact/{artifact_ids[key]}"
         for ui, prefix in (("v1", ""), ("v2", "/v2")):
@@ -231,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     header = ("ui", "page", "<img> data:image/png", "screenshot")
     keys = ("ui", "page", "img_with_data_png", "screenshot")
     print(table([header, *([row[key] for key in keys] for row in rows)]))
-    plot_pages = [r for r in rows if r["page"] in ("ui-check-plot", "digits-ab-plot")]
+    plot_pages = [r for r in rows if r["page"] in PLOT_PAGES]
     goal_met = bool(plot_pages) and all(r["img_with_data_png"] for r in plot_pages)
     emit(
         {

@@ -73,6 +73,7 @@ class CurriculumOutcome(_Outcome):
     difficulty_id: str
     schedule_id: str
     task_states: list[tuple[str, str]] = []
+    files: list[str] = []  # the report files published with the version (plots, report.md)
 
 
 class PipelineResult(_Outcome):

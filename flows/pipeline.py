@@ -34,7 +34,7 @@ from flows.runners import sweep_runner
 from flows.stages.cluster import cluster_flow, cluster_flow_on
 from flows.stages.curriculum import curriculum_flow
 from flows.stages.embed import SHARD_RETRY_DELAYS, embed_flow, embed_flow_on, existing_store
-from flows.ui import artifact_key, ui_artifacts
+from flows.ui import artifact_key, publish_report_plots, ui_artifacts
 
 __all__ = [  # the stage flows and outcomes stay importable from here
     "SAMPLED_IDENTITY_WARNING",
@@ -142,13 +142,15 @@ def _run_pipeline(
         reuse=embedded.reuse,
         lineage=(clustered.update or {}).get("lineage"),
     )
-    _publish_run_summary(result, dataset)
+    _publish_run_summary(result, dataset, published.files)
     logger.info("Published %s version %s at %s", result.name, result.version, result.artifact_path)
     return result
 
 
-def _publish_run_summary(result: PipelineResult, dataset: DatasetParams) -> None:
-    with ui_artifacts() as ui:  # the two round trips overlap
+def _publish_run_summary(result: PipelineResult, dataset: DatasetParams, files: list[str]) -> None:
+    """Summary, link and the report's plots: the run's page shows them side by side."""
+    with ui_artifacts() as ui:  # the round trips overlap
+        publish_report_plots(ui, result.artifact_path, files, result.name)
         ui.create(
             create_markdown_artifact,
             run_summary_markdown(result, dataset),

@@ -146,6 +146,58 @@ def publish_png(
     return create_markdown_artifact("\n\n".join(parts), key=key, description=description)
 
 
+#: The report's plots shown in the UI: PLOT_FILES name -> (artifact key suffix, title).
+REPORT_PLOTS = {
+    "sweep": ("plot-k-sweep", "Davies-Bouldin index and inertia vs k"),
+    "difficulty": ("plot-difficulty", "Difficulty per cluster"),
+    "schedule": ("plot-schedule", "Schedule: target effective fraction and temperature"),
+    "samples": ("plot-samples", "Samples per cluster, prototypical to hard"),
+}
+
+
+def publish_report_plots(ui: UIArtifacts, version_dir: Any, files: list[str], name: str) -> int:
+    """Queue one markdown artifact per plot of a published version (PNG read on the pool).
+
+    Parameters
+    ----------
+    ui : UIArtifacts
+        The queue of the running flow (:func:`ui_artifacts`).
+    version_dir : path or URL
+        The published version directory (local or object storage).
+    files : list of str
+        File names in it (the publish receipt's ``files``); plots not among them are skipped
+        (no sweep plot for an explicit k, no sample grid for non-image data).
+    name : str
+        The curriculum's name: artifact keys are ``<name>-plot-...``.
+
+    Returns
+    -------
+    int
+        How many plot artifacts were queued.
+    """
+    from cl_core.io import as_location
+    from cl_core.report import PLOT_FILES
+
+    queued = 0
+    for plot, (suffix, title) in REPORT_PLOTS.items():
+        if PLOT_FILES[plot] not in files:
+            continue
+        location = as_location(version_dir) / PLOT_FILES[plot]
+        ui.create(_publish_plot_file, location, key=artifact_key(name, suffix), title=title)
+        queued += 1
+    return queued
+
+
+def _publish_plot_file(location: Any, *, key: str, title: str) -> Any:
+    return publish_png(
+        location.read_bytes(),
+        key,
+        title=title,
+        text=f"`{location}`",
+        description=f"{title} (the published version's {location.name})",
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Keyed tables of the stages (the UI shows the latest per key)
 # --------------------------------------------------------------------------------------------

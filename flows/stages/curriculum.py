@@ -114,6 +114,7 @@ def curriculum_flow(
         difficulty_id=difficulty_id,
         schedule_id=schedule_id,
         task_states=ledger.entries,
+        files=receipt["files"],
     )
 
 

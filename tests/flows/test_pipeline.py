@@ -111,6 +111,34 @@ def test_clean_run_shows_summary_tables_progress_and_link_in_prefect(clean_run: 
     assert Path(clean_run.artifact_path).as_uri() in str(by_key["tiny-artifact"].data)
 
 
+def test_clean_run_shows_its_plots_in_prefect(clean_run: Any) -> None:
+    import base64
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    plots = {
+        "tiny-plot-k-sweep": "sweep.png",
+        "tiny-plot-difficulty": "difficulty.png",
+        "tiny-plot-schedule": "schedule.png",
+        "tiny-plot-samples": "samples.png",
+    }
+    with get_client(sync_client=True) as client:  # the pipeline's run, parent of each stage's
+        stage = client.read_flow_run(clean_run.stage_runs["curriculum"])
+        assert stage.parent_task_run_id is not None
+        parent = client.read_task_run(stage.parent_task_run_id).flow_run_id
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[parent]))
+        )
+    by_key = {artifact.key: artifact for artifact in found}
+    assert set(plots) <= set(by_key)
+    for key, file in plots.items():
+        assert by_key[key].type == "markdown"
+        embedded = str(by_key[key].data).split("](data:image/png;base64,")[1].split(")")[0]
+        png = (Path(clean_run.artifact_path) / file).read_bytes()
+        assert base64.b64decode(embedded) == png, key  # the published file, byte for byte
+
+
 def test_second_run_is_fully_cached(clean_run: Any, pipeline_params: dict, workspace: Path) -> None:
     again = _run(pipeline_params, _output(workspace))
     assert set(again.task_states) == ALL_TASKS
