@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -57,7 +58,7 @@ GOAL_FIRST_EMBED_SECONDS = 60.0
 MODEL = "test_efficientnet"
 IMAGE_SIZE = 64
 N_CLASSES = 8
-REFIT: tuple[str, ...] = ()  # TODO(wt/refit): ("--refit", "auto") once the option has landed
+REFIT = ("--refit", "auto")  # every run says its policy (auto is also the default)
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,16 @@ def apply_case(root: Path, case: Case) -> None:
         file_path(root, index).unlink()
 
 
+def reset_folder(root: Path, n_files: int) -> None:
+    """Make ``root`` the first run's folder: files ``0..n_files-1`` as :func:`write_images`
+    writes them (a folder kept from an earlier benchmark is put back, not written again)."""
+    have = {int(path.stem) for path in root.glob("class*/*.jpg")}
+    for index in sorted(i for i in have if i >= n_files):
+        file_path(root, index).unlink()
+    write_images(root, sorted(set(range(n_files)) - have))
+    write_images(root, [i for case in plan_cases(n_files) for i in case.change if i in have])
+
+
 def seeded_weights(path: Path) -> Path:
     """``MODEL`` with seeded random weights (no classifier), saved as safetensors."""
     import timm
@@ -207,18 +218,19 @@ def parse_run(stdout: str) -> dict[str, Any]:
             )
         elif (found := _NOTHING_REUSED.search(line)) is not None:
             figures.update(reused=0, reuse_reason=found["reason"])
-        elif re.match(r"(clusters|refit|cluster update)\b", line, re.IGNORECASE):
+        elif line.startswith("clusters:"):
             figures["clustering_line"] = line
     return figures
 
 
 def refitted(figures: dict[str, Any]) -> bool | None:
-    """Whether the run's clustering line says it refitted (None: no such line)."""
+    """Whether the run's ``clusters:`` line says it refitted ("clusters: refit over N rows
+    (...)"), not assigned the new rows to the previous centroids or fitted a first time; None
+    without such a line."""
     line = figures.get("clustering_line")
     if line is None:
         return None
-    text = line.lower()
-    return "refit" in text and not re.search(r"\b(no refit|not refit|assign(ed)? to)", text)
+    return bool(re.match(r"clusters:\s*refit\b", line, re.IGNORECASE))
 
 
 def cli_argv(folder: Path, root: Path, weights: Path) -> list[str]:
@@ -461,9 +473,10 @@ def run_benchmark(n_files: int, root: Path) -> dict[str, Any]:
     """Generate the folder, start the server, run the first run and the four cases."""
     folder = root / "images"
     started = time.perf_counter()
-    if not folder.exists():
-        write_images(folder, range(n_files))
+    reset_folder(folder, n_files)
     generate_seconds = time.perf_counter() - started
+    for kept in ("runs", "artifacts"):  # a kept --workdir: every run starts from nothing
+        shutil.rmtree(root / kept, ignore_errors=True)
     weights = seeded_weights(root / f"{MODEL}.safetensors")
     cases = plan_cases(n_files)
     load_before = os.getloadavg()

@@ -17,6 +17,7 @@ from benchmarks.bench_incremental import (
     parse_run,
     plan_cases,
     refitted,
+    reset_folder,
     write_images,
 )
 
@@ -51,6 +52,9 @@ def test_apply_case_writes_rewrites_and_deletes_files(tmp_path: Path) -> None:
     apply_case(tmp_path, c)
     assert len(list(tmp_path.rglob("*.jpg"))) == 300
     assert not file_path(tmp_path, c.remove[0]).exists()
+    reset_folder(tmp_path, 300)  # back to the first run's files, byte for byte
+    assert sorted(int(path.stem) for path in tmp_path.rglob("*.jpg")) == list(range(300))
+    assert changed.read_bytes() == before[0]
 
 
 def test_parse_run_reads_the_version_line_and_the_reuse_line() -> None:
@@ -75,8 +79,17 @@ def test_parse_run_counts_retried_rows_and_reads_a_run_without_a_parent() -> Non
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("clusters: refit (12.0% of the rows changed, above 10%)", True),
-        ("clusters: assigned to the centroids of v-1 (no refit: 1.0% changed)", False),
+        (
+            "clusters: refit over 24000 rows (auto: 20.0% of the rows changed since the last fit "
+            "(>= 10%)); parent 1a2b: 20000 reused, 4000+0 added+changed, 0 removed",
+            True,
+        ),
+        (
+            "clusters: assigned 200 new rows to the centroids of 1a2b (auto: 1.0% of the rows "
+            "changed since the last fit (< 10%), no refit); parent 1a2b: ...",
+            False,
+        ),
+        ("clusters: fitted (no previous version)", False),
     ],
 )
 def test_refitted_reads_the_clustering_line(line: str, expected: bool) -> None:
@@ -111,6 +124,6 @@ def test_case_record_checks_the_time_share_and_the_embedded_count() -> None:
     assert case_record(a, _figures(GOAL_SHARE * first, 1), first)["goal_met"]
     assert not case_record(a, _figures(GOAL_SHARE * first + 1, 1), first)["goal_met"]
     assert not case_record(a, _figures(1.0, 2), first)["goal_met"]  # one row too many embedded
-    refit = _figures(50.0, 20, "clusters: refit (20.0% of the rows changed)")
+    refit = _figures(50.0, 20, "clusters: refit over 120 rows (auto: 20% changed)")
     assert case_record(d, refit, first)["goal_met"]  # (d) has no time goal
     assert not case_record(d, _figures(5.0, 20), first)["goal_met"]  # no refit said
