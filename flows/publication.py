@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from cl_core.difficulty import DifficultyScale
 from cl_core.io import as_location
 from cl_core.report import order_by_prototypicality, schedule_curve, write_report
 from cl_core.schedule import Schedule, ScheduleConfig
-from cl_core.store import open_store
+from cl_core.store import FileKeys, open_store
 from cl_core.update import (
     DISTANCES_FILE,
     STATE_FILE,
@@ -149,6 +151,7 @@ def report_args(plan: PublishPlan, inputs: dict[str, Any]) -> dict[str, Any]:
         "warnings": plan.warnings,
         "skipped": inputs["skipped"],
         "lineage": lineage_rows(plan.lineage),
+        "keys": inputs["keys"],
     }
 
 
@@ -165,8 +168,12 @@ def render_report(
     warnings: list[str],
     skipped: list[dict[str, Any]],
     lineage: dict[str, str] | None = None,
+    keys: FileKeys | None = None,
 ) -> dict[str, Path]:
-    """Write the plots and report.md of one publication into ``report_dir``."""
+    """Write the plots and report.md of one publication into ``report_dir``.
+
+    ``keys``: the store's file keys (each row's file), where the sample images are read from.
+    """
     difficulty, assignment = arrays["difficulty"], arrays["assignment"]
     picked = order_by_prototypicality(difficulty, assignment, per_cluster=8)
     return write_report(
@@ -178,7 +185,7 @@ def render_report(
         schedule_points=schedule_curve(Schedule.from_json(schedule_json)),
         sweep=cluster_summary["sweep"] if cluster_summary["chosen_by"] == "davies_bouldin" else (),
         chosen_k=cluster_summary["n_clusters"],
-        sample_images=sample_images(dataset, picked),
+        sample_images=sample_images(dataset, picked, keys=keys),
         title=title,
         warnings=warnings,
         skipped=skipped,
@@ -187,9 +194,16 @@ def render_report(
 
 
 def sample_images(
-    dataset: DatasetParams, picked: dict[int, np.ndarray], thumbnail: int = 64
+    dataset: DatasetParams,
+    picked: dict[int, np.ndarray],
+    thumbnail: int = 64,
+    keys: FileKeys | None = None,
 ) -> dict[int, list[np.ndarray]] | None:
-    """Raw images (not model-preprocessed) of the picked indices, for image datasets only."""
+    """Raw images (not model-preprocessed) of the picked indices, for image datasets only.
+
+    An image folder's files are the rows' files as the embedding store recorded them (``keys``),
+    or, without keys, the folder listed again (torchvision ``ImageFolder`` order).
+    """
     if dataset.kind == "digits":
         from sklearn.datasets import load_digits
 
@@ -197,15 +211,24 @@ def sample_images(
         return {c: [images[i] for i in indices] for c, indices in picked.items()}
     if dataset.kind == "imagefolder":
         from PIL import Image
-        from torchvision.datasets import ImageFolder  # torch-heavy: imported on use
 
-        paths = [path for path, _ in ImageFolder(dataset.location).samples]
+        paths = _row_files(dataset, keys)
 
         def load(index: int) -> np.ndarray:
-            with Image.open(paths[index]) as image:
+            with Image.open(paths(index)) as image:
                 rgb = image.convert("RGB")
             rgb.thumbnail((thumbnail, thumbnail))
             return np.asarray(rgb)
 
         return {c: [load(int(i)) for i in indices] for c, indices in picked.items()}
     return None
+
+
+def _row_files(dataset: DatasetParams, keys: FileKeys | None) -> Callable[[int], str]:
+    """Row index -> its file: from the store's keys (no listing), else the folder's listing."""
+    if keys is not None:
+        return lambda index: os.path.join(keys.root, str(keys.paths[index]))
+    from torchvision.datasets import ImageFolder  # torch-heavy: imported on use
+
+    listed = [path for path, _ in ImageFolder(dataset.location).samples]
+    return lambda index: listed[index]
