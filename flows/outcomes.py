@@ -58,6 +58,8 @@ class ClusterOutcome(_Outcome):
     sweep: list[dict[str, Any]]
     clusters: list[dict[str, Any]]
     warning: str | None = None  # e.g. Davies-Bouldin chose an end of the k range
+    k_choice: dict[str, Any] | None = None  # the rule, band, grid, sample (cl_core.cluster)
+    k_note: str | None = None  # the Davies-Bouldin curve is flat
     task_states: list[tuple[str, str]] = []
 
 
@@ -149,6 +151,8 @@ def run_warnings(embedded: EmbeddingOutcome, clustered: ClusterOutcome) -> list[
         warnings.append(SAMPLED_IDENTITY_WARNING)
     if clustered.warning:
         warnings.append(clustered.warning)
+    if clustered.k_note:
+        warnings.append(clustered.k_note)
     if embedded.skipped:
         warnings.append(
             f"{len(embedded.skipped)} sample(s) could not be loaded and were left out of the "

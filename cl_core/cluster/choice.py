@@ -15,8 +15,8 @@ candidates or more) lie in the band, the curve is *flat*: the data show no prefe
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from cl_core.cluster.results import SweepPoint
@@ -62,6 +62,14 @@ class KChoice:
     flat: bool
     rule: str = RULE
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> KChoice:
+        """The choice :meth:`to_dict` wrote (other keys, such as the grid, ignored)."""
+        names = {f.name for f in fields(cls)}
+        kept = {key: value for key, value in values.items() if key in names}
+        kept["in_band"] = tuple(int(k) for k in kept.get("in_band", ()))
+        return cls(**kept)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``in_band`` as a list)."""
         values = asdict(self)
@@ -83,9 +91,9 @@ class KChoice:
             return None
         return (
             f"the Davies-Bouldin curve is flat: {len(self.in_band)} of {self.n_candidates} k "
-            f"lie within one standard error of the best, so k = {self.k} (the smallest of "
-            f"them) is a weak preference; the data may have little cluster structure at these "
-            f"k - check the sweep plot, or pass --k"
+            f"lie within one standard error of the best (index <= {self.band:.3f}); k = "
+            f"{self.k} is the smallest of them, a weak preference - check the sweep plot, or "
+            "pass --k"
         )
 
 

@@ -36,7 +36,6 @@ from cl_core.cluster.sources import ArraySource, ChunkSource, as_source
 from cl_core.threads import thread_limit
 from cl_core.validation import check_int
 
-
 _INIT_BATCH_SIZE = 1024  # MiniBatchKMeans batch of the initial centres (scikit-learn's default)
 
 

@@ -129,4 +129,3 @@ def check_range_fits(cluster_range: Sequence[int], n_sample: int, n_rows: int) -
         f"{n_rows:,}): each k is scored on half-samples of {top + 1:,} rows, so k <= {top}; "
         f"narrow the range (--k-range {min(low, max(top, 2))}:{max(top, 2)}) or {widen}"
     )
-

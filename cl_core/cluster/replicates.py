@@ -129,7 +129,9 @@ def davies_bouldin(rows: Any, labels: Any) -> float:
     remap[present] = torch.arange(present.numel(), device=counts.device)
     compact = remap[labels]
     sizes = counts[present].double()
-    centres = torch.zeros((present.numel(), values.shape[1]), dtype=torch.float64, device=values.device)
+    centres = torch.zeros(
+        (present.numel(), values.shape[1]), dtype=torch.float64, device=values.device
+    )
     centres.index_add_(0, compact, values)
     centres /= sizes[:, None]
     distances = torch.linalg.vector_norm(values - centres[compact], dim=1)

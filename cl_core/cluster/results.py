@@ -26,12 +26,12 @@ class SweepPoint:
     davies_bouldin : float
         Davies-Bouldin index (lower is better): the mean over the half-sample replicates.
     inertia : float
-        Sum of squared distances of the replicate rows to their centroid, summed over the
-        replicates (divide by ``n_samples`` to compare: :attr:`mean_inertia`).
+        Sum of squared distances of the rows to their centroid: the replicates' mean, scaled
+        to the ``n_samples`` rows of the sweep sample (:attr:`mean_inertia` per row).
     seconds : float
         Wall time of the job (fit + score).
     n_samples : int
-        Rows scored over all replicates (``B`` half-samples of the sweep sample).
+        Rows of the sweep sample (each replicate is half of them).
     class_label : int, str or None
         The class whose rows were clustered (supervised mode), else None.
     davies_bouldin_se : float

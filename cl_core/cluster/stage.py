@@ -31,12 +31,12 @@ import numpy as np
 from cl_core.cluster.assign_dask import assign_rows
 from cl_core.cluster.config import ClusterConfig, ClusterWarning, check_config, resolve_fit_device
 from cl_core.cluster.fit import check_k_for_rows, fit_centers, init_sample_size
+from cl_core.cluster.grid import check_range_fits
 from cl_core.cluster.results import ClusterResult, SweepPoint
 from cl_core.cluster.sampling import check_sample, sample_rows
 from cl_core.cluster.seeds import KEY_SAMPLE, KEY_SWEEP, derive_seed, root_entropy
 from cl_core.cluster.sources import ChunkSource, RowSubset, as_label_array, as_source, resolve_valid
 from cl_core.cluster.supervised import cluster_per_class
-from cl_core.cluster.grid import check_range_fits
 from cl_core.cluster.sweep import candidate_ks, choose_k, describe_sweep, run_sweep, sweep_size
 from cl_core.threads import thread_limit
 

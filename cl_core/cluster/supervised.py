@@ -20,6 +20,7 @@ import numpy as np
 from cl_core.cluster.assign_dask import assign_rows
 from cl_core.cluster.config import ClusterConfig, ClusterWarning, resolve_fit_device
 from cl_core.cluster.fit import initial_centers, stream_refine
+from cl_core.cluster.grid import k_grid, replicate_rows
 from cl_core.cluster.results import ClusterResult, SweepPoint
 from cl_core.cluster.sampling import constant_features_error, count_distinct_rows
 from cl_core.cluster.seeds import (
@@ -31,7 +32,6 @@ from cl_core.cluster.seeds import (
     derive_seed,
 )
 from cl_core.cluster.sources import ArraySource, ChunkSource
-from cl_core.cluster.grid import k_grid, replicate_rows
 from cl_core.cluster.sweep import choose_k, run_sweep, sweep_size
 
 

@@ -133,9 +133,9 @@ def evaluate_k(
     return SweepPoint(
         k=k,
         davies_bouldin=mean,
-        inertia=inertia,
+        inertia=inertia / n_replicates * n / replicate_rows(n),  # per sample of n rows
         seconds=time.perf_counter() - started,
-        n_samples=replicate_rows(n) * n_replicates,
+        n_samples=n,
         class_label=class_label,
         davies_bouldin_se=se,
         replicates=tuple(scores),

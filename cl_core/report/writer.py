@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,11 +75,9 @@ def write_report(
         inertias = [point["inertia"] for point in sweep]
         ses = [_nan_if_none(point.get("davies_bouldin_se")) for point in sweep]
         band = None if not k_choice else k_choice.get("band")
-        spread = {"standard_error": ses, "band": band}
-        sweep_rows = sweep_table(ks, dbs, inertias, chosen_k, **spread)
-        written["sweep"] = save_figure(
-            plot_sweep(ks, dbs, inertias, chosen_k, **spread), out / PLOT_FILES["sweep"]
-        )
+        sweep_rows = sweep_table(ks, dbs, inertias, chosen_k, standard_error=ses, band=band)
+        figure = plot_sweep(ks, dbs, inertias, chosen_k, standard_error=ses, band=band)
+        written["sweep"] = save_figure(figure, out / PLOT_FILES["sweep"])
     written["difficulty"] = save_figure(
         plot_difficulty_histograms(difficulty, assignment), out / PLOT_FILES["difficulty"]
     )
