@@ -146,3 +146,11 @@ def check_clusters_fit(clustering: ClusterParams, n_samples: int, spec: str) -> 
             f"--k-range {low}:{high} starts above the {n_samples:,} samples of {spec!r}; "
             f"pass a range within 2:{n_samples}"
         )
+    if clustering.n_clusters is None and not clustering.use_labels:
+        from cl_core.cluster import check_range_fits, sweep_size
+
+        config = clustering.to_config()
+        try:  # the sweep sample's size needs only N (D only lowers it past 1 GiB)
+            check_range_fits(config.cluster_range, sweep_size(config, n_samples), n_samples)
+        except ValueError as error:
+            raise BadInput(f"{spec!r}: {error}") from None

@@ -105,6 +105,10 @@ WorkDirOption = Annotated[
     str, typer.Option(help="intermediate results and task cache: a folder or s3://bucket/prefix")
 ]
 SweepRunnerOption = Annotated[str, typer.Option(help="dask or threads")]
+PrecisionOption = Annotated[
+    str,
+    typer.Option(help="auto (bf16 on CUDA and bf16-capable CPUs, else fp32), fp32, bf16, fp16"),
+]
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress")]
 VerboseOption = Annotated[
     bool, typer.Option(help="log every task run and print tracebacks of a failed run")
@@ -162,10 +166,7 @@ def run(
     decode: Annotated[
         str, typer.Option(help="where images are decoded: auto, cpu or gpu")
     ] = "auto",
-    precision: Annotated[
-        str,
-        typer.Option(help="auto (bf16 on CUDA and bf16-capable CPUs, else fp32), fp32, bf16, fp16"),
-    ] = "auto",
+    precision: PrecisionOption = "auto",
     dask_address: Annotated[
         str | None,
         typer.Option(help="run embedding shards, the k sweep and the fit on this Dask scheduler"),
@@ -223,12 +224,19 @@ def run(
     execute(params, show_progress=progress_bars, verbose=verbose)
 
 
-def demo_params(output: str, work_dir: str, sweep_runner: str = "dask") -> dict[str, Any]:
+def demo_params(
+    output: str, work_dir: str, sweep_runner: str = "dask", precision: str = "auto"
+) -> dict[str, Any]:
     """``run`` on the bundled digits with the bundled EfficientNet-Lite0 and automatic k."""
     return {
         "dataset": DatasetParams(spec="digits"),
         # 256-row shards: 8 embedding tasks, so the progress bar and a resumed run mean something
-        "embedding": EmbedParams(model=DEMO_MODEL, chunk_rows=256, shard_rows=256),
+        "embedding": EmbedParams(
+            model=DEMO_MODEL,
+            chunk_rows=256,
+            shard_rows=256,
+            precision=precision,  # type: ignore[arg-type]
+        ),
         "clustering": ClusterParams(cluster_range=(2, 20)),
         "curriculum": CurriculumParams(),
         "output": OutputParams(
@@ -244,12 +252,13 @@ def demo(
     output: OutputOption = "artifacts",
     work_dir: WorkDirOption = "runs",
     sweep_runner: SweepRunnerOption = "dask",
+    precision: PrecisionOption = "auto",
     progress_bars: ProgressOption = True,
     verbose: VerboseOption = False,
 ) -> None:
     """Digits (1,797 images) + EfficientNet-Lite0 (bundled weights), k by Davies-Bouldin."""
     with bad_input_exits():
-        params = demo_params(output, work_dir, sweep_runner)
+        params = demo_params(output, work_dir, sweep_runner, precision)
     execute(params, show_progress=progress_bars, verbose=verbose)
 
 

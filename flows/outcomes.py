@@ -60,6 +60,8 @@ class ClusterOutcome(_Outcome):
     warning: str | None = None  # e.g. Davies-Bouldin chose an end of the k range
     # the nightly update: lineage, and previous_path when a previous version was used
     update: dict[str, Any] | None = None
+    k_choice: dict[str, Any] | None = None  # the rule, band, grid, sample (cl_core.cluster)
+    k_note: str | None = None  # the Davies-Bouldin curve is flat
     task_states: list[tuple[str, str]] = []
 
 
@@ -153,6 +155,8 @@ def run_warnings(embedded: EmbeddingOutcome, clustered: ClusterOutcome) -> list[
         warnings.append(SAMPLED_IDENTITY_WARNING)
     if clustered.warning:
         warnings.append(clustered.warning)
+    if clustered.k_note:
+        warnings.append(clustered.k_note)
     if embedded.skipped:
         warnings.append(
             f"{len(embedded.skipped)} sample(s) could not be loaded and were left out of the "

@@ -175,7 +175,7 @@ def run_summary_markdown(result: PipelineResult, dataset: DatasetParams) -> str:
     """The run's markdown summary: facts, warnings, and the samples left out."""
     why = {
         "explicit": "explicit n_clusters",
-        "davies_bouldin": "lowest Davies-Bouldin index over the sweep",
+        "davies_bouldin": "Davies-Bouldin sweep, one-standard-error rule",
         "per_class": "per class (supervised)",
     }.get(result.chosen_by, result.chosen_by)
     facts = {

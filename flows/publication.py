@@ -82,6 +82,7 @@ def publish_options(plan: PublishPlan, inputs: dict[str, Any]) -> dict[str, Any]
     """``publish_curriculum``'s keyword arguments besides the arrays and the report files."""
     summary = inputs["cluster_summary"]
     chosen = [p for p in summary["sweep"] if p["k"] == summary["n_clusters"]]
+    k_choice = summary.get("k_choice")
     return {
         "parents": plan.parents,
         "config": plan.pipeline_config,
@@ -89,8 +90,12 @@ def publish_options(plan: PublishPlan, inputs: dict[str, Any]) -> dict[str, Any]
             "n_clusters": summary["n_clusters"],
             "chosen_by": summary["chosen_by"],
             "davies_bouldin": chosen[0]["davies_bouldin"] if chosen else None,
+            **({"k_choice": k_choice} if k_choice else {}),
         },
-        "sweep": summary["sweep"],
+        # sweep.json: every swept point, and how k was chosen from them (rule, band, grid...)
+        "sweep": {"k_choice": k_choice, "points": summary["sweep"]}
+        if k_choice
+        else summary["sweep"],
         "dataset_fingerprint": plan.dataset_fingerprint,
         "sample_mask": inputs["sample_mask"],
         "schedule": inputs["schedule_json"],
@@ -185,6 +190,7 @@ def render_report(
         schedule_points=schedule_curve(Schedule.from_json(schedule_json)),
         sweep=cluster_summary["sweep"] if cluster_summary["chosen_by"] == "davies_bouldin" else (),
         chosen_k=cluster_summary["n_clusters"],
+        k_choice=cluster_summary.get("k_choice"),
         sample_images=sample_images(dataset, picked, keys=keys),
         title=title,
         warnings=warnings,

@@ -229,6 +229,7 @@ def sample_task(
         "ks": [int(k) for k in plan.ks],
         "n_samples": len(sample),
         "sweep_seed": int(plan.sweep_seed),
+        "device": plan.device,
     }
 
 
@@ -240,9 +241,11 @@ def evaluate_ks_task(
     sweep_seed: int,
     clustering: ClusterParams,
     out_paths: list[str],
+    device: str = "cpu",
 ) -> list[dict[str, Any]]:
-    """``cl_core.cluster.evaluate_k`` for each k of a group (its Davies-Bouldin index and
-    inertia), one file per k; a k whose file verifies is read back, not fitted again."""
+    """``cl_core.cluster.evaluate_k`` for each k of a group (its Davies-Bouldin index over the
+    half-sample replicates, their standard error, the inertia), one file per k; a k whose file
+    verifies is read back, not fitted again. ``device``: the sample task's (``plan.device``)."""
     config = clustering.to_config()
     for k, out_path in zip(ks, out_paths, strict=True):
         if not files_verified(out_path):
@@ -253,6 +256,8 @@ def evaluate_ks_task(
                 config.sweep_batch_size,
                 n_init=config.sweep_n_init,
                 n_threads=1,  # one core per job: no oversubscription
+                replicates=config.sweep_replicates,
+                device=device,
             )
             files.save_json(out_path, point.to_dict())
     return [files.load_json(out_path) for out_path in out_paths]
@@ -329,6 +334,7 @@ def _cluster_summary(
         "n_clusters": int(result.n_clusters),
         "chosen_by": str(result.chosen_by),
         "sweep": sweep or result.sweep_records(),
+        "k_choice": result.k_choice,
         "clusters": cluster_table(result.assignment, result.distances),
     }
 

@@ -11,6 +11,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from cl_core.cluster import choice_from_records
+
 
 class UIArtifacts:
     """Creates Prefect UI artifacts on background threads, off the flow's critical path.
@@ -210,21 +212,30 @@ def artifact_key(*parts: str) -> str:
 
 
 def publish_sweep_table(sweep: list[dict[str, Any]], chosen_k: int, name: str) -> None:
-    """Davies-Bouldin index and inertia per k, the chosen k marked."""
+    """Davies-Bouldin index (mean and standard error over the replicates), whether it is in the
+    one-SE band, and inertia per k; the chosen k marked, the band in the description."""
     from prefect.artifacts import create_table_artifact
 
+    choice = choice_from_records(sweep)
     create_table_artifact(
         [
             {
                 "k": p["k"],
                 "davies_bouldin": round(p["davies_bouldin"], 4),
+                "se": None
+                if p.get("davies_bouldin_se") is None
+                else round(p["davies_bouldin_se"], 4),
+                "in_band": p["k"] in choice.in_band,
                 "inertia": round(p["inertia"], 2),
                 "chosen": p["k"] == chosen_k,
             }
             for p in sweep
         ],
         key=artifact_key(name, "k-sweep"),
-        description="Davies-Bouldin index (lower is better) and inertia per k",
+        description=(
+            "Davies-Bouldin index per k (mean ± SE over half-sample replicates; lower is better) "
+            f"and inertia. {choice.summary()}" + (f". {choice.flat_note()}" if choice.flat else "")
+        ),
     )
 
 

@@ -613,11 +613,11 @@ def test_fewer_distinct_rows_than_clusters_is_an_error() -> None:
         cluster_embeddings(rows, ClusterConfig(cluster_range=(4, 6)))
 
 
-def test_a_range_beyond_the_data_is_capped_with_a_warning() -> None:
+def test_a_range_beyond_the_sample_is_refused_before_any_work() -> None:
+    """Each k is scored on half-samples: 12 rows score k <= 5; the one line says both fixes."""
     features, _ = make_blobs(12, 3, seed=8)
-    with pytest.warns(ClusterWarning, match="capped at k <= 11"):
-        result = cluster_embeddings(features, ClusterConfig(cluster_range=(2, 30)))
-    assert max(point.k for point in result.sweep) == 11
+    with pytest.raises(ValueError, match=r"k <= 5; narrow the range \(--k-range 2:5\)"):
+        cluster_embeddings(features, ClusterConfig(cluster_range=(2, 30)))
 
 
 def test_nan_rows_are_rejected_with_their_index(blobs7: tuple[np.ndarray, np.ndarray]) -> None:

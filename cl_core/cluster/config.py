@@ -24,16 +24,19 @@ EXECUTION_FIELDS = ("scheduler", "n_workers", "n_threads")
 """:class:`ClusterConfig` fields that change where the sweep runs, never its results."""
 
 DEFAULT_SWEEP_SAMPLES = 20_000
-"""Rows of the subsample on which every k of the sweep is fitted and scored (and the final fit
-is initialised). 20 000 x 384 float32 is 30 MiB; the Davies-Bouldin index of well-separated
-structure is stable at that size, and each sweep job takes well under a second."""
+"""Fewest rows of the subsample on which the sweep fits and scores every k (and the final fit
+is initialised); it grows with the largest k (:func:`cl_core.cluster.grid.sweep_sample_size`:
+20 rows per cluster at ``k_max``, within 1 GiB). 20 000 x 384 float32 is 30 MiB."""
 
 DEFAULT_BATCH_SIZE = 4096
 """Rows per streamed ``partial_fit`` mini-batch (= the store's default chunk, so a block is one
 chunk read)."""
 
-DEFAULT_SWEEP_BATCH_SIZE = 1024
-"""``MiniBatchKMeans`` batch size inside each sweep job (scikit-learn's default)."""
+DEFAULT_SWEEP_BATCH_SIZE = 65_536
+"""Rows per device batch of the torch Lloyd passes inside each sweep job (speed only)."""
+
+DEFAULT_SWEEP_REPLICATES = 4
+"""Half-sample replicates per k: the index's mean and standard error come from them."""
 
 
 class ClusterWarning(UserWarning):
@@ -55,8 +58,10 @@ class ClusterConfig:
     use_labels : bool
         Cluster within each class (supervised mode) instead of over all rows.
     sweep_samples : int
-        Size of the seeded subsample used by the sweep and for the initial centres
-        (default :data:`DEFAULT_SWEEP_SAMPLES`; per class in supervised mode).
+        Fewest rows of the seeded subsample used by the sweep and for the initial centres
+        (default :data:`DEFAULT_SWEEP_SAMPLES`; per class in supervised mode); the sample
+        grows to 20 rows per cluster at the top of ``cluster_range`` within 1 GiB, capped at N
+        (:func:`cl_core.cluster.grid.sweep_sample_size`).
     max_fit_samples : int or None
         If set and N is larger, the streamed refinement runs on a subsample of this many rows
         instead of on all rows (faster, slightly less precise centroids).
@@ -71,9 +76,12 @@ class ClusterConfig:
     n_epochs : int
         Passes of the streamed refinement over the data.
     sweep_batch_size : int
-        ``MiniBatchKMeans`` batch size inside each sweep job.
+        Rows per device batch of the torch Lloyd passes inside each sweep job.
     sweep_n_init : int
-        k-means++ restarts inside each sweep job.
+        k-means++ draws per replicate fit inside each sweep job.
+    sweep_replicates : int
+        Half-sample replicates per k (:mod:`cl_core.cluster.choice`: the mean index and its
+        standard error; 1 reduces the rule to the lowest index).
     scheduler : {"threads", "processes", "synchronous"}
         Local Dask scheduler of the sweep when no client is given.
     n_workers : int or None
@@ -86,7 +94,8 @@ class ClusterConfig:
         slower under load). Raise it for very large k. Sweep jobs always run single-threaded,
         side by side.
     fit_device : {"auto", "cpu", "cuda"}
-        Where the final fit of a data set larger than ``sweep_samples`` runs: ``"cuda"`` is
+        Where the k sweep's fits run (torch Lloyd on either device), and where the final fit of
+        a data set larger than ``sweep_samples`` runs: ``"cuda"`` is
         full-batch Lloyd in torch over the streamed rows (:mod:`cl_core.cluster.kmeans_torch`), started
         from k-means++ on the same seeded subsample; ``"cpu"`` the streamed scikit-learn
         ``MiniBatchKMeans``; ``"auto"`` CUDA when torch sees a device. Same quality, not
@@ -109,7 +118,8 @@ class ClusterConfig:
     n_init: int = 3
     n_epochs: int = 1
     sweep_batch_size: int = DEFAULT_SWEEP_BATCH_SIZE
-    sweep_n_init: int = 3
+    sweep_n_init: int = 1
+    sweep_replicates: int = DEFAULT_SWEEP_REPLICATES
     scheduler: str = "threads"
     n_workers: int | None = None
     n_threads: int | None = 1
@@ -132,6 +142,7 @@ class ClusterConfig:
         check_int("n_epochs", self.n_epochs, 1)
         check_int("sweep_batch_size", self.sweep_batch_size, 1)
         check_int("sweep_n_init", self.sweep_n_init, 1)
+        check_int("sweep_replicates", self.sweep_replicates, 1)
         check_choice("scheduler", self.scheduler, SCHEDULERS)
         if self.n_workers is not None:
             check_int("n_workers", self.n_workers, 1, "; or None for one per core")

@@ -36,6 +36,8 @@ from cl_core.cluster.sources import ArraySource, ChunkSource, as_source
 from cl_core.threads import thread_limit
 from cl_core.validation import check_int
 
+_INIT_BATCH_SIZE = 1024  # MiniBatchKMeans batch of the initial centres (scikit-learn's default)
+
 
 def initial_centers(
     rows: np.ndarray, k: int, config: ClusterConfig, seed: int, *, exact: bool
@@ -44,7 +46,7 @@ def initial_centers(
 
     With ``exact`` (the rows are the whole data set) this is scikit-learn ``KMeans`` (Lloyd to
     convergence), the final answer. Otherwise the centres only start the streamed refinement, so
-    the much cheaper ``MiniBatchKMeans`` (k-means++ on ``3 * sweep_batch_size`` rows, the
+    the much cheaper ``MiniBatchKMeans`` (k-means++ on ``3 * 1024`` rows, the
     restarts compared on those rows) is enough. k = 1 is the mean.
     """
     if k == 1:
@@ -59,7 +61,7 @@ def initial_centers(
             n_clusters=k,
             init="k-means++",
             n_init=config.n_init,
-            batch_size=min(config.sweep_batch_size, rows.shape[0]),
+            batch_size=min(_INIT_BATCH_SIZE, rows.shape[0]),
             random_state=seed,
             compute_labels=False,
         )

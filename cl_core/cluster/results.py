@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -24,16 +24,20 @@ class SweepPoint:
     k : int
         Number of clusters.
     davies_bouldin : float
-        Davies-Bouldin index (lower is better) of the fitted clustering of the subsample.
+        Davies-Bouldin index (lower is better): the mean over the half-sample replicates.
     inertia : float
-        Sum of squared distances of the subsample rows to their centroid (divide by
-        ``n_samples`` to compare subsamples of different sizes: :attr:`mean_inertia`).
+        Sum of squared distances of the rows to their centroid: the replicates' mean, scaled
+        to the ``n_samples`` rows of the sweep sample (:attr:`mean_inertia` per row).
     seconds : float
         Wall time of the job (fit + score).
     n_samples : int
-        Rows of the subsample.
+        Rows of the sweep sample (each replicate is half of them).
     class_label : int, str or None
         The class whose rows were clustered (supervised mode), else None.
+    davies_bouldin_se : float
+        Standard error of the mean index over the replicates (``std / sqrt(B)``; NaN for one).
+    replicates : tuple of float
+        The index of each replicate.
     """
 
     k: int
@@ -42,6 +46,8 @@ class SweepPoint:
     seconds: float
     n_samples: int = 0
     class_label: Any = None
+    davies_bouldin_se: float = math.nan
+    replicates: tuple[float, ...] = ()
 
     @property
     def mean_inertia(self) -> float:
@@ -51,8 +57,13 @@ class SweepPoint:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> SweepPoint:
         """The point :meth:`to_dict` wrote (derived keys such as ``mean_inertia`` ignored)."""
-        names = {"k", "davies_bouldin", "inertia", "seconds", "n_samples", "class_label"}
-        return cls(**{key: value for key, value in values.items() if key in names})
+        names = {f.name for f in fields(cls)}
+        kept = {key: value for key, value in values.items() if key in names}
+        if "replicates" in kept:
+            kept["replicates"] = tuple(float(v) for v in kept["replicates"])
+        if kept.get("davies_bouldin_se") is None:
+            kept.pop("davies_bouldin_se", None)
+        return cls(**kept)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (numpy scalars converted)."""
@@ -60,6 +71,9 @@ class SweepPoint:
         if isinstance(self.class_label, np.generic):
             values["class_label"] = self.class_label.item()
         values["mean_inertia"] = self.mean_inertia
+        values["replicates"] = list(self.replicates)
+        if math.isnan(self.davies_bouldin_se):
+            values["davies_bouldin_se"] = None  # JSON has no NaN
         return values
 
 
@@ -90,6 +104,9 @@ class ClusterResult:
     valid : ndarray of shape (N,), bool, or None
         The rows that took part (True); excluded rows have assignment -1 and distance 0.0.
         None when every row took part.
+    k_choice : dict or None
+        How the sweep chose k (``chosen_by == "davies_bouldin"``): the rule, the band, the
+        grid, the refinement and the sweep sample (:func:`cl_core.cluster.describe_sweep`).
     """
 
     centroids: np.ndarray
@@ -102,6 +119,7 @@ class ClusterResult:
     inertia: float = math.nan
     config: ClusterConfig | None = field(default=None)
     valid: np.ndarray | None = None
+    k_choice: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check_choice("chosen_by", self.chosen_by, CHOSEN_BY)

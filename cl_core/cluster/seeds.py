@@ -25,6 +25,9 @@ KEY_CLASS = 7
 KEY_TORCH_INIT_SAMPLE = 11
 KEY_TORCH_INIT = 12
 KEY_TORCH_ORDER = 13
+# The k sweep's half-sample replicates (cl_core.cluster.replicates): their rows, their init rows.
+KEY_HALF = 21
+KEY_HALF_INIT = 22
 
 
 def root_entropy(random_state: int | None) -> int:

@@ -3,9 +3,11 @@
 :func:`cluster_embeddings` = subsample -> k sweep (or the explicit k) -> fit -> assign, over all
 rows or within each class (:mod:`cl_core.cluster.supervised`), honouring a row mask:
 
-1. a seeded subsample of ``sweep_samples`` rows (all rows when N is smaller);
-2. k: the explicit ``n_clusters``, or the lowest Davies-Bouldin index over ``cluster_range``
-   (ties: the smaller k), one independent job per k on the subsample (:mod:`~.sweep`);
+1. a seeded subsample of at least ``sweep_samples`` rows, growing with the largest k
+   (:mod:`~.grid`; all rows when N is smaller);
+2. k: the explicit ``n_clusters``, or the one-standard-error rule over the Davies-Bouldin
+   index of the candidates of ``cluster_range`` (a grid, refined around the best), one
+   independent job per k on half-samples of the subsample (:mod:`~.sweep`, :mod:`~.choice`);
 3. centroids: exact ``KMeans`` when the subsample is every row, else ``MiniBatchKMeans`` on the
    subsample refined over all rows streamed in a seeded block order (or Lloyd in torch on a
    GPU) (:mod:`~.fit`);
@@ -29,12 +31,13 @@ import numpy as np
 from cl_core.cluster.assign_dask import assign_rows
 from cl_core.cluster.config import ClusterConfig, ClusterWarning, check_config, resolve_fit_device
 from cl_core.cluster.fit import check_k_for_rows, fit_centers, init_sample_size
+from cl_core.cluster.grid import check_range_fits
 from cl_core.cluster.results import ClusterResult, SweepPoint
 from cl_core.cluster.sampling import check_sample, sample_rows
 from cl_core.cluster.seeds import KEY_SAMPLE, KEY_SWEEP, derive_seed, root_entropy
 from cl_core.cluster.sources import ChunkSource, RowSubset, as_label_array, as_source, resolve_valid
 from cl_core.cluster.supervised import cluster_per_class
-from cl_core.cluster.sweep import candidate_ks, choose_k, sweep_k
+from cl_core.cluster.sweep import candidate_ks, choose_k, describe_sweep, run_sweep, sweep_size
 from cl_core.threads import thread_limit
 
 
@@ -148,11 +151,11 @@ def _expand_result(result: ClusterResult, mask: np.ndarray) -> ClusterResult:
 def _check_swept_sample(sample: Any, src: ChunkSource, config: ClusterConfig) -> np.ndarray:
     """The given sweep sample as float32, if it has the plan_sweep sample's shape."""
     values = check_sample(sample)
-    expected = (min(config.sweep_samples, src.n_rows), src.dim)
+    expected = (sweep_size(config, src.n_rows, src.dim), src.dim)
     if values.shape != expected:
         raise ValueError(
             f"sample has shape {values.shape}, but the plan_sweep sample of this source and "
-            f"config has shape {expected} (min(sweep_samples, N) rows x D); pass plan.sample "
+            f"config has shape {expected} (sweep_size rows x D); pass plan.sample "
             "of the same source, config and mask, or leave sample out"
         )
     return values
@@ -180,7 +183,8 @@ def _cluster_all(
     sweep: tuple[SweepPoint, ...] = ()
     if swept is not None:  # the sweep ran elsewhere on the same sample: choose, then fit here
         if swept_sample is None:
-            sample = sample_rows(src, config.sweep_samples, derive_seed(entropy, KEY_SAMPLE))
+            size = sweep_size(config, src.n_rows, src.dim)
+            sample = sample_rows(src, size, derive_seed(entropy, KEY_SAMPLE))
         else:
             sample = _check_swept_sample(swept_sample, src, config)
         sweep = tuple(swept)
@@ -193,23 +197,29 @@ def _cluster_all(
         )
         chosen_by = "explicit"
     else:
-        sample = sample_rows(src, config.sweep_samples, derive_seed(entropy, KEY_SAMPLE))
-        candidates = candidate_ks(config.cluster_range, sample, src.n_rows)
-        sweep = sweep_k(
+        size = sweep_size(config, src.n_rows, src.dim)
+        check_range_fits(config.cluster_range, size, src.n_rows)  # before any row is read
+        sample = sample_rows(src, size, derive_seed(entropy, KEY_SAMPLE))
+        grid = candidate_ks(config.cluster_range, sample, src.n_rows)
+        sweep = run_sweep(
             sample,
-            candidates,
+            grid,
             derive_seed(entropy, KEY_SWEEP),
             client=client,
             scheduler=config.scheduler,
             n_workers=config.n_workers,
             batch_size=config.sweep_batch_size,
             n_init=config.sweep_n_init,
+            replicates=config.sweep_replicates,
+            device=resolve_fit_device(config),
         )
         k = choose_k(sweep)
         chosen_by = "davies_bouldin"
     centroids = fit_centers(src, k, config, entropy, sample)
     assignment, distances = assign_rows(src, centroids, client)
+    device = resolve_fit_device(config)
     return ClusterResult(
+        k_choice=describe_sweep(sweep, sample.shape[0], config, device) if sweep else None,
         centroids=centroids,
         assignment=assignment,
         distances=distances,

@@ -1,7 +1,9 @@
 """Supervised mode (``use_labels=True``): the k sweep, the fit and the assignment within each class.
 
-k per class is explicit (capped at the class size) or chosen per class by Davies-Bouldin over
-``cluster_range`` intersected with ``[2, n_c - 1]``; each row goes to the nearest centroid *of its
+k per class is explicit (capped at the class size) or chosen per class by the unsupervised
+sweep's rules (a sample growing with k, the grid and its refinement, the one-standard-error rule
+over half-sample replicates) over ``cluster_range`` intersected with what the class's
+half-samples can score; each row goes to the nearest centroid *of its
 own class*. A class too small for that becomes one cluster at its mean, with a
 :class:`~cl_core.cluster.ClusterWarning`.
 """
@@ -16,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from cl_core.cluster.assign_dask import assign_rows
-from cl_core.cluster.config import ClusterConfig, ClusterWarning
+from cl_core.cluster.config import ClusterConfig, ClusterWarning, resolve_fit_device
 from cl_core.cluster.fit import initial_centers, stream_refine
+from cl_core.cluster.grid import k_grid, replicate_rows
 from cl_core.cluster.results import ClusterResult, SweepPoint
 from cl_core.cluster.sampling import constant_features_error, count_distinct_rows
 from cl_core.cluster.seeds import (
@@ -29,7 +32,7 @@ from cl_core.cluster.seeds import (
     derive_seed,
 )
 from cl_core.cluster.sources import ArraySource, ChunkSource
-from cl_core.cluster.sweep import choose_k, sweep_k
+from cl_core.cluster.sweep import choose_k, run_sweep, sweep_size
 
 
 @dataclass
@@ -56,7 +59,7 @@ def cluster_per_class(
     nearest centroid of its class (on ``client`` when given, as :func:`assign_rows`).
     """
     classes, class_index = np.unique(labels, return_inverse=True)
-    plans = _plan_classes(classes, class_index.reshape(-1), config, entropy)
+    plans = _plan_classes(classes, class_index.reshape(-1), config, entropy, src.dim)
     any_class_varies = False
     for plan, sample in _iter_class_samples(src, plans, config.sweep_samples):
         any_class_varies |= _fit_class(plan, sample, config, entropy, client)
@@ -83,16 +86,17 @@ def cluster_per_class(
 
 
 def _plan_classes(
-    classes: np.ndarray, class_index: np.ndarray, config: ClusterConfig, entropy: int
+    classes: np.ndarray, class_index: np.ndarray, config: ClusterConfig, entropy: int, dim: int
 ) -> list[_ClassPlan]:
     order = np.argsort(class_index, kind="stable")  # rows of each class, ascending
     bounds = np.concatenate([[0], np.cumsum(np.bincount(class_index, minlength=len(classes)))])
     plans = []
     for position, label in enumerate(classes):
         rows = order[bounds[position] : bounds[position + 1]]
-        if rows.shape[0] > config.sweep_samples:
+        size = sweep_size(config, rows.shape[0], dim)  # the unsupervised sample's rule, per class
+        if rows.shape[0] > size:
             rng = np.random.default_rng(derive_seed(entropy, KEY_CLASS, position))
-            chosen = np.sort(rng.choice(rows, size=config.sweep_samples, replace=False))
+            chosen = np.sort(rng.choice(rows, size=size, replace=False))
         else:
             chosen = rows
         plans.append(_ClassPlan(label=label, rows=rows, sample_index=chosen))
@@ -142,7 +146,7 @@ def _fit_class(
             )
     else:
         low, high = config.cluster_range
-        top = min(high, sample.shape[0] - 1, distinct)
+        top = min(high, replicate_rows(sample.shape[0]) - 1, distinct)
         if low > top:
             plan.k = 1
             warnings.warn(
@@ -154,9 +158,9 @@ def _fit_class(
             )
         else:
             class_seed = derive_seed(entropy, KEY_CLASS, KEY_SWEEP, plan.rows[0])
-            plan.sweep = sweep_k(
+            plan.sweep = run_sweep(
                 sample,
-                range(low, top + 1),
+                k_grid(low, top),
                 class_seed,
                 client=client,
                 scheduler=config.scheduler,
@@ -164,6 +168,8 @@ def _fit_class(
                 batch_size=config.sweep_batch_size,
                 n_init=config.sweep_n_init,
                 class_label=_plain(plan.label),
+                replicates=config.sweep_replicates,
+                device=resolve_fit_device(config),
             )
             plan.k = choose_k(plan.sweep)
     seed = derive_seed(entropy, KEY_CLASS, KEY_INIT, plan.rows[0])

@@ -1,9 +1,12 @@
 """The Davies-Bouldin k sweep: plan it, evaluate each k, choose k.
 
-Every k of ``cluster_range`` is an independent job (:func:`evaluate_k`) on one seeded subsample
-(:func:`plan_sweep` draws it exactly as :func:`cl_core.cluster.cluster_embeddings` does);
-:func:`sweep_k` runs the jobs in parallel on Dask, :func:`choose_k` picks the lowest index (ties:
-the smaller k), and :func:`edge_of_range_warning` says when that k is an end of the range.
+Every candidate k (the grid of ``cluster_range``, then a refinement around the best,
+:mod:`~cl_core.cluster.grid`) is an independent job (:func:`evaluate_k`: the index over
+half-sample replicates of one seeded sample, which :func:`plan_sweep` draws exactly as
+:func:`cl_core.cluster.cluster_embeddings` does); :func:`sweep_k` runs the jobs in parallel on
+Dask, :func:`run_sweep` runs both rounds, :func:`choose_k` applies the one-standard-error rule
+(:mod:`~cl_core.cluster.choice`), and :func:`edge_of_range_warning` says when the chosen k is an
+end of the range.
 """
 
 from __future__ import annotations
@@ -17,15 +20,28 @@ from typing import Any
 
 import numpy as np
 
+from cl_core.cluster.choice import choose_in_band
 from cl_core.cluster.config import (
     CHOSEN_BY,
     DEFAULT_SWEEP_BATCH_SIZE,
+    DEFAULT_SWEEP_REPLICATES,
     SCHEDULERS,
     ClusterConfig,
     ClusterWarning,
     check_cluster_range,
     check_config,
+    resolve_fit_device,
 )
+from cl_core.cluster.grid import (
+    ROWS_PER_CLUSTER,
+    SWEEP_MEMORY_BYTES,
+    check_range_fits,
+    k_grid,
+    refine_ks,
+    replicate_rows,
+    sweep_sample_size,
+)
+from cl_core.cluster.replicates import fit_and_score, half_samples
 from cl_core.cluster.results import SweepPoint
 from cl_core.cluster.sampling import (
     check_sample,
@@ -35,7 +51,7 @@ from cl_core.cluster.sampling import (
 )
 from cl_core.cluster.seeds import KEY_SAMPLE, KEY_SWEEP, derive_seed, root_entropy
 from cl_core.cluster.sources import RowSubset, as_source, resolve_valid
-from cl_core.threads import openmp_limit, thread_limit
+from cl_core.threads import thread_limit
 from cl_core.validation import check_choice, check_int
 
 
@@ -45,80 +61,84 @@ def evaluate_k(
     random_state: int | None = 0,
     batch_size: int = DEFAULT_SWEEP_BATCH_SIZE,
     *,
-    n_init: int = 3,
+    n_init: int = 1,
     n_threads: int | None = 1,
     class_label: Any = None,
+    replicates: int = DEFAULT_SWEEP_REPLICATES,
+    device: str = "cpu",
 ) -> SweepPoint:
-    """Fit k clusters on ``sample`` and score them: one independent job of the sweep.
+    """Score k on ``replicates`` half-samples of ``sample``: one independent job of the sweep.
 
     A pure function of picklable arguments (the Prefect flow maps it as a Dask task). The
-    ``MiniBatchKMeans`` seed is derived from ``(random_state, k)``, so a job's result does not
-    depend on which other jobs run or where.
+    half-samples derive from ``random_state`` alone (the same rows for every k); each replicate
+    is fitted afresh (k-means++ then Lloyd in torch, :mod:`~cl_core.cluster.replicates`) with a
+    seed derived from ``(random_state, k, replicate)``, so a job's result does not depend on
+    which other jobs run or where.
 
     Parameters
     ----------
     sample : ndarray of shape (n, D)
         Normalised rows (see :func:`sample_rows`).
     k : int
-        Clusters, ``2 <= k <= n - 1`` (the range where Davies-Bouldin is defined).
+        Clusters, ``2 <= k <= n // 2 - 1`` (Davies-Bouldin needs ``k <= rows - 1`` in each half).
     random_state : int or None
         Sweep seed (the same for every k of one sweep).
     batch_size : int
-        ``MiniBatchKMeans`` batch size; k-means++ seeds on ``max(batch_size, 3k)`` rows.
+        Rows per device batch of the Lloyd passes (speed only).
     n_init : int
-        k-means++ restarts; the one with the lowest inertia on the seeding rows is kept.
+        k-means++ draws per replicate; the one with the lowest inertia on its seeding rows wins.
     n_threads : int or None
-        OpenMP threads of the job (1 keeps parallel jobs from oversubscribing cores and makes
-        the result independent of the core count); None leaves scikit-learn's default.
+        torch CPU threads of the job (1 keeps parallel jobs from oversubscribing cores); None
+        leaves torch's setting.
     class_label : optional
         Recorded in the returned point (supervised mode).
+    replicates : int
+        Half-sample replicates (>= 2 for a standard error; 1 gives NaN).
+    device : {"cpu", "cuda"} or "cuda:N"
+        Where the fits run.
 
     Returns
     -------
     SweepPoint
-
-    Notes
-    -----
-    To run several jobs as threads of one process (as :func:`sweep_k` does), hold
-    ``threadpoolctl.threadpool_limits(1, user_api="blas")`` around them: scikit-learn switches
-    BLAS to one thread around each fit through a process-wide setting, and concurrent fits
-    restore it out of order, leaving BLAS threads to fight over the cores.
+        ``davies_bouldin`` the mean over the replicates, ``davies_bouldin_se`` its standard
+        error, ``replicates`` every value.
     """
-    from sklearn.cluster import MiniBatchKMeans
-    from sklearn.metrics import davies_bouldin_score
-
     values = check_sample(sample)
     n = values.shape[0]
-    k = _check_k_for_index(k, n)
-    seed = derive_seed(root_entropy(random_state), KEY_SWEEP, k)
+    k = _check_k_for_index(k, replicate_rows(n))
+    n_replicates = check_int("replicates", replicates, 1)
+    entropy = root_entropy(random_state)
     started = time.perf_counter()
-    with openmp_limit(n_threads), warnings.catch_warnings():
-        # Duplicate points can leave a cluster empty; the index is still well defined then.
-        warnings.filterwarnings("ignore", message="Number of distinct clusters")
-        batch = min(check_int("batch_size", batch_size, 1), n)
-        model = MiniBatchKMeans(
-            n_clusters=k,
-            init="k-means++",
+    scores: list[float] = []
+    inertia = 0.0
+    for b, index in enumerate(half_samples(n, n_replicates, entropy)):
+        index_value, replicate_inertia = fit_and_score(
+            values[index],
+            k,
+            derive_seed(entropy, KEY_SWEEP, k, b),
             n_init=check_int("n_init", n_init, 1),
-            batch_size=batch,
-            # k-means++ and the choice among restarts on one batch of rows (>= 3k), not
-            # scikit-learn's 3 batches: a third of the job's seeding cost, same chosen k.
-            init_size=min(n, max(batch, 3 * k)),
-            random_state=seed,
-        ).fit(values)
-        if np.unique(model.labels_).size < 2:
+            device=device,
+            batch_rows=check_int("batch_size", batch_size, 1),
+            n_threads=n_threads,
+        )
+        if not math.isfinite(index_value):
             raise ValueError(
-                f"sample has fewer than 2 distinct rows, so k={k} clusters cannot be scored; "
-                "the features are (nearly) constant - check the embedding stage"
+                f"a half-sample has fewer than 2 distinct rows, so k={k} clusters cannot be "
+                "scored; the features are (nearly) constant - check the embedding stage"
             )
-        index = float(davies_bouldin_score(values, model.labels_))
+        scores.append(index_value)
+        inertia += replicate_inertia
+    mean = float(np.mean(scores))
+    se = float(np.std(scores, ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else math.nan
     return SweepPoint(
         k=k,
-        davies_bouldin=index,
-        inertia=float(model.inertia_),
+        davies_bouldin=mean,
+        inertia=inertia / n_replicates * n / replicate_rows(n),  # per sample of n rows
         seconds=time.perf_counter() - started,
         n_samples=n,
         class_label=class_label,
+        davies_bouldin_se=se,
+        replicates=tuple(scores),
     )
 
 
@@ -126,7 +146,7 @@ def _check_k_for_index(k: object, n: int) -> int:
     k = check_int("k", k, 2, " (the Davies-Bouldin index needs at least 2 clusters)")
     if k > n - 1:
         raise ValueError(
-            f"k={k} is too large for a sample of {n} rows: the Davies-Bouldin index needs "
+            f"k={k} is too large for half-samples of {n} rows: the Davies-Bouldin index needs "
             f"k <= n - 1 = {n - 1}; lower the range or use more sweep_samples"
         )
     return k
@@ -141,10 +161,12 @@ def sweep_k(
     scheduler: str = "threads",
     n_workers: int | None = None,
     batch_size: int = DEFAULT_SWEEP_BATCH_SIZE,
-    n_init: int = 3,
+    n_init: int = 1,
     class_label: Any = None,
+    replicates: int = DEFAULT_SWEEP_REPLICATES,
+    device: str = "cpu",
 ) -> tuple[SweepPoint, ...]:
-    """Run :func:`evaluate_k` for every k in parallel on Dask.
+    """Run :func:`evaluate_k` for every k in parallel on Dask (one after another on a GPU).
 
     Parameters
     ----------
@@ -161,8 +183,9 @@ def sweep_k(
         Local scheduler (threads suit scikit-learn, which releases the GIL in its kernels).
     n_workers : int, optional
         Parallel jobs for the local scheduler (default: one per core).
-    batch_size, n_init
-        Passed to :func:`evaluate_k`.
+    batch_size, n_init, replicates, device
+        Passed to :func:`evaluate_k`; with a CUDA ``device`` the jobs run one after another
+        in this process (the GPU is the parallelism).
     class_label : optional
         Recorded in every point (supervised mode).
 
@@ -173,14 +196,22 @@ def sweep_k(
         every backend.
     """
     values = check_sample(sample)
-    candidates = [_check_k_for_index(k, values.shape[0]) for k in ks]
+    candidates = [_check_k_for_index(k, replicate_rows(values.shape[0])) for k in ks]
     if not candidates:
         raise ValueError("ks is empty; give at least one k to evaluate, e.g. range(2, 21)")
     if len(set(candidates)) != len(candidates):
         raise ValueError(f"ks has repeated values {list(ks)!r}; give each k once")
     check_choice("scheduler", scheduler, SCHEDULERS)
     entropy = root_entropy(random_state)  # fixed before dispatch, so every job shares it
-    options = {"n_init": n_init, "n_threads": 1, "class_label": class_label}
+    options = {
+        "n_init": n_init,
+        "n_threads": 1,
+        "class_label": class_label,
+        "replicates": replicates,
+        "device": device,
+    }
+    if device != "cpu":
+        scheduler, client = "synchronous", None
     if client is not None:
         shared = client.scatter(values, broadcast=True)
         futures = [
@@ -215,14 +246,28 @@ def sweep_k(
 
 
 def choose_k(points: Sequence[SweepPoint]) -> int:
-    """The k with the lowest Davies-Bouldin index (ties: the smaller k)."""
+    """The k of the one-standard-error rule (:func:`cl_core.cluster.choice.choose_in_band`)."""
+    return choose_in_band(points).k
+
+
+def best_k(points: Sequence[SweepPoint]) -> int:
+    """The k of the lowest mean index (ties: the smaller k): the centre of the refinement."""
     finite = [point for point in points if math.isfinite(point.davies_bouldin)]
     if not finite:
-        raise ValueError(
-            "no candidate k has a finite Davies-Bouldin index; the features are degenerate "
-            "(constant or duplicated rows) - check the embedding stage"
-        )
+        return choose_k(points)  # raises the degenerate-features error
     return min(finite, key=lambda point: (point.davies_bouldin, point.k)).k
+
+
+def run_sweep(
+    sample: np.ndarray, grid: Sequence[int], random_state: int | None = 0, **options: Any
+) -> tuple[SweepPoint, ...]:
+    """The whole sweep: :func:`sweep_k` over ``grid``, then once over :func:`refine_ks` of the
+    best grid k; every point, sorted by k. ``options`` go to :func:`sweep_k`."""
+    points = sweep_k(sample, grid, random_state, **options)
+    extra = refine_ks(grid, best_k(points))
+    if extra:
+        points = points + sweep_k(sample, extra, random_state, **options)
+    return tuple(sorted(points, key=lambda point: point.k))
 
 
 @dataclass(frozen=True, eq=False)
@@ -234,13 +279,16 @@ class SweepPlan:
     sample : ndarray of shape (n, D), float32
         The normalised subsample every k is fitted and scored on.
     ks : tuple of int
-        The feasible candidates (``cluster_range`` capped at what the sample supports).
+        The first-round candidates: :func:`~cl_core.cluster.grid.k_grid` of ``cluster_range``
+        (capped at the sample's distinct rows); :func:`refine_ks` of the best adds the second.
     sample_seed : int
         Seed the subsample was drawn with.
     sweep_seed : int
         Pass as ``random_state`` to :func:`evaluate_k` / :func:`sweep_k`.
     n_rows : int
         Rows that take part (N minus the excluded ones).
+    device : str
+        Where the sweep's fits run (``"cpu"`` or ``"cuda"``; :func:`resolve_fit_device`).
     """
 
     sample: np.ndarray
@@ -248,15 +296,21 @@ class SweepPlan:
     sample_seed: int
     sweep_seed: int
     n_rows: int
+    device: str = "cpu"
 
 
 def plan_sweep(source: Any, config: ClusterConfig | None = None, *, valid: Any = None) -> SweepPlan:
     """Draw the sweep subsample and the candidate ks, as :func:`cluster_embeddings` does.
 
     For orchestrators that fan the sweep out themselves: ``evaluate_k(plan.sample, k,
-    plan.sweep_seed, config.sweep_batch_size, n_init=config.sweep_n_init, n_threads=1)`` for
-    every ``k`` in ``plan.ks``, then :func:`choose_k`, gives the k the library's own sweep
-    chooses; then ``cluster_embeddings(source, replace(config, n_clusters=k), valid=valid)``.
+    plan.sweep_seed, config.sweep_batch_size, n_init=config.sweep_n_init,
+    replicates=config.sweep_replicates, device=plan.device)`` for every ``k`` in ``plan.ks``,
+    then the same for ``refine_ks(plan.ks, best_k(points))``, then :func:`choose_k` over all
+    points, gives the k the library's own sweep chooses; hand the points to
+    ``cluster_embeddings(source, config, sweep=points, sample=plan.sample, valid=valid)``.
+
+    The sample has :func:`~cl_core.cluster.grid.sweep_sample_size` rows; a range whose top k
+    it cannot score is refused (ValueError) before any row is read.
 
     Parameters
     ----------
@@ -282,7 +336,9 @@ def plan_sweep(source: Any, config: ClusterConfig | None = None, *, valid: Any =
     entropy = root_entropy(config.random_state)
     sample_seed = derive_seed(entropy, KEY_SAMPLE)
     sweep_seed = derive_seed(entropy, KEY_SWEEP)
-    sample = sample_rows(data, config.sweep_samples, sample_seed)
+    size = sweep_size(config, data.n_rows, data.dim)
+    check_range_fits(config.cluster_range, size, data.n_rows)
+    sample = sample_rows(data, size, sample_seed)
     ks = candidate_ks(config.cluster_range, sample, data.n_rows)
     sample.flags.writeable = False
     return SweepPlan(
@@ -291,31 +347,61 @@ def plan_sweep(source: Any, config: ClusterConfig | None = None, *, valid: Any =
         sample_seed=sample_seed,
         sweep_seed=sweep_seed,
         n_rows=data.n_rows,
+        device=resolve_fit_device(config),
     )
 
 
+def sweep_size(config: ClusterConfig, n_rows: int, dim: int | None = None) -> int:
+    """Rows of the sweep sample of ``config`` over ``n_rows`` rows of ``dim`` features."""
+    return sweep_sample_size(config.cluster_range, n_rows, config.sweep_samples, dim)
+
+
 def candidate_ks(cluster_range: tuple[int, int], sample: np.ndarray, n_rows: int) -> list[int]:
-    """The sweep's ks: the range, capped (with a warning) at what the sample supports."""
+    """The sweep's first-round ks: the grid of the range, refused when the sample's half-samples
+    cannot score its top k, capped (with a warning) at the sample's distinct rows."""
     low, high = cluster_range
+    check_range_fits(cluster_range, sample.shape[0], n_rows)
     distinct = count_distinct_rows(sample, enough=high)
     if distinct < 2:
         raise constant_features_error(sample.shape[0], n_rows)
-    limit = min(sample.shape[0] - 1, distinct)
+    limit = min(replicate_rows(sample.shape[0]) - 1, distinct)
     if low > limit:
         raise ValueError(
-            f"cluster_range={cluster_range!r} needs at least {low + 1} samples with {low} "
-            f"distinct rows, but there are {sample.shape[0]} samples with {distinct} "
-            f"distinct rows; lower the range to at most {limit} or pass n_clusters"
+            f"cluster_range={cluster_range!r} needs at least {low} distinct rows, but the "
+            f"{sample.shape[0]} samples have {distinct} distinct rows; lower the range to at "
+            f"most {limit} or pass n_clusters"
         )
     if high > limit:
         warnings.warn(
-            f"cluster_range={cluster_range!r} capped at k <= {limit}: the "
-            f"Davies-Bouldin index needs k <= samples - 1 and distinct rows >= k "
-            f"({sample.shape[0]} samples, {distinct} distinct)",
+            f"cluster_range={cluster_range!r} capped at k <= {limit}: the sample has only "
+            f"{distinct} distinct rows",
             ClusterWarning,
             stacklevel=4,
         )
-    return list(range(low, min(high, limit) + 1))
+    return list(k_grid(low, min(high, limit)))
+
+
+def describe_sweep(
+    points: Sequence[SweepPoint], n_sample: int, config: ClusterConfig, device: str
+) -> dict[str, Any]:
+    """How a sweep chose k, JSON-ready: :class:`~cl_core.cluster.choice.KChoice`'s fields plus
+    the grid, the refinement, the sample and replicate sizes, the sizing rule and the device.
+
+    The grid is recovered from the points (the refinement never leaves the grid's range).
+    """
+    ks = sorted(point.k for point in points)
+    grid_ks = set(k_grid(ks[0], ks[-1]))
+    return {
+        **choose_in_band(points).to_dict(),
+        "grid": [k for k in ks if k in grid_ks],
+        "refined": [k for k in ks if k not in grid_ks],
+        "sample_rows": int(n_sample),
+        "replicate_rows": replicate_rows(n_sample),
+        "replicates": int(config.sweep_replicates),
+        "rows_per_cluster": ROWS_PER_CLUSTER,
+        "memory_bytes": SWEEP_MEMORY_BYTES,
+        "device": device,
+    }
 
 
 def edge_of_range_warning(

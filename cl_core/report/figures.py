@@ -58,7 +58,13 @@ def _panel_grid(n_panels: int) -> tuple[int, int]:
 
 
 def plot_sweep(
-    ks: Sequence[int], davies_bouldin: Sequence[float], inertia: Sequence[float], chosen_k=None
+    ks: Sequence[int],
+    davies_bouldin: Sequence[float],
+    inertia: Sequence[float],
+    chosen_k=None,
+    *,
+    standard_error: Sequence[float] | None = None,
+    band: float | None = None,
 ) -> Figure:
     """Davies-Bouldin index (lower is better) and inertia versus the number of clusters.
 
@@ -70,6 +76,10 @@ def plot_sweep(
         The sweep metrics of each k.
     chosen_k : int, optional
         Marked with a vertical line.
+    standard_error : sequence of float, shape (K,), optional
+        Standard error of each index (error bars; NaN: none).
+    band : float, optional
+        The one-standard-error band (best mean + its SE), shaded below that index value.
 
     Returns
     -------
@@ -87,7 +97,20 @@ def plot_sweep(
     fig = _new_figure(6.4, 3.6)
     _fixed_layout(fig, "Cluster count sweep", **_TWIN_AXES_MARGINS)
     ax_db = fig.add_subplot(1, 1, 1)
-    ax_db.plot(k[order], db[order], "o-", color="tab:blue", label="Davies-Bouldin")
+    if standard_error is not None:
+        se = np.nan_to_num(as_1d("standard_error", standard_error), nan=0.0)
+        check_same_length(ks=k, standard_error=se)
+        ax_db.errorbar(
+            k[order], db[order], yerr=se[order], fmt="o-", color="tab:blue", capsize=2,
+            label="Davies-Bouldin (mean ± SE)",
+        )  # fmt: skip
+    else:
+        ax_db.plot(k[order], db[order], "o-", color="tab:blue", label="Davies-Bouldin")
+    if band is not None:
+        low = float(np.nanmin(db))
+        ax_db.axhspan(low, float(band), color="tab:green", alpha=0.2, label="one-SE band")
+    if k.max() / max(k.min(), 1) > 20:
+        ax_db.set_xscale("log")
     ax_db.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_db.set_xlabel("number of clusters k")
     ax_db.set_ylabel("Davies-Bouldin index (lower is better)", color="tab:blue")
@@ -96,7 +119,8 @@ def plot_sweep(
     ax_in.set_ylabel("inertia", color="tab:orange")
     if chosen_k is not None:
         ax_db.axvline(int(chosen_k), color="grey", linestyle=":", label=f"chosen k = {chosen_k}")
-        ax_db.legend(loc="upper right")
+    if chosen_k is not None or band is not None:
+        ax_db.legend(loc="upper right", fontsize="small")
     return fig
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -57,22 +58,57 @@ def cluster_table(
 
 
 def sweep_table(
-    ks: Sequence[int], davies_bouldin: Sequence[float], inertia: Sequence[float], chosen_k=None
+    ks: Sequence[int],
+    davies_bouldin: Sequence[float],
+    inertia: Sequence[float],
+    chosen_k=None,
+    *,
+    standard_error: Sequence[float] | None = None,
+    band: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows ``{k, davies_bouldin, inertia, chosen}`` sorted by k."""
+    """Rows ``{k, davies_bouldin, inertia, chosen}`` sorted by k; with ``standard_error`` and
+    ``band`` also ``se`` and ``in_band`` (index at or below the one-SE band) after the index."""
     k = as_1d("ks", ks, np.int64)
     db = as_1d("davies_bouldin", davies_bouldin)
     inert = as_1d("inertia", inertia)
     check_same_length(ks=k, davies_bouldin=db, inertia=inert)
-    return [
-        {
-            "k": int(k[i]),
-            "davies_bouldin": round(float(db[i]), 6),
-            "inertia": round(float(inert[i]), 6),
-            "chosen": bool(chosen_k is not None and int(k[i]) == int(chosen_k)),
-        }
-        for i in np.argsort(k)
-    ]
+    se = None if standard_error is None else as_1d("standard_error", standard_error)
+    rows = []
+    for i in np.argsort(k):
+        row: dict[str, Any] = {"k": int(k[i]), "davies_bouldin": round(float(db[i]), 6)}
+        if se is not None:
+            row["se"] = round(float(se[i]), 6)
+        if band is not None:
+            row["in_band"] = bool(db[i] <= band)
+        row["inertia"] = round(float(inert[i]), 6)
+        row["chosen"] = bool(chosen_k is not None and int(k[i]) == int(chosen_k))
+        rows.append(row)
+    return rows
+
+
+def k_choice_markdown(choice: Mapping[str, Any]) -> str:
+    """How k was chosen, as a short paragraph and a two-column table (for ``report.md``)."""
+    grid = list(choice.get("grid", ()))
+    refined = list(choice.get("refined", ()))
+    facts = {
+        "rule": "smallest k whose mean index is within one standard error of the best "
+        "(Breiman et al. 1984; Hastie et al., ESL section 7.10)",
+        "best k (lowest mean)": choice.get("best_k"),
+        "band (best mean + SE)": f"{float(choice.get('band', math.nan)):.4f}",
+        "k in band": f"{len(choice.get('in_band', ()))} of {choice.get('n_candidates')}",
+        "flat curve": "yes" if choice.get("flat") else "no",
+        "grid": f"{len(grid)} k: {_short_list(grid)}",
+        "refinement": _short_list(refined) if refined else "none",
+        "sweep sample": f"{choice.get('sample_rows')} rows; {choice.get('replicates')} "
+        f"half-sample replicates of {choice.get('replicate_rows')} rows",
+        "device": choice.get("device"),
+    }
+    return "How k was chosen:\n\n" + summary_markdown(facts)
+
+
+def _short_list(values: Sequence[int]) -> str:
+    shown = ", ".join(str(v) for v in values[:12])
+    return shown + (f", ... ({len(values)} in all)" if len(values) > 12 else "")
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -155,6 +191,7 @@ def render_report(
     summary: Mapping[str, Any],
     *,
     sweep_rows: Sequence[Mapping[str, Any]] = (),
+    k_choice: Mapping[str, Any] | None = None,
     cluster_rows: Sequence[Mapping[str, Any]] = (),
     plots: Mapping[str, str] | None = None,
     title: str = "Curriculum report",
@@ -170,6 +207,9 @@ def render_report(
         Run facts (first table).
     sweep_rows, cluster_rows : sequence of mapping
         From :func:`sweep_table` and :func:`cluster_table`.
+    k_choice : mapping, optional
+        How k was chosen (rule, band, grid, sample size, refinement): listed under the sweep
+        table (:func:`k_choice_markdown`).
     plots : mapping of str to str, optional
         Plot key (see :data:`PLOT_FILES`) to relative path.
     title : str
@@ -207,6 +247,8 @@ def render_report(
     }
     if sweep_rows:
         parts += ["\n## Cluster count sweep\n", markdown_table(sweep_rows)]
+        if k_choice:
+            parts += ["\n", k_choice_markdown(k_choice)]
     if cluster_rows:
         parts += ["\n## Clusters\n", markdown_table(cluster_rows)]
     for key, caption in captions.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ def write_report(
     schedule_points: tuple[np.ndarray, np.ndarray, np.ndarray],
     sweep: Sequence[Mapping[str, Any]] = (),
     chosen_k: int | None = None,
+    k_choice: Mapping[str, Any] | None = None,
     sample_images: Mapping[int, Sequence[np.ndarray]] | None = None,
     title: str = "Curriculum report",
     warnings: Sequence[str] = (),
@@ -49,6 +51,10 @@ def write_report(
     sweep : sequence of mappings with keys ``k``, ``davies_bouldin``, ``inertia``
         Empty when k was given explicitly; the sweep plot is then left out.
     chosen_k : int, optional
+    k_choice : mapping, optional
+        How k was chosen (``ClusterResult.k_choice``: the rule, the band, the grid, the sample
+        size, the refinement): the band is shaded in the sweep plot and marked in its table,
+        and the facts are listed under the table.
     sample_images : mapping of cluster id to images, optional
         For image datasets; see :func:`plot_sample_grid`.
     title : str
@@ -70,10 +76,11 @@ def write_report(
         ks = [point["k"] for point in sweep]
         dbs = [point["davies_bouldin"] for point in sweep]
         inertias = [point["inertia"] for point in sweep]
-        sweep_rows = sweep_table(ks, dbs, inertias, chosen_k)
-        written["sweep"] = save_figure(
-            plot_sweep(ks, dbs, inertias, chosen_k), out / PLOT_FILES["sweep"]
-        )
+        ses = [_nan_if_none(point.get("davies_bouldin_se")) for point in sweep]
+        band = None if not k_choice else k_choice.get("band")
+        sweep_rows = sweep_table(ks, dbs, inertias, chosen_k, standard_error=ses, band=band)
+        figure = plot_sweep(ks, dbs, inertias, chosen_k, standard_error=ses, band=band)
+        written["sweep"] = save_figure(figure, out / PLOT_FILES["sweep"])
     written["difficulty"] = save_figure(
         plot_difficulty_histograms(difficulty, assignment), out / PLOT_FILES["difficulty"]
     )
@@ -85,6 +92,7 @@ def write_report(
     report = render_report(
         summary,
         sweep_rows=sweep_rows,
+        k_choice=k_choice,
         cluster_rows=cluster_table(assignment, distances, difficulty),
         plots={name: path.name for name, path in written.items()},
         title=title,
@@ -95,3 +103,7 @@ def write_report(
     written["report"] = out / REPORT_FILE
     written["report"].write_text(report, encoding="utf-8")
     return written
+
+
+def _nan_if_none(value: Any) -> float:
+    return math.nan if value is None else float(value)

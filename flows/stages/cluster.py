@@ -1,10 +1,11 @@
 """The ``cluster`` stage flow: k-means on the store with k explicit, per class, or chosen by
 ``cl_core.cluster``'s Davies-Bouldin sweep fanned out over the sweep's task runner.
 
-The sweep is the library's: :func:`cl_core.cluster.plan_sweep` draws the subsample and the ks
-(sample task), :func:`cl_core.cluster.evaluate_k` scores each k (sweep tasks),
-:func:`cl_core.cluster.choose_k` picks one, and :func:`cl_core.cluster.cluster_embeddings` fits
-and assigns with that k. The ks are split into as many sweep tasks as the runner runs at once
+The sweep is the library's: :func:`cl_core.cluster.plan_sweep` draws the subsample and the grid
+of ks (sample task), :func:`cl_core.cluster.evaluate_k` scores each k over half-sample
+replicates (sweep tasks), a second round scores :func:`cl_core.cluster.refine_ks` around the
+best, :func:`cl_core.cluster.choose_k` applies the one-standard-error rule, and
+:func:`cl_core.cluster.cluster_embeddings` fits and assigns with that k. The ks are split into as many sweep tasks as the runner runs at once
 (:func:`sweep_groups`), not one task per k: each Prefect ``submit`` costs about 0.2 s of the
 flow's time (it serialises Prefect's settings context), which for a 19-k sweep was more than the
 sweep itself on small data. Every k still has its own result file, read back by a rerun.
@@ -20,7 +21,15 @@ from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from threadpoolctl import threadpool_limits
 
-from cl_core.cluster import EXECUTION_FIELDS, SweepPoint, choose_k, edge_of_range_warning
+from cl_core.cluster import (
+    EXECUTION_FIELDS,
+    KChoice,
+    SweepPoint,
+    best_k,
+    choice_from_records,
+    edge_of_range_warning,
+    refine_ks,
+)
 from cl_core.update import first_lineage, lineage_line, previous_version
 from flows import progress, tasks
 from flows.done import cluster_outputs_verified, files_verified, update_planned
@@ -112,16 +121,10 @@ def cluster_flow(
             return outcome
         if n_clusters is None and not clustering.use_labels:
             sweep, sample_path = _sweep(embedded, clustering, output, work, ledger)
-            n_clusters = _choose_k(sweep)
+            choice = choice_from_records(sweep)
+            n_clusters = choice.k
             ui.create(publish_sweep_table, sweep, n_clusters, name)  # beside the final fit
-            best = next(point for point in sweep if point["k"] == n_clusters)
-            logger.info(
-                "k = %d: lowest Davies-Bouldin index (%.3f) over k = %d..%d",
-                n_clusters,
-                best["davies_bouldin"],
-                sweep[0]["k"],
-                sweep[-1]["k"],
-            )
+            logger.info("%s over k = %d..%d", choice.summary(), sweep[0]["k"], sweep[-1]["k"])
         summary = _fit(
             tasks.configured(tasks.cluster_task, work, done=cluster_outputs_verified(out_dir)),
             ledger,
@@ -137,15 +140,18 @@ def cluster_flow(
         warning = edge_of_range_warning(
             summary["n_clusters"], clustering.cluster_range, summary["chosen_by"]
         )
+        flat = flat_note(summary.get("k_choice"))
         outcome = ClusterOutcome(
             cluster_id=cluster_id,
             **summary,
             warning=warning,
             update=update,
+            k_note=flat,
             task_states=ledger.entries,
         )
-        if outcome.warning:
-            logger.warning(outcome.warning)
+        for note in (outcome.warning, outcome.k_note):
+            if note:
+                logger.warning(note)
         if sweep is None and outcome.sweep:
             ui.create(publish_sweep_table, outcome.sweep, outcome.n_clusters, name)
         ui.create(publish_clusters_table, outcome.clusters, name)
@@ -201,9 +207,9 @@ def _fit(fit_task: Any, ledger: TaskLedger, *, on_cluster: bool, **kwargs: Any) 
     return future.result()
 
 
-def _choose_k(sweep: list[dict[str, Any]]) -> int:
-    fields = {f.name for f in dataclasses.fields(SweepPoint)}
-    return int(choose_k([SweepPoint(**{k: v for k, v in p.items() if k in fields}) for p in sweep]))
+def flat_note(k_choice: dict[str, Any] | None) -> str | None:
+    """The run's sentence for a flat Davies-Bouldin curve (None when it is not flat)."""
+    return KChoice.from_dict(k_choice).flat_note() if k_choice else None
 
 
 def _sweep(
@@ -223,7 +229,7 @@ def _sweep(
         {
             "features": embedded.fingerprint,
             "cluster_range": config.cluster_range,
-            "sweep_samples": config.sweep_samples,
+            "sweep_samples": config.sweep_samples,  # the sample's size follows from these
             "normalize": config.normalize,
             "random_state": config.random_state,
         },
@@ -241,33 +247,43 @@ def _sweep(
         "sample": sample_id,
         "batch_size": config.sweep_batch_size,
         "n_init": config.sweep_n_init,
+        "replicates": config.sweep_replicates,
+        "device": sample["device"],
     }
     job_id = content_id("evaluate-k", job_config)  # names the per-k files of these settings
 
     def out_path(k: int) -> str:
         return str(sweep_dir / f"k-{k}-{job_id}.json")
 
-    groups = sweep_groups(sample["ks"], sweep_tasks(output, len(sample["ks"])))
-    bar = progress.track("k sweep", total=len(sample["ks"]))
-    # Each job limits BLAS to one thread through a process-wide switch; with in-process Dask
-    # workers, concurrent jobs could restore it out of order. The outer limit restores it last.
-    with threadpool_limits(limits=1, user_api="blas"):
-        futures = [
-            tasks.configured(
-                tasks.evaluate_ks_task, work, done=files_verified(*map(out_path, group))
-            ).submit(
-                content_id=content_id("evaluate-ks", {**job_config, "ks": group}),
-                sample_path=str(sample_path),
-                ks=group,
-                sweep_seed=sample["sweep_seed"],
-                clustering=clustering,
-                out_paths=[out_path(k) for k in group],
-            )
-            for group in groups
-        ]
-        for future in as_completed(futures):
-            ledger.record(tasks.evaluate_ks_task.name, [future])  # while later groups still run
-            bar.advance(len(future.result()))
-    bar.close()
-    points = [point for future in futures for point in future.result()]
+    def run_round(ks: list[int], label: str) -> list[dict[str, Any]]:
+        groups = sweep_groups(ks, sweep_tasks(output, len(ks)))
+        bar = progress.track(label, total=len(ks))
+        # Each job limits BLAS to one thread through a process-wide switch; with in-process
+        # Dask workers, concurrent jobs could restore it out of order. The outer limit
+        # restores it last.
+        with threadpool_limits(limits=1, user_api="blas"):
+            futures = [
+                tasks.configured(
+                    tasks.evaluate_ks_task, work, done=files_verified(*map(out_path, group))
+                ).submit(
+                    content_id=content_id("evaluate-ks", {**job_config, "ks": group}),
+                    sample_path=str(sample_path),
+                    ks=group,
+                    sweep_seed=sample["sweep_seed"],
+                    clustering=clustering,
+                    out_paths=[out_path(k) for k in group],
+                    device=sample["device"],
+                )
+                for group in groups
+            ]
+            for future in as_completed(futures):
+                ledger.record(tasks.evaluate_ks_task.name, [future])  # while others still run
+                bar.advance(len(future.result()))
+        bar.close()
+        return [point for future in futures for point in future.result()]
+
+    points = run_round(sample["ks"], "k sweep")
+    extra = refine_ks(sample["ks"], best_k([SweepPoint.from_dict(p) for p in points]))
+    if extra:
+        points += run_round(list(extra), "k refinement")
     return sorted(points, key=lambda point: point["k"]), str(sample_path)

@@ -175,11 +175,16 @@ def _report_summary(
 ) -> dict[str, Any]:
     """The facts at the top of report.md."""
     chosen = next((p for p in clustered.sweep if p["k"] == clustered.n_clusters), None)
+    low, high = clustering.cluster_range
+    band = (clustered.k_choice or {}).get("band")
     why = {
         "explicit": "given (n_clusters)",
         "davies_bouldin": (
-            f"lowest Davies-Bouldin index ({chosen['davies_bouldin']:.3f}) over "
-            f"k = {clustering.cluster_range[0]}..{clustering.cluster_range[1]}"
+            f"smallest k whose mean Davies-Bouldin index ({chosen['davies_bouldin']:.3f}) is "
+            f"within one standard error of the best (band {band:.3f}) over k = {low}..{high}"
+            if chosen and band is not None
+            else f"lowest Davies-Bouldin index ({chosen['davies_bouldin']:.3f}) over "
+            f"k = {low}..{high}"
             if chosen
             else "lowest Davies-Bouldin index"
         ),
