@@ -183,6 +183,7 @@ def _report_summary(
             else "lowest Davies-Bouldin index"
         ),
         "per_class": "clusters within each class (supervised)",
+        "previous": "the previous version's clusters (new samples assigned to them)",
     }.get(clustered.chosen_by, clustered.chosen_by)
     identity = embedded.identity_method
     return {
