@@ -24,6 +24,7 @@ def check_parameters(params: dict[str, Any]) -> None:
     clustering.to_config()
     params["curriculum"].schedule_config()
     check_destinations(params["output"])
+    check_refit(clustering, dataset, params["output"])
     if dataset.kind == "zarr":
         check_clusters_fit(clustering, _store_rows(dataset), dataset.spec)
         return
@@ -49,6 +50,27 @@ def check_model(params: dict[str, Any]) -> None:
 
         resolve_device(embedding.device)  # --device cuda without CUDA fails here
     inputs.resolve_inputs(dataset, embedding)
+
+
+def check_refit(clustering: ClusterParams, dataset: DatasetParams, output: OutputParams) -> None:
+    """``--refit never`` needs a previous version of the same name, published with its samples'
+    file keys, to assign the new samples to (and cannot keep clusters within classes)."""
+    if clustering.refit != "never":
+        return
+    if clustering.use_labels:
+        raise BadInput(
+            "--refit never assigns samples to a previous version's clusters, but --supervised "
+            "fits clusters within each class; use --refit always (or auto)"
+        )
+    from cl_core.update import previous_version
+
+    name = dataset.artifact_name()
+    previous, why = previous_version(output.output_dir, name, None)
+    if previous is None:
+        raise BadInput(
+            f"--refit never: {why} of {name!r} under --output {output.output_dir}; run once "
+            "with --refit auto (or always) to publish a first version"
+        )
 
 
 def check_destinations(output: OutputParams) -> None:

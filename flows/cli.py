@@ -84,6 +84,10 @@ def _print_result(result: Any, seconds: float) -> None:
     )
     if result.reuse:
         typer.echo(f"embeddings: {reuse_line(result.reuse)}")
+    if getattr(result, "lineage", None):
+        from cl_core.update import lineage_line  # the clustering stack: imported on use
+
+        typer.echo(f"clusters: {lineage_line(result.lineage)}")
     for warning in result.warnings:
         typer.echo(f"warning: {warning}")
 
@@ -121,6 +125,22 @@ def run(
     k: Annotated[int | None, typer.Option("--k", "-k", help="explicit number of clusters")] = None,
     k_range: Annotated[str, typer.Option(help="LOW:HIGH swept when --k is not given")] = "2:20",
     supervised: Annotated[bool, typer.Option(help="score within each class (labels)")] = False,
+    refit: Annotated[
+        str,
+        typer.Option(
+            help="with a previous version: auto (refit when the data drifted), always, or never "
+            "(assign new samples to its clusters)"
+        ),
+    ] = "auto",
+    refit_share: Annotated[
+        float, typer.Option(help="auto refits once this share of rows changed since the last fit")
+    ] = 0.10,
+    refit_distance_ratio: Annotated[
+        float,
+        typer.Option(
+            help="auto refits when new samples sit this much further from their centroids"
+        ),
+    ] = 1.25,
     strategy: Annotated[str, typer.Option(help="easy (prototypes first) or hard")] = "easy",
     pacing: Annotated[str, typer.Option(help="linear, cosine, root or step")] = "linear",
     f0: Annotated[float, typer.Option("--f0", help="initial effective fraction")] = 0.3,
@@ -182,7 +202,12 @@ def run(
                 precision=precision,  # type: ignore[arg-type]
             ),
             "clustering": ClusterParams(
-                n_clusters=k, cluster_range=_parse_range(k_range), use_labels=supervised
+                n_clusters=k,
+                cluster_range=_parse_range(k_range),
+                use_labels=supervised,
+                refit=refit,  # type: ignore[arg-type]
+                refit_share=refit_share,
+                refit_distance_ratio=refit_distance_ratio,
             ),
             "curriculum": CurriculumParams(
                 strategy=strategy, pacing=pacing, initial_fraction=f0, warmup_iterations=warmup

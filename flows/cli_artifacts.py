@@ -59,6 +59,23 @@ def inspect(
         )
     console = _console()
     console.print(summary)
+    lineage = manifest.get("lineage")
+    if lineage:
+        from cl_core.update import lineage_rows  # the clustering stack: imported on use
+
+        table = Table(title="lineage", show_header=False)
+        for key, value in lineage_rows(lineage).items():
+            table.add_row(key, value)
+        console.print(table)
+    excluded = manifest.get("excluded")
+    if excluded:
+        table = Table(title=f"excluded samples ({excluded.get('count')})")
+        table.add_column("index", justify="right")
+        table.add_column("path")
+        paths = excluded.get("paths") or [None] * len(excluded.get("indices", []))
+        for index, sample_path in zip(excluded.get("indices", []), paths, strict=False):
+            table.add_row(str(index), sample_path or "")
+        console.print(table)
     console.print(files)
 
 

@@ -19,6 +19,7 @@ from flows import files
 CLUSTER_FILE = "cluster.json"
 CLUSTER_ARRAYS = ("centroids.npy", "assignment.npy", "distances.npy")
 RECEIPT_FILE = "published.json"
+UPDATE_PLAN_FILE = "plan.json"
 
 
 def store_created(store_path: str) -> bool:
@@ -71,6 +72,14 @@ def cluster_outputs_verified(out_dir: str | Location) -> bool:
     required = [directory / name for name in CLUSTER_ARRAYS] + [directory / CLUSTER_FILE]
     optional = [path for path in [directory / "cluster_class.npy"] if path.exists()]
     return files_verified(*required, *optional)
+
+
+def update_planned(out_dir: str | Location) -> bool:
+    """An update's plan is intact, and so are its cluster files when it assigned."""
+    plan_path = as_location(out_dir) / UPDATE_PLAN_FILE
+    if not files_verified(plan_path):
+        return False
+    return files.load_json(plan_path)["action"] != "assign" or cluster_outputs_verified(out_dir)
 
 
 def published(receipt_dir: str | Location) -> bool:

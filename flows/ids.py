@@ -90,6 +90,13 @@ class WorkDir:
     def difficulty(self, difficulty_id: str) -> Location:
         return self.root / "difficulty" / f"{difficulty_id}.npy"
 
+    def difficulty_scale(self, difficulty_id: str) -> Location:
+        return self.root / "difficulty" / f"{difficulty_id}.scale.json"
+
+    def update(self, plan_id: str) -> Location:
+        """An update's plan (and, when it assigns, its cluster files)."""
+        return self.root / "updates" / plan_id
+
     def schedule(self, schedule_id: str) -> Location:
         return self.root / "schedules" / f"{schedule_id}.json"
 

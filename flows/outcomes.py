@@ -58,6 +58,8 @@ class ClusterOutcome(_Outcome):
     sweep: list[dict[str, Any]]
     clusters: list[dict[str, Any]]
     warning: str | None = None  # e.g. Davies-Bouldin chose an end of the k range
+    # the nightly update: lineage, and previous_path when a previous version was used
+    update: dict[str, Any] | None = None
     task_states: list[tuple[str, str]] = []
 
 
@@ -93,6 +95,7 @@ class PipelineResult(_Outcome):
     warnings: list[str] = []
     skipped: list[dict[str, Any]] = []
     reuse: dict[str, Any] | None = None  # EmbeddingOutcome.reuse
+    lineage: dict[str, Any] | None = None  # the published version's lineage (cl_core.update)
 
     def count(self, state_name: str) -> int:
         """How many task runs ended in ``state_name`` (e.g. ``Cached``)."""

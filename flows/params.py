@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 DATASET_KINDS = ("digits", "imagefolder", "zarr")
 DEMO_MODEL = "tf_efficientnet_lite0"
+REFIT_FIELDS = frozenset({"refit", "refit_share", "refit_distance_ratio"})
+"""ClusterParams fields that steer a nightly update; recorded in the lineage, not the config."""
 _NAME_PATTERN = re.compile(r"[^a-z0-9._-]+")
 
 
@@ -181,6 +183,29 @@ class ClusterParams(_Params):
         default="standard", description="Feature normalisation before k-means"
     )
     random_state: int = Field(default=0, ge=0, description="Seed of sampling and k-means")
+    refit: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description=(
+            "With a previous version of the same name: never = assign new and changed samples "
+            "to its centroids and score them on its per-cluster scale; always = sweep and fit "
+            "again; auto = refit only when the data drifted (see refit_share, "
+            "refit_distance_ratio). Without one, the clusters are fitted"
+        ),
+    )
+    refit_share: float = Field(
+        default=0.10,
+        gt=0.0,
+        le=1.0,
+        description="auto refits once this share of rows was added, changed or removed since the last fit",
+    )
+    refit_distance_ratio: float = Field(
+        default=1.25,
+        gt=1.0,
+        description=(
+            "auto refits when the new samples' median distance to their centroids reaches this "
+            "multiple of the previous samples' median"
+        ),
+    )
 
     @model_validator(mode="after")
     def _ordered_range(self) -> ClusterParams:
@@ -196,6 +221,16 @@ class ClusterParams(_Params):
         from cl_core.cluster import ClusterConfig
 
         return ClusterConfig(**_config_kwargs(self, ClusterConfig))
+
+    def refit_policy(self) -> Any:
+        """The ``cl_core.update.RefitPolicy`` of these options."""
+        from cl_core.update import RefitPolicy
+
+        return RefitPolicy(
+            mode=self.refit,
+            max_changed_share=self.refit_share,
+            max_distance_ratio=self.refit_distance_ratio,
+        )
 
 
 class CurriculumParams(_Params):

@@ -17,6 +17,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from cl_core.io import as_location
 from cl_core.report import summary_markdown
+from cl_core.update import lineage_line
 from flows.outcomes import (
     IDENTITY_METHODS,
     SAMPLED_IDENTITY_WARNING,
@@ -139,6 +140,7 @@ def _run_pipeline(
         warnings=run_warnings(embedded, clustered),
         skipped=embedded.skipped,
         reuse=embedded.reuse,
+        lineage=(clustered.update or {}).get("lineage"),
     )
     _publish_run_summary(result, dataset, published.files)
     logger.info("Published %s version %s at %s", result.name, result.version, result.artifact_path)
@@ -191,6 +193,8 @@ def run_summary_markdown(result: PipelineResult, dataset: DatasetParams) -> str:
     }
     if result.reuse:
         facts["embeddings"] = reuse_line(result.reuse)
+    if result.lineage:
+        facts["clusters"] = lineage_line(result.lineage)
     parts = [f"# Curriculum `{result.name}` @ `{result.version}`", summary_markdown(facts)]
     if result.warnings:
         parts.append("## Warnings\n\n" + "\n".join(f"- {w}" for w in result.warnings))

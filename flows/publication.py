@@ -9,11 +9,21 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from cl_core.artifacts import compute_version, curriculum_identity
+from cl_core.artifacts import compute_version, curriculum_identity, load_json
+from cl_core.difficulty import DifficultyScale
 from cl_core.io import as_location
 from cl_core.report import order_by_prototypicality, schedule_curve, write_report
 from cl_core.schedule import Schedule, ScheduleConfig
 from cl_core.store import open_store
+from cl_core.update import (
+    DISTANCES_FILE,
+    STATE_FILE,
+    embedding_identity,
+    lineage_rows,
+    refit_state,
+    skipped_paths,
+    version_files,
+)
 from flows import files
 from flows.done import CLUSTER_FILE, usable_rows
 from flows.params import DatasetParams
@@ -38,13 +48,22 @@ class PublishPlan(BaseModel):
     dataset: DatasetParams
     dataset_fingerprint: str | None = None
     warnings: list[str] = []
+    lineage: dict[str, Any] | None = None  # cl_core.update lineage of this version
+    scale_path: str | None = None  # the difficulty's per-cluster scale (DifficultyScale JSON)
+    state_from: str | None = None  # previous version whose normalisation the rows were assigned in
+    normalize: str = "standard"  # the clustering's feature normalisation
 
 
 def publish_inputs(plan: PublishPlan) -> dict[str, Any]:
     """What a publication is made of, read from the stages' files (arrays as published)."""
     cluster_dir = as_location(plan.cluster_dir)
     store = open_store(plan.store_path, read_only=True)
+    distances = files.load_npy(cluster_dir / "distances.npy").astype(np.float32)
     return {
+        "distances": distances,
+        "keys": store.file_records(),
+        "state": _refit_state(plan, store),
+        "skipped_paths": skipped_paths(store),
         "arrays": {
             "difficulty": files.load_npy(plan.difficulty_path).astype(np.float32),
             "assignment": files.load_npy(cluster_dir / "assignment.npy").astype(np.int32),
@@ -73,7 +92,26 @@ def publish_options(plan: PublishPlan, inputs: dict[str, Any]) -> dict[str, Any]
         "dataset_fingerprint": plan.dataset_fingerprint,
         "sample_mask": inputs["sample_mask"],
         "schedule": inputs["schedule_json"],
+        "json_files": version_files(inputs["keys"], inputs["state"]),
+        "extra_arrays": {DISTANCES_FILE: inputs["distances"]},
+        "lineage": plan.lineage,
+        "excluded_paths": inputs["skipped_paths"],
     }
+
+
+def _refit_state(plan: PublishPlan, store: Any) -> dict[str, Any] | None:
+    """What the next update needs besides the arrays: the feature normalisation the rows were
+    clustered in (the previous version's when they were assigned to its centroids), the
+    difficulty scale, the embedding configuration."""
+    if plan.scale_path is None:
+        return None
+    scale = DifficultyScale.from_json(files.load_json(plan.scale_path))
+    if plan.state_from is not None:
+        previous = load_json(plan.state_from, STATE_FILE)
+        normalize, mean, std = (previous[k] for k in ("normalize", "feature_mean", "feature_std"))
+    else:
+        normalize, mean, std = plan.normalize, store.feature_mean, store.feature_std
+    return refit_state(scale, normalize, mean, std, embedding_identity(store.attrs))
 
 
 def publish_receipt(plan: PublishPlan, version_dir: Any, plots: dict[str, Path]) -> dict:
@@ -110,6 +148,7 @@ def report_args(plan: PublishPlan, inputs: dict[str, Any]) -> dict[str, Any]:
         "schedule_json": inputs["schedule_json"],
         "warnings": plan.warnings,
         "skipped": inputs["skipped"],
+        "lineage": lineage_rows(plan.lineage),
     }
 
 
@@ -125,6 +164,7 @@ def render_report(
     title: str,
     warnings: list[str],
     skipped: list[dict[str, Any]],
+    lineage: dict[str, str] | None = None,
 ) -> dict[str, Path]:
     """Write the plots and report.md of one publication into ``report_dir``."""
     difficulty, assignment = arrays["difficulty"], arrays["assignment"]
@@ -142,6 +182,7 @@ def render_report(
         title=title,
         warnings=warnings,
         skipped=skipped,
+        lineage=lineage,
     )
 
 

@@ -40,13 +40,13 @@ from pydantic import BaseModel, ConfigDict
 
 from cl_core.artifacts import publish_curriculum
 from cl_core.cluster import SweepPoint, cluster_embeddings, evaluate_k, plan_sweep
-from cl_core.difficulty import normalize_difficulty
+from cl_core.difficulty import DifficultyScale, fit_scale
 from cl_core.io import Location, as_location, is_url, sha256_hex
 from cl_core.report import cluster_table
 from cl_core.schedule import build_schedule
 from cl_core.store import open_store
 from flows import files
-from flows.done import CLUSTER_FILE, RECEIPT_FILE, files_verified, usable_rows
+from flows.done import CLUSTER_FILE, RECEIPT_FILE, UPDATE_PLAN_FILE, files_verified, usable_rows
 from flows.ids import WorkDir
 from flows.inputs import describe_store, resolve_inputs
 from flows.params import ClusterParams, CurriculumParams, DatasetParams, EmbedParams
@@ -342,6 +342,58 @@ def _save_cluster_arrays(directory: Location, result: Any) -> Location:
     return directory
 
 
+@task(name="plan-update", **_TASK_OPTIONS)
+def plan_update_task(
+    content_id: str,
+    store_path: str,
+    previous_path: str,
+    clustering: ClusterParams,
+    out_dir: str,
+) -> dict[str, Any]:
+    """``cl_core.update.plan_update``: match the store's rows to the previous version, assign
+    the new ones to its centroids, decide under the refit policy. When it assigns, the cluster
+    files (centroids, assignment, distances, ``cluster.json``) are written into ``out_dir`` as
+    a fit would; ``plan.json`` (the lineage) last either way."""
+    from cl_core.update import first_lineage, plan_update
+
+    store = open_store(store_path, read_only=True)
+    policy = clustering.refit_policy()
+    directory = as_location(out_dir)
+    try:
+        plan = plan_update(previous_path, store, policy)
+    except ValueError as error:  # another embedding configuration, a damaged version, ...
+        if policy.mode == "never":
+            raise
+        valid = usable_rows(store)
+        n_valid = store.n_rows if valid is None else int(valid.sum())
+        name = as_location(previous_path).name
+        why = f"previous version {name} not used: {error}"
+        document = {"action": "fit", "lineage": first_lineage(policy, store.n_rows, n_valid, why)}
+        files.save_json(directory / UPDATE_PLAN_FILE, document)
+        return document
+    summary = None
+    if plan.decision.action == "assign":
+        files.save_npy(directory / "centroids.npy", plan.previous.centroids)
+        files.save_npy(directory / "assignment.npy", plan.assignment)
+        files.save_npy(directory / "distances.npy", plan.distances)
+        summary = {
+            "cluster_dir": str(directory),
+            "n_clusters": int(plan.previous.centroids.shape[0]),
+            "chosen_by": "previous",
+            "sweep": [],
+            "clusters": cluster_table(plan.assignment, plan.distances),
+        }
+        files.save_json(directory / CLUSTER_FILE, summary)
+    document = {
+        "action": plan.decision.action,
+        "previous_path": str(plan.previous.path),
+        "lineage": plan.lineage(),
+        "cluster": summary,
+    }
+    files.save_json(directory / UPDATE_PLAN_FILE, document)
+    return document
+
+
 # --------------------------------------------------------------------------------------------
 # Curriculum stage
 # --------------------------------------------------------------------------------------------
@@ -355,18 +407,31 @@ def difficulty_task(
     curriculum: CurriculumParams,
     use_labels: bool,
     out_path: str,
+    scale_path: str,
+    previous_path: str | None = None,
 ) -> str:
-    """Normalise distances within each cluster (or class) into difficulty in [0, 1]."""
+    """Normalise distances within each cluster (or class) into difficulty in [0, 1].
+
+    The per-cluster scale (``cl_core.difficulty.fit_scale``, the same figures
+    ``normalize_difficulty`` uses) is fitted on these distances and saved at ``scale_path``; with
+    ``previous_path`` (rows assigned to that version's centroids) that version's scale is applied
+    instead, so unchanged samples keep their difficulty bitwise.
+    """
     directory = as_location(cluster_dir)
     store = open_store(store_path, read_only=True)
     groups = store.labels() if use_labels else files.load_npy(directory / "assignment.npy")
-    difficulty = normalize_difficulty(
-        files.load_npy(directory / "distances.npy"),
-        groups,
-        method=curriculum.difficulty,
-        valid=usable_rows(store),
-    )
-    files.save_npy(out_path, difficulty)
+    distances = files.load_npy(directory / "distances.npy")
+    valid = usable_rows(store)
+    if previous_path is not None:
+        from cl_core.artifacts import load_json
+        from cl_core.update import STATE_FILE
+
+        state = load_json(previous_path, STATE_FILE)
+        scale = DifficultyScale.from_json(state["difficulty_scale"])
+    else:
+        scale = fit_scale(distances, groups, curriculum.difficulty, valid=valid)
+    files.save_json(scale_path, scale.to_json())
+    files.save_npy(out_path, scale.apply(distances, groups, valid=valid))
     return out_path
 
 

@@ -213,6 +213,9 @@ def publish_curriculum(
     schedule: Schedule | Mapping[str, Any] | None = None,
     json_files: Mapping[str, object] | None = None,
     replace_damaged: bool = False,
+    extra_arrays: Mapping[str, np.ndarray] | None = None,
+    lineage: Mapping[str, Any] | None = None,
+    excluded_paths: Mapping[int, str] | None = None,
     **schedule_options: Any,
 ) -> Location:
     """Turn any per-sample score into a published curriculum artifact.
@@ -268,6 +271,13 @@ def publish_curriculum(
     replace_damaged : bool
         If this version is already published but fails verification: False (default) raises
         :class:`ArtifactIntegrityError`; True publishes it again in place of the damaged copy.
+    extra_arrays : mapping of str to ndarray, optional
+        Further numeric arrays stored as ``<key>.npy`` (e.g. ``distances``); listed in the
+        manifest, not part of the version id (derive them from what is).
+    lineage : mapping, optional
+        The manifest's ``lineage`` (see :func:`~cl_core.artifacts.publish.publish_artifact`).
+    excluded_paths : mapping of int to str, optional
+        Path of each sample ``sample_mask`` excludes, recorded beside its index.
     **schedule_options
         Further :class:`cl_core.schedule.ScheduleConfig` fields (``power``, ``n_steps``, ...).
 
@@ -343,7 +353,7 @@ def publish_curriculum(
     return publish_artifact(  # the damaged copy, if any, is gone: nothing left to replace
         root,
         name,
-        arrays=arrays,
+        arrays={**arrays, **dict(extra_arrays or {})},
         json_files=json_out,
         config=full_config,
         parents=full_parents,
@@ -351,4 +361,6 @@ def publish_curriculum(
         extra_files=extra_files,
         dataset_fingerprint=dataset_fingerprint,
         sample_mask=mask,
+        lineage=lineage,
+        excluded_paths=excluded_paths,
     )

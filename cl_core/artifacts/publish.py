@@ -213,9 +213,12 @@ def _install(temp_dir: Path, version_dir: Path) -> None:
     fsync_directory(version_dir.parent)
 
 
-def _excluded_record(mask: np.ndarray) -> dict[str, Any]:
+def _excluded_record(mask: np.ndarray, paths: Mapping[int, str] | None) -> dict[str, Any]:
     indices = np.flatnonzero(~mask)
-    return {"count": int(indices.size), "indices": [int(i) for i in indices]}
+    record: dict[str, Any] = {"count": int(indices.size), "indices": [int(i) for i in indices]}
+    if paths:
+        record["paths"] = [paths.get(int(i)) for i in indices]
+    return record
 
 
 def publish_artifact(
@@ -231,6 +234,8 @@ def publish_artifact(
     dataset_fingerprint: str | None = None,
     sample_mask: np.ndarray | None = None,
     replace_damaged: bool = False,
+    lineage: Mapping[str, Any] | None = None,
+    excluded_paths: Mapping[int, str] | None = None,
 ) -> Location:
     """Publish files as one content-addressed, verified artifact version.
 
@@ -266,6 +271,13 @@ def publish_artifact(
         was modified or lost after publishing): False (default) raises
         :class:`ArtifactIntegrityError` naming the file; True removes the damaged version and
         publishes it again ("publish the artifact again").
+    lineage : mapping, optional
+        Where the version comes from (parent version, the version whose centroids it uses, row
+        counts, the refit decision; :mod:`cl_core.update`): the manifest's ``lineage``. Not
+        part of the version id (the parents are).
+    excluded_paths : mapping of int to str, optional
+        The path of each excluded sample by index: the manifest's ``excluded`` record lists
+        them as ``paths`` beside ``indices``.
 
     Returns
     -------
@@ -302,7 +314,9 @@ def publish_artifact(
         "metrics": dict(metrics or {}),
     }
     if mask is not None:
-        manifest["excluded"] = _excluded_record(mask)
+        manifest["excluded"] = _excluded_record(mask, excluded_paths)
+    if lineage is not None:
+        manifest["lineage"] = dict(lineage)
     _json_bytes(manifest["metrics"], "metrics")  # fail before anything touches the disk
 
     # object storage cannot rename a directory into place: its versions are written in place

@@ -160,6 +160,7 @@ def render_report(
     title: str = "Curriculum report",
     warnings: Sequence[str] = (),
     skipped: Sequence[Mapping[str, Any]] = (),
+    lineage: Mapping[str, Any] | None = None,
 ) -> str:
     """The text of ``report.md``: summary, tables and the plots embedded by relative path.
 
@@ -180,11 +181,16 @@ def render_report(
         Samples left out of the curriculum, ``{"index", "path", "reason"}`` each, listed under
         "Skipped samples". With no warnings and no skipped samples the text is exactly what it
         was before these sections existed.
+    lineage : mapping, optional
+        Label -> text rows of the version's lineage (``cl_core.update.lineage_rows``), shown
+        under "Lineage" after the summary.
     """
     plots = dict(plots or {})
     notes = _check_warnings(warnings)
     left_out = _check_skipped(skipped)
     parts = [f"# {title}\n", summary_markdown(summary)]
+    if lineage:
+        parts += ["\n## Lineage\n\n", summary_markdown(lineage)]
     if notes:
         parts += ["\n## Warnings\n\n", "".join(f"- {_markdown_text(note)}\n" for note in notes)]
     if left_out:

@@ -33,6 +33,7 @@ def write_report(
     title: str = "Curriculum report",
     warnings: Sequence[str] = (),
     skipped: Sequence[Mapping[str, Any]] = (),
+    lineage: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write every plot and ``report.md`` into ``directory``; return ``{name: path}``.
 
@@ -58,6 +59,8 @@ def write_report(
         ``{"index", "path", "reason"}`` of each sample left out (``EmbeddingStore.skipped_samples``),
         listed under "Skipped samples". Samples with ``assignment`` -1 (excluded from the
         clustering) are left out of the per-cluster plots and table.
+    lineage : mapping, optional
+        Label -> text rows of the version's lineage, shown under "Lineage".
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,6 +90,7 @@ def write_report(
         title=title,
         warnings=warnings,
         skipped=skipped,
+        lineage=lineage,
     )
     written["report"] = out / REPORT_FILE
     written["report"].write_text(report, encoding="utf-8")

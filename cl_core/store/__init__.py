@@ -19,7 +19,7 @@ from cl_core.store.create import (
     store_from_array,
 )
 from cl_core.store.embedding_store import ATTRS_KEY, SCHEMA_VERSION, EmbeddingStore
-from cl_core.store.keys import FileKeys
+from cl_core.store.keys import FileKeys, keys_from_json, keys_to_json
 from cl_core.store.locks import StoreLock
 from cl_core.store.moments import (
     NORMALIZATIONS,
@@ -50,6 +50,8 @@ __all__ = [
     "block_moments",
     "check_row_indices",
     "create_store",
+    "keys_from_json",
+    "keys_to_json",
     "match_files",
     "merge_moments",
     "normalize_block",

@@ -91,3 +91,31 @@ def read_file_keys(group: Any, described: Any) -> FileKeys | None:
 def _strings(values: Any) -> np.ndarray:
     """A zarr string array's values as a fixed-width numpy ``str_`` array."""
     return np.asarray(np.asarray(values).tolist(), dtype=np.str_)
+
+
+def keys_to_json(keys: FileKeys) -> dict[str, Any]:
+    """``keys`` as a JSON document (a published artifact's ``sample_keys.json``)."""
+    document: dict[str, Any] = {
+        "root": keys.root,
+        "method": keys.method,
+        "paths": [str(path) for path in keys.paths.tolist()],
+        "sizes": [int(size) for size in keys.sizes.tolist()],
+        "mtimes_ns": [int(mtime) for mtime in keys.mtimes_ns.tolist()],
+    }
+    if keys.sha256 is not None:
+        document["sha256"] = [str(digest) for digest in keys.sha256.tolist()]
+    return document
+
+
+def keys_from_json(document: Any) -> FileKeys:
+    """The keys :func:`keys_to_json` wrote."""
+    if not isinstance(document, dict) or "paths" not in document:
+        raise ValueError("not a file-keys document: expected root, paths, sizes and mtimes_ns")
+    digests = document.get("sha256")
+    return FileKeys(
+        root=str(document["root"]),
+        paths=np.asarray(document["paths"], dtype=np.str_),
+        sizes=np.asarray(document["sizes"], dtype=np.int64),
+        mtimes_ns=np.asarray(document["mtimes_ns"], dtype=np.int64),
+        sha256=None if digests is None else np.asarray(digests, dtype=np.str_),
+    )

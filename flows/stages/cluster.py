@@ -21,8 +21,9 @@ from prefect.futures import as_completed
 from threadpoolctl import threadpool_limits
 
 from cl_core.cluster import EXECUTION_FIELDS, SweepPoint, choose_k, edge_of_range_warning
+from cl_core.update import first_lineage, lineage_line, previous_version
 from flows import progress, tasks
-from flows.done import cluster_outputs_verified, files_verified
+from flows.done import cluster_outputs_verified, files_verified, update_planned
 from flows.ids import WorkDir, content_id
 from flows.outcomes import ClusterOutcome, EmbeddingOutcome, TaskLedger
 from flows.params import ClusterParams, OutputParams
@@ -98,6 +99,17 @@ def cluster_flow(
     sample_path: str | None = None
     n_clusters = clustering.n_clusters
     with ui_artifacts() as ui:
+        update = plan_update(embedded, clustering, output, name, ledger)
+        if update["action"] == "assign":
+            outcome = ClusterOutcome(
+                cluster_id=update["plan_id"],
+                **update["cluster"],
+                update=update,
+                task_states=ledger.entries,
+            )
+            logger.info("clusters: %s", lineage_line(update["lineage"]))
+            ui.create(publish_clusters_table, outcome.clusters, name)
+            return outcome
         if n_clusters is None and not clustering.use_labels:
             sweep, sample_path = _sweep(embedded, clustering, output, work, ledger)
             n_clusters = _choose_k(sweep)
@@ -126,7 +138,11 @@ def cluster_flow(
             summary["n_clusters"], clustering.cluster_range, summary["chosen_by"]
         )
         outcome = ClusterOutcome(
-            cluster_id=cluster_id, **summary, warning=warning, task_states=ledger.entries
+            cluster_id=cluster_id,
+            **summary,
+            warning=warning,
+            update=update,
+            task_states=ledger.entries,
         )
         if outcome.warning:
             logger.warning(outcome.warning)
@@ -134,6 +150,45 @@ def cluster_flow(
             ui.create(publish_sweep_table, outcome.sweep, outcome.n_clusters, name)
         ui.create(publish_clusters_table, outcome.clusters, name)
     return outcome
+
+
+def plan_update(
+    embedded: EmbeddingOutcome,
+    clustering: ClusterParams,
+    output: OutputParams,
+    name: str,
+    ledger: TaskLedger,
+) -> dict[str, Any]:
+    """The nightly update's plan: ``{"action": "assign" | "refit" | "fit", "lineage": ...}``.
+
+    ``fit`` (no task) without a previous version of ``name`` that can be updated (none, one
+    without sample keys, supervised clustering); else the plan task matches, assigns and decides
+    (``cl_core.update.plan_update``), cached by the store, the previous version and the policy.
+    """
+    policy = clustering.refit_policy()
+    previous, why = None, "supervised: clusters are fitted within each class"
+    if not clustering.use_labels:
+        previous, why = previous_version(output.output_dir, name, embedded.dataset_fingerprint)
+    n_valid = embedded.n_rows - len(embedded.skipped)
+    if previous is None:
+        if policy.mode == "never" and "over the same files" not in why:
+            raise ValueError(f"--refit never needs a previous version to assign to: {why}")
+        return {"action": "fit", "lineage": first_lineage(policy, embedded.n_rows, n_valid, why)}
+    work = WorkDir.at(output.work_dir)
+    plan_id = content_id(
+        "update-plan",
+        {"features": embedded.fingerprint, "previous": previous.name, "policy": policy.to_json()},
+    )
+    out_dir = work.update(plan_id)
+    document = ledger.call(
+        tasks.configured(tasks.plan_update_task, work, done=update_planned(out_dir)),
+        content_id=plan_id,
+        store_path=embedded.store_path,
+        previous_path=str(previous),
+        clustering=clustering,
+        out_dir=str(out_dir),
+    )
+    return {**document, "plan_id": plan_id}
 
 
 def _fit(fit_task: Any, ledger: TaskLedger, *, on_cluster: bool, **kwargs: Any) -> Any:

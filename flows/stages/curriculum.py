@@ -10,6 +10,7 @@ from prefect import flow
 
 from cl_core.artifacts import point_latest
 from cl_core.io import Location, as_location
+from cl_core.update import lineage_line, lineage_parents
 from flows import tasks
 from flows.done import files_verified, published
 from flows.ids import WorkDir, content_id
@@ -21,7 +22,14 @@ from flows.outcomes import (
     TaskLedger,
     run_warnings,
 )
-from flows.params import ClusterParams, CurriculumParams, DatasetParams, EmbedParams, OutputParams
+from flows.params import (
+    REFIT_FIELDS,
+    ClusterParams,
+    CurriculumParams,
+    DatasetParams,
+    EmbedParams,
+    OutputParams,
+)
 from flows.publication import PublishPlan
 
 
@@ -38,20 +46,32 @@ def curriculum_flow(
     """Difficulty per sample, the schedule's temperature table, and the published version."""
     work = WorkDir.at(output.work_dir)
     groups = "labels" if clustering.use_labels else "clusters"
+    update = clustered.update or {}
+    scale_from = update.get("previous_path") if update.get("action") == "assign" else None
     difficulty_id = content_id(
         "difficulty",
-        {"cluster": clustered.cluster_id, "method": curriculum.difficulty, "groups": groups},
+        {
+            "cluster": clustered.cluster_id,
+            "method": curriculum.difficulty,
+            "groups": groups,
+            **({"scale_from": as_location(scale_from).name} if scale_from else {}),
+        },
     )
     difficulty_path = work.difficulty(difficulty_id)
+    scale_path = work.difficulty_scale(difficulty_id)
     ledger = TaskLedger()
     ledger.call(
-        tasks.configured(tasks.difficulty_task, work, done=files_verified(difficulty_path)),
+        tasks.configured(
+            tasks.difficulty_task, work, done=files_verified(difficulty_path, scale_path)
+        ),
         content_id=difficulty_id,
         cluster_dir=clustered.cluster_dir,
         store_path=embedded.store_path,
         curriculum=curriculum,
         use_labels=clustering.use_labels,
         out_path=str(difficulty_path),
+        scale_path=str(scale_path),
+        previous_path=scale_from,
     )
     schedule_config = curriculum.schedule_config().to_json()
     schedule_id = content_id("schedule", {"difficulty": difficulty_id, "config": schedule_config})
@@ -72,7 +92,7 @@ def curriculum_flow(
         clustering,
         curriculum,
         output,
-        paths={"difficulty": difficulty_path, "schedule": schedule_path},
+        paths={"difficulty": difficulty_path, "schedule": schedule_path, "scale": scale_path},
         schedule_config=schedule_config,
     )
     publish_id = content_id(
@@ -114,9 +134,11 @@ def publish_plan(
     pipeline_config = {
         "dataset": dataset.spec,
         "embedding": embedding.model_dump(mode="json") if embedded.source == "embedded" else None,
-        "clustering": clustering.model_dump(mode="json"),
+        "clustering": clustering.model_dump(mode="json", exclude=set(REFIT_FIELDS)),
         "difficulty": curriculum.difficulty,
     }
+    update = clustered.update or {}
+    lineage = update.get("lineage")
     return PublishPlan(
         name=dataset.artifact_name(),
         output_dir=_absolute(output.output_dir),
@@ -126,12 +148,16 @@ def publish_plan(
         schedule_path=str(paths["schedule"]),
         store_path=embedded.store_path,
         warnings=run_warnings(embedded, clustered),
-        parents=[embedded.fingerprint, clustered.cluster_id],
+        parents=[embedded.fingerprint, clustered.cluster_id, *lineage_parents(lineage)],
         schedule_config=schedule_config,
         pipeline_config=pipeline_config,
         summary=_report_summary(embedded, clustered, dataset, clustering, curriculum),
         dataset=dataset,
         dataset_fingerprint=embedded.dataset_fingerprint,
+        lineage=lineage,
+        scale_path=str(paths["scale"]),
+        state_from=update.get("previous_path") if update.get("action") == "assign" else None,
+        normalize=clustering.normalize,
     )
 
 
@@ -174,4 +200,5 @@ def _report_summary(
         "embedding store": embedded.fingerprint,
         **({"dataset identity": IDENTITY_METHODS.get(identity, identity)} if identity else {}),
         **({"skipped samples": len(embedded.skipped)} if embedded.skipped else {}),
+        **({"clusters": lineage_line(clustered.update["lineage"])} if clustered.update else {}),
     }

@@ -1,0 +1,158 @@
+"""A kill -9 at any point of a nightly (incremental) run, then a rerun: the same version as an
+uninterrupted incremental run, and yesterday's store and artifact intact (issue 19).
+
+The child runs the pipeline with one library function wrapped so that, once it has done its
+work, it writes a marker file and sleeps; the test waits for the marker and sends SIGKILL, so
+each kill lands at a known point: while copying yesterday's rows into today's store, between
+embedding shards, after assigning the new rows to yesterday's centroids, and half-way through
+writing the new version's files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cl_core.artifacts import point_latest, resolve_version, verify_artifact
+from cl_core.store import open_store
+from flows.params import ClusterParams, DatasetParams, OutputParams
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+KILLED_RUN = """
+import json, sys, time
+from pathlib import Path
+point, marker = sys.argv[2], Path(sys.argv[3])
+
+def stop_after(owner, name, calls=1):
+    real = getattr(owner, name)
+    count = [0]
+    def wrapped(*args, **kwargs):
+        result = real(*args, **kwargs)
+        count[0] += 1
+        if count[0] >= calls:
+            marker.write_text(point)
+            time.sleep(600)  # killed here
+        return result
+    setattr(owner, name, wrapped)
+
+if point == "copy":
+    from cl_core.store import EmbeddingStore
+    stop_after(EmbeddingStore, "write_reused")  # shard 0 copied, shard 1 half copied
+elif point == "embedding":
+    import cl_core.embed
+    stop_after(cl_core.embed, "embed_shards")
+elif point == "assignment":
+    import cl_core.update.apply
+    stop_after(cl_core.update.apply, "assign_to_previous")
+elif point == "publish":
+    import cl_core.artifacts.publish
+    stop_after(cl_core.artifacts.publish, "write_file", calls=3)
+from flows.params import ClusterParams, CurriculumParams, DatasetParams, EmbedParams, OutputParams
+from flows.pipeline import curriculum_pipeline
+raw = json.loads(sys.argv[1])
+models = dict(dataset=DatasetParams, embedding=EmbedParams, clustering=ClusterParams,
+              curriculum=CurriculumParams, output=OutputParams)
+curriculum_pipeline(**{key: models[key](**value) for key, value in raw.items()})
+"""
+POINTS = ("copy", "embedding", "assignment", "publish")
+
+
+def _params(pipeline_params: dict, images: Path, root: Path) -> dict[str, Any]:
+    return {
+        **pipeline_params,
+        "dataset": DatasetParams(spec=f"imagefolder:{images}", name="tiny"),
+        "clustering": ClusterParams(n_clusters=3),
+        "output": OutputParams(
+            output_dir=str(root / "artifacts"), work_dir=str(root / "runs"), sweep_runner="threads"
+        ),
+    }
+
+
+def _run(params: dict[str, Any]) -> Any:
+    from flows.pipeline import curriculum_pipeline
+
+    return curriculum_pipeline(**params)
+
+
+def _killed_at(point: str, params: dict[str, Any], env: dict[str, str], marker: Path) -> None:
+    raw = json.dumps({key: value.model_dump(mode="json") for key, value in params.items()})
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, raw, point, str(marker)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), f"the run never reached {point!r} (exit {process.poll()})"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def _store_digest(path: Path) -> str:
+    """sha256 over every file of a store (its rows, attributes and markers)."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and ".lock" not in p.name):
+        digest.update(str(file.relative_to(path)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _add(images: Path, point: str) -> Path:
+    """One new image in shard 1 (row 25 of 73): a different file for every kill point."""
+    seed = POINTS.index(point)
+    pixels = np.random.default_rng(seed).integers(0, 255, size=(32, 32, 3), dtype=np.uint8)
+    path = images / "class1" / f"000{'abcd'[seed]}.png"
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_a_kill_at_any_point_of_an_incremental_run_then_a_rerun(
+    prefect_server: None,
+    server_env: dict[str, str],
+    image_folder: Path,
+    pipeline_params: dict,
+    tmp_path: Path,
+) -> None:
+    images = Path(shutil.copytree(image_folder, tmp_path / "images"))
+    killed = _params(pipeline_params, images, tmp_path / "killed")
+    clean = _params(pipeline_params, images, tmp_path / "clean")
+    yesterday = _run(killed)
+    assert _run(clean).version == yesterday.version
+    (old_store,) = (tmp_path / "killed" / "runs" / "embeddings").glob("*.zarr")
+    store_digest = _store_digest(old_store)
+    for point in POINTS:
+        added = _add(images, point)
+        expected = _run(clean)  # uninterrupted: yesterday's version updated
+        assert expected.lineage is not None and expected.lineage["parent"] == yesterday.version
+        _killed_at(point, killed, server_env, tmp_path / f"reached-{point}")
+        assert resolve_version(tmp_path / "killed" / "artifacts" / "tiny" / "latest").name == (
+            yesterday.version
+        ), point
+        verify_artifact(yesterday.artifact_path)  # yesterday's artifact is intact
+        assert _store_digest(old_store) == store_digest, point  # and so is its store
+        assert open_store(old_store, read_only=True).verify_rows() is None
+        rerun = _run(killed)
+        assert rerun.version == expected.version, point
+        assert rerun.lineage == expected.lineage, point
+        # back to yesterday's listing and version for the next point
+        added.unlink()
+        for root in ("killed", "clean"):
+            point_latest(tmp_path / root / "artifacts", "tiny", yesterday.version)
