@@ -28,7 +28,7 @@ from cl_core.artifacts import point_latest, resolve_version, verify_artifact
 from cl_core.store import open_store
 from flows.params import ClusterParams, DatasetParams, OutputParams
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 KILLED_RUN = """
@@ -124,35 +124,52 @@ def _add(images: Path, point: str) -> Path:
     return path
 
 
-def test_a_kill_at_any_point_of_an_incremental_run_then_a_rerun(
+@pytest.fixture(scope="module")
+def yesterday(
     prefect_server: None,
-    server_env: dict[str, str],
     image_folder: Path,
     pipeline_params: dict,
-    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Any]:
+    """Yesterday's run, published twice: in the root whose next run is killed, and in a clean
+    root whose next run is not."""
+    root = tmp_path_factory.mktemp("nightly")
+    images = Path(shutil.copytree(image_folder, root / "images"))
+    killed = _params(pipeline_params, images, root / "killed")
+    clean = _params(pipeline_params, images, root / "clean")
+    first = _run(killed)
+    assert _run(clean).version == first.version
+    (store,) = (root / "killed" / "runs" / "embeddings").glob("*.zarr")
+    return {
+        "root": root,
+        "images": images,
+        "killed": killed,
+        "clean": clean,
+        "result": first,
+        "store": store,
+        "store_digest": _store_digest(store),
+    }
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_a_kill_during_an_incremental_run_then_a_rerun_gives_the_same_version(
+    yesterday: dict[str, Any], server_env: dict[str, str], point: str
 ) -> None:
-    images = Path(shutil.copytree(image_folder, tmp_path / "images"))
-    killed = _params(pipeline_params, images, tmp_path / "killed")
-    clean = _params(pipeline_params, images, tmp_path / "clean")
-    yesterday = _run(killed)
-    assert _run(clean).version == yesterday.version
-    (old_store,) = (tmp_path / "killed" / "runs" / "embeddings").glob("*.zarr")
-    store_digest = _store_digest(old_store)
-    for point in POINTS:
-        added = _add(images, point)
-        expected = _run(clean)  # uninterrupted: yesterday's version updated
-        assert expected.lineage is not None and expected.lineage["parent"] == yesterday.version
-        _killed_at(point, killed, server_env, tmp_path / f"reached-{point}")
-        assert resolve_version(tmp_path / "killed" / "artifacts" / "tiny" / "latest").name == (
-            yesterday.version
-        ), point
-        verify_artifact(yesterday.artifact_path)  # yesterday's artifact is intact
-        assert _store_digest(old_store) == store_digest, point  # and so is its store
-        assert open_store(old_store, read_only=True).verify_rows() is None
-        rerun = _run(killed)
-        assert rerun.version == expected.version, point
-        assert rerun.lineage == expected.lineage, point
-        # back to yesterday's listing and version for the next point
+    root, first = yesterday["root"], yesterday["result"]
+    added = _add(yesterday["images"], point)
+    try:
+        expected = _run(yesterday["clean"])  # uninterrupted: yesterday's version updated
+        assert expected.lineage is not None and expected.lineage["parent"] == first.version
+        _killed_at(point, yesterday["killed"], server_env, root / f"reached-{point}")
+        latest = resolve_version(root / "killed" / "artifacts" / "tiny" / "latest")
+        assert latest.name == first.version
+        verify_artifact(first.artifact_path)  # yesterday's artifact is intact
+        assert _store_digest(yesterday["store"]) == yesterday["store_digest"]  # and its store
+        assert open_store(yesterday["store"], read_only=True).verify_rows() is None
+        rerun = _run(yesterday["killed"])
+        assert rerun.version == expected.version
+        assert rerun.lineage == expected.lineage
+    finally:  # back to yesterday's listing and version for the next point
         added.unlink()
-        for root in ("killed", "clean"):
-            point_latest(tmp_path / root / "artifacts", "tiny", yesterday.version)
+        for name in ("killed", "clean"):
+            point_latest(root / name / "artifacts", "tiny", first.version)

@@ -14,6 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cl_core.artifacts import load_array, load_manifest, resolve_version
+from cl_core.cluster import ClusterConfig
 from cl_core.store import open_store
 from cl_core.update import fit_curriculum, update_curriculum
 from flows.cli import app
@@ -149,5 +150,7 @@ def test_the_python_api_updates_a_version_the_pipeline_published(
     for name in ("difficulty", "assignment", "distances", "centroids"):
         assert load_array(by_api, name).tobytes() == load_array(by_flow, name).tobytes(), name
     assert load_manifest(by_api)["lineage"] == load_manifest(by_flow)["lineage"]
-    fresh = fit_curriculum(store_path, tmp_path / "api", "fresh")
+    fresh = fit_curriculum(
+        store_path, tmp_path / "api", "fresh", cluster_config=ClusterConfig(n_clusters=3)
+    )
     assert load_manifest(fresh)["lineage"]["decision"] == "fit"
