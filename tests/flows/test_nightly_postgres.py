@@ -268,8 +268,8 @@ def nightly(
 
 
 def _add_images(folder: Path, writer: Callable[..., Path], scratch: Path) -> int:
-    """Generated images added to every class folder under new names; returns how many."""
-    more = writer(scratch, 2, 99)
+    """A generated image added to every class folder under a new name; returns how many."""
+    more = writer(scratch, 1, 99)
     added = 0
     for path in sorted(more.glob("*/*.png")):
         path.rename(folder / path.parent.name / f"new-{path.name}")
@@ -305,20 +305,26 @@ def test_nightly_deployment_on_postgres_publishes_an_incremental_version(
         [first.name, second.name]
     )
 
-    # Incremental: the second store copied the first store's 36 rows and embedded the new ones.
-    stores = sorted((nightly.root / "runs" / "embeddings").glob("*.zarr"), key=os.path.getmtime)
-    assert len(stores) == 2
-    reuse = open_store(stores[-1], read_only=True).reuse
-    assert reuse is not None
-    assert (reuse["reused"], reuse["added"], reuse["changed"], reuse["removed"]) == (
-        36,
+    # Incremental: the lineage names the first version as the parent; its 36 rows were copied,
+    # the 3 new ones embedded, and (3 of 39 rows changed: under auto's 10%, same distribution)
+    # assigned to the first version's centroids.
+    lineage = manifest["lineage"]
+    assert load_manifest(first)["lineage"]["decision"] == "fit"
+    assert lineage["parent"] == first.name and lineage["policy"]["mode"] == "auto"
+    assert (lineage["added"], lineage["changed"], lineage["removed"], lineage["reused"]) == (
         added,
         0,
         0,
+        36,
     )
+    assert (lineage["decision"], lineage["centroids_from"]) == ("assign", first.name), lineage
+    stores = sorted((nightly.root / "runs" / "embeddings").glob("*.zarr"), key=os.path.getmtime)
+    reuse = open_store(stores[-1], read_only=True).reuse
+    assert reuse is not None and (reuse["reused"], reuse["added"]) == (36, added)
 
     # The server's API: both deployment runs and their stage flow runs are Completed (the
-    # others are the cron schedule's next nights); the second run's summary names the reuse.
+    # others are the cron schedule's next nights); the second run's summary names the reuse and
+    # the assignment; each run shows its plots (the assigning run swept no k: no sweep plot).
     runs = nightly.api("flow_runs/filter")
     ran = [run for run in runs if run["state_type"] != "SCHEDULED"]
     assert {run["id"] for run in ran if run["deployment_id"]} == set(run_ids)
@@ -329,5 +335,13 @@ def test_nightly_deployment_on_postgres_publishes_an_incremental_version(
         "artifacts/filter",
         {"artifacts": {"key": {"any_": ["images-summary"]}}, "sort": "CREATED_DESC"},
     )
-    assert "reused 36 rows" in summaries[0]["data"]
-    assert second.name in summaries[0]["data"]
+    summary = summaries[0]["data"]
+    assert "reused 36 rows" in summary and second.name in summary
+    assert f"assigned {added} new rows to the centroids of {first.name}" in summary
+    plots = nightly.api("artifacts/filter", {"artifacts": {"key": {"like_": "images-plot-"}}})
+    assert all("](data:image/png;base64," in plot["data"] for plot in plots)
+    keys = {run: sorted(p["key"] for p in plots if p["flow_run_id"] == run) for run in run_ids}
+    assert keys[run_ids[0]] == [
+        f"images-plot-{n}" for n in ("difficulty", "k-sweep", "samples", "schedule")
+    ]
+    assert keys[run_ids[1]] == [f"images-plot-{n}" for n in ("difficulty", "samples", "schedule")]
