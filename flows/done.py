@@ -51,6 +51,26 @@ def copied_shards(store_path: str) -> set[int]:
     }
 
 
+def partly_copied_shards(store_path: str) -> dict[int, int]:
+    """Shards some but not all of whose rows were copied from an earlier store: how many rows
+    each still has to embed (from the store's record of copied rows, done or not)."""
+    store = open_store(store_path, read_only=True)
+    reused = store.reused_rows()
+    if reused is None:
+        return {}
+    partly = {}
+    for shard in range(store.n_shards):
+        rows = reused[slice(*store.shard_range(shard))]
+        if rows.any() and not rows.all():
+            partly[shard] = int((~rows).sum())
+    return partly
+
+
+def shard_rows(store_path: str) -> int:
+    """Rows per shard of the store."""
+    return int(open_store(store_path, read_only=True).shard_rows)
+
+
 def missing_shards(store_path: str) -> list[int]:
     """Shards of the store without a done marker."""
     return list(open_store(store_path).missing_shards())

@@ -186,16 +186,19 @@ def create_store_task(content_id: str, plan: EmbedPlan) -> dict[str, Any]:
 
 
 @task(name="embed-shard", retry_condition_fn=retry_unless_bad_sample, **_TASK_OPTIONS)
-def embed_shard_task(content_id: str, plan: EmbedPlan, shard: int) -> int:
-    """Embed the rows of one shard into the store (skipped if the shard is already done)."""
+def embed_shard_task(content_id: str, plan: EmbedPlan, shards: list[int]) -> list[int]:
+    """Embed the rows of one shard, or of a few shards partly copied from an earlier store, into
+    the store (shards already done are skipped; one loader for them all)."""
     from cl_core.embed import embed_shards  # torch-heavy: imported on use
 
     store = open_store(plan.store_path)
-    if shard in store.missing_shards():
+    missing = set(store.missing_shards())
+    todo = [shard for shard in shards if shard in missing]
+    if todo:
         _, dataset = plan.resolved()
         config = plan.embedding.to_config()
-        embed_shards(store, dataset, config, shards=[shard], dataset_id=plan.dataset_identity())
-    return shard
+        embed_shards(store, dataset, config, shards=todo, dataset_id=plan.dataset_identity())
+    return list(shards)
 
 
 @task(name="finalize-store", **_TASK_OPTIONS)

@@ -17,7 +17,14 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import inputs, progress, tasks
-from flows.done import copied_shards, missing_shards, store_complete, store_planned
+from flows.done import (
+    copied_shards,
+    missing_shards,
+    partly_copied_shards,
+    shard_rows,
+    store_complete,
+    store_planned,
+)
 from flows.ids import WorkDir, content_id
 from flows.outcomes import SAMPLED_IDENTITY_WARNING, EmbeddingOutcome, TaskLedger, reuse_line
 from flows.params import DatasetParams, EmbedParams, OutputParams
@@ -149,6 +156,42 @@ def embed_flow_on(address: str | None, gpus: str | None) -> Any:
     return embed_flow if runner is None else embed_flow.with_options(task_runner=runner)
 
 
+def shard_groups(
+    n_shards: int, copied: set[int], partly: dict[int, int], max_rows: int
+) -> list[list[int]]:
+    """The shards of each embedding task: one task per shard to embed, except that shards partly
+    copied from an earlier store (``partly``: shard -> rows still to embed) share tasks, in
+    order, up to ``max_rows`` rows to embed per task (a shard's rows). A night's few new files spread over
+    many shards then cost one task and one loader, not one per shard. Shards copied whole
+    (``copied``) are no task. Derived from the store's record of copied rows only, so a rerun
+    finds the same tasks (and their cached results)."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    rows = 0
+    for shard in range(n_shards):
+        if shard in copied:
+            continue
+        if shard not in partly:
+            groups.append([shard])
+            continue
+        if current and rows + partly[shard] > max_rows:
+            groups.append(current)
+            current, rows = [], 0
+        current.append(shard)
+        rows += partly[shard]
+    if current:
+        groups.append(current)
+    return sorted(groups)
+
+
+def _shards_id(embed_id: str, shards: list[int]) -> str:
+    """A task's content id: ``<embed id>-shard-<i>`` for one shard (as before grouping), else
+    the group's first and last shard and its size (groups are fixed per store)."""
+    if len(shards) == 1:
+        return f"{embed_id}-shard-{shards[0]}"
+    return f"{embed_id}-shards-{shards[0]}-{shards[-1]}-{len(shards)}"
+
+
 def _embed_shards(
     plan: tasks.EmbedPlan,
     work: WorkDir,
@@ -157,22 +200,28 @@ def _embed_shards(
     name: str,
     ledger: TaskLedger,
 ) -> int:
-    """Map one task per shard; shards missing on disk recompute, done ones come from the cache.
+    """Map one task per shard group (:func:`shard_groups`); groups missing on disk recompute,
+    done ones come from the cache.
 
     Shards copied whole from an earlier store are no task at all (on a Dask cluster, only the
     shards holding added or changed files are sent to the workers).
     """
     missing = set(missing_shards(plan.store_path))
-    copied = copied_shards(plan.store_path)
-    done = [i for i in range(n_shards) if i not in missing and i not in copied]
+    groups = shard_groups(
+        n_shards,
+        copied_shards(plan.store_path),
+        partly_copied_shards(plan.store_path),
+        shard_rows(plan.store_path),
+    )
     retry = {"retries": output.shard_retries, "retry_delay_seconds": SHARD_RETRY_DELAYS}
     futures = []
-    for shards, on_disk in ((done, True), (sorted(missing), False)):
-        if shards:
+    for on_disk in (True, False):
+        chosen = [group for group in groups if missing.isdisjoint(group) == on_disk]
+        if chosen:
             futures += tasks.configured(tasks.embed_shard_task, work, done=on_disk, **retry).map(
-                content_id=[f"{plan.embed_id}-shard-{i}" for i in shards],
+                content_id=[_shards_id(plan.embed_id, group) for group in chosen],
                 plan=unmapped(plan),
-                shard=shards,
+                shards=chosen,
             )
     bar = progress.track("embedding shards", total=len(futures))
     artifact_id = create_progress_artifact(

@@ -4,6 +4,7 @@ cluster at ``--dask-address``, a work dir on object storage. The library-level c
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -133,3 +134,83 @@ def test_reuse_on_object_storage(
     summary = run_summary_markdown(second, DatasetParams(spec=f"imagefolder:{images}"))
     assert "| embeddings | reused 71 rows from " in summary and "embedded 0+0" in summary
     assert second.version != first.version
+
+
+def _rewrite(path: Path) -> None:
+    """Other pixels in the same file (another size and a later mtime)."""
+    pixels = np.random.default_rng(9).integers(0, 255, size=(32, 32, 3), dtype=np.uint8)
+    before = path.stat().st_mtime_ns
+    Image.fromarray(pixels).save(path)
+    os.utime(path, ns=(before + 2_000_000_000, before + 2_000_000_000))
+
+
+@pytest.mark.parametrize("case", ["changed", "removed"])
+def test_one_changed_or_removed_file_through_the_pipeline(
+    case: str, images: Path, pipeline_params: dict, tmp_path: Path
+) -> None:
+    """(b) one file changed: exactly that row is embedded again; (c) files removed: none is.
+    Today's code (before per-file reuse) embedded all 72 rows in both cases."""
+    output = OutputParams(
+        output_dir=str(tmp_path / "artifacts"),
+        work_dir=str(tmp_path / "runs"),
+        sweep_runner="threads",
+    )
+    first = _pipeline(images, pipeline_params, output)
+    (first_id,) = _stores(tmp_path)
+    if case == "changed":
+        _rewrite(images / "class0" / "005.png")  # row 5
+        expected = (71, 0, 1, 0, 1)  # reused, added, changed, removed, embedded
+    else:
+        for name in ("class0/005.png", "class2/010.png"):
+            (images / name).unlink()
+        expected = (70, 0, 0, 2, 0)
+    second = _pipeline(images, pipeline_params, output)
+    reuse = second.reuse
+    assert (
+        reuse is not None
+        and reuse["parent"]
+        == open_store(
+            tmp_path / "runs" / "embeddings" / f"{first_id}.zarr", read_only=True
+        ).fingerprint
+    )
+    figures = tuple(reuse[k] for k in ("reused", "added", "changed", "removed", "embedded"))
+    assert figures == expected
+    stores = _stores(tmp_path)
+    old, new = stores[first_id], next(s for name, s in stores.items() if name != first_id)
+    copied = new.reused_rows()
+    assert copied is not None
+    assert np.flatnonzero(~copied).tolist() == ([5] if case == "changed" else [])
+    old_rows = np.asarray(old.features[:])
+    keep = np.ones(72, dtype=bool)
+    keep[[5] if case == "changed" else [5, 48 + 10]] = False
+    assert np.asarray(new.features[:])[copied].tobytes() == old_rows[keep].tobytes()
+    if case == "removed":
+        assert "embed-shard" not in second.task_states  # every shard copied whole
+    else:
+        assert second.task_states["embed-shard"] == ["Completed"]  # shard 0 only
+    assert second.version != first.version
+
+
+def test_new_files_in_several_shards_are_one_task_and_a_rerun_is_cached(
+    images: Path, pipeline_params: dict, tmp_path: Path
+) -> None:
+    """New files in shards 0, 1 and 3 (one per class folder): one embedding task embeds the three
+    rows (one loader, not three); the same listing again finds that task's result cached."""
+    output = OutputParams(
+        output_dir=str(tmp_path / "artifacts"),
+        work_dir=str(tmp_path / "runs"),
+        sweep_runner="threads",
+    )
+    _pipeline(images, pipeline_params, output)
+    rng = np.random.default_rng(11)
+    for label in range(3):
+        pixels = rng.integers(0, 255, size=(32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(images / f"class{label}" / "000a.png")  # rows 1, 26, 51
+    second = _pipeline(images, pipeline_params, output)
+    assert second.reuse is not None and (second.reuse["added"], second.reuse["embedded"]) == (3, 3)
+    assert second.task_states["embed-shard"] == ["Completed"]
+    new = next(s for s in _stores(tmp_path).values() if s.reuse and s.reuse.get("added"))
+    copied = new.reused_rows()
+    assert copied is not None and np.flatnonzero(~copied).tolist() == [1, 26, 51]
+    again = _pipeline(images, pipeline_params, output)
+    assert again.task_states["embed-shard"] == ["Cached"] and again.version == second.version
