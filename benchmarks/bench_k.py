@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python benchmarks/bench_k.py            # (a) demo features, (b) 200,000 x 384, (c) GPU
-    python benchmarks/bench_k.py --quick    # small: raw digits pixels, 20,000 x 64; ~1 minute
+    python benchmarks/bench_k.py --quick    # small: 600 raw digits, 5,000 x 32; ~1 minute
 
 Measured, each with the library's own sweep (:func:`cl_core.cluster.plan_sweep`, then
 :func:`cl_core.cluster.run_sweep` and :func:`cl_core.cluster.choose_k`, the defaults of
@@ -12,12 +12,12 @@ Measured, each with the library's own sweep (:func:`cl_core.cluster.plan_sweep`,
 (a) **Stability.** The demo's features (the bundled digits through the bundled
     EfficientNet-Lite0, as ``cl-curriculum demo``) embedded with ``precision="fp32"`` and
     ``"bf16"``, and 5 bootstrap draws (rows drawn with replacement, seeded) of the fp32 sweep
-    sample; k range 2..20. Goal: the same k in every case. ``--quick``: the raw 64-pixel
-    digits, rounded to bf16 and back for the bf16 case.
+    sample; k range 2..20. Goal: the same k in every case. ``--quick``: the first 600 raw
+    64-pixel digits, rounded to bf16 and back for the bf16 case.
 (b) **Scale.** 200,000 x 384 Gaussian blobs around 1,000 true centres (``bench_scale.py``'s
     generator), ``cluster_range=(100, 2000)``, on this machine's CPU (or its GPU when present).
     Goal: the sweep within 10 minutes and the chosen k within 10 % of 1,000. The load average
-    is reported: the machine is shared. ``--quick``: 20,000 x 64 rows, 50 clusters, 10..200.
+    is reported: the machine is shared. ``--quick``: 5,000 x 32 rows, 20 clusters, 5..100.
 (c) **GPU scale.** The same at 1,280,000 rows on CUDA; ``"skipped: no CUDA"`` without one.
 
 The last line printed is one JSON object with every figure.
@@ -44,9 +44,25 @@ SWEEP_GOAL_S = 600.0
 K_TOLERANCE = 0.10
 SIZES = {
     "full": {"rows": 200_000, "dim": 384, "true_k": 1000, "k_range": (100, 2000)},
-    "quick": {"rows": 20_000, "dim": 64, "true_k": 50, "k_range": (10, 200)},
+    "quick": {"rows": 5_000, "dim": 32, "true_k": 20, "k_range": (5, 100)},
 }
 GPU_ROWS = 1_280_000
+LAST_SWEEP: list[Any] = []  # the points and facts of the latest sweep (for --plot)
+
+
+def save_plot(points: Any, facts: dict[str, Any], path: str) -> None:
+    """The report's sweep plot (:func:`cl_core.report.plot_sweep`) of one sweep, with its band."""
+    from cl_core.report import plot_sweep, save_figure
+
+    figure = plot_sweep(
+        [p.k for p in points],
+        [p.davies_bouldin for p in points],
+        [p.inertia for p in points],
+        facts["k"],
+        standard_error=[p.davies_bouldin_se for p in points],
+        band=facts["band"],
+    )
+    save_figure(figure, Path(path))
 
 
 def sweep_choice(features: Any, config: Any = None) -> dict[str, Any]:
@@ -74,6 +90,7 @@ def choose_on(sample: np.ndarray, ks: Any, seed: int, config: Any, device: str) 
     )
     seconds = time.perf_counter() - started
     facts = describe_sweep(points, sample.shape[0], config, device)
+    LAST_SWEEP[:] = [points, facts]
     return {
         "k": facts["k"],
         "best_k": facts["best_k"],
@@ -90,7 +107,9 @@ def bf16_round(values: np.ndarray) -> np.ndarray:
     """``values`` rounded to bfloat16 and back to float32 (torch's rounding)."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).bfloat16().float().numpy()
+    return (
+        torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).bfloat16().float().numpy()
+    )
 
 
 def demo_features(precision: str, workdir: Path) -> np.ndarray:
@@ -102,19 +121,23 @@ def demo_features(precision: str, workdir: Path) -> np.ndarray:
     return np.asarray(store.features[:], dtype=np.float32)
 
 
-def stability(quick: bool, workdir: Path) -> dict[str, Any]:
+def stability(quick: bool, workdir: Path, plot: str | None = None) -> dict[str, Any]:
     """(a): k of the fp32 and bf16 features and of bootstrap draws of the fp32 sweep sample."""
     from cl_core.cluster import ClusterConfig, plan_sweep
 
     if quick:
         from sklearn.datasets import load_digits
 
-        fp32 = load_digits().data.astype(np.float32)
+        fp32 = load_digits().data[:600].astype(np.float32)
         features = {"fp32": fp32, "bf16": bf16_round(fp32)}
     else:
         features = {p: demo_features(p, workdir) for p in ("fp32", "bf16")}
     config = ClusterConfig()
-    cases = {name: sweep_choice(rows, config) for name, rows in features.items()}
+    cases = {}
+    for name, rows in features.items():
+        cases[name] = sweep_choice(rows, config)
+        if name == "fp32" and plot:
+            save_plot(*LAST_SWEEP, plot)
     plan = plan_sweep(features["fp32"], config)
     for draw in range(BOOTSTRAPS):
         rng = np.random.default_rng([SEED, 7, draw])
@@ -171,12 +194,21 @@ def gpu(quick: bool) -> dict[str, Any] | str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = arguments(__doc__ or "", "small sizes: raw digits pixels, 20,000 x 64").parse_args(argv)
+    parser = arguments(__doc__ or "", "small sizes: 600 raw digits, 5,000 x 32")
+    parser.add_argument("--plot", help="save the fp32 demo sweep's plot (band shaded) here")
+    parser.add_argument("--skip-scale", action="store_true", help="measure (a) only")
+    args = parser.parse_args(argv)
     size = SIZES["quick" if args.quick else "full"]
     with tempfile.TemporaryDirectory(prefix="bench-k-") as directory:
-        stable = stability(args.quick, Path(directory))
-    scaled = scale(size["rows"], size["dim"], size["true_k"], size["k_range"])
-    on_gpu = gpu(args.quick)
+        stable = stability(args.quick, Path(directory), args.plot)
+    if args.skip_scale:
+        scaled: dict[str, Any] = {"k": "", "best_k": "", "in_band": "", "flat": "",
+                                  "seconds": None, "goal_met": False,
+                                  "load_average": [round(v, 2) for v in os.getloadavg()]}  # fmt: skip
+        on_gpu: dict[str, Any] | str = "skipped: --skip-scale"
+    else:
+        scaled = scale(size["rows"], size["dim"], size["true_k"], size["k_range"])
+        on_gpu = gpu(args.quick)
     rows: list[tuple[object, ...]] = [("case", "k", "best k", "in band", "flat", "sweep s")]
     for name, case in stable["cases"].items():
         rows.append((f"(a) {name}", case["k"], case["best_k"], case["in_band"], case["flat"],
@@ -199,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "stability": {"ks": stable["ks"], "cases": stable["cases"]},
             "scale": scaled,
             "gpu": on_gpu,
-            "ratio": scaled["seconds"] / SWEEP_GOAL_S,
+            "ratio": None if scaled["seconds"] is None else scaled["seconds"] / SWEEP_GOAL_S,
             "goal": "(a) one k in every case; (b) sweep <= 600 s, k within 10 % of the truth",
             "goal_met": goal_met,
         }
