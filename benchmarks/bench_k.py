@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
-from benchmarks.common import arguments, emit, table
+from benchmarks.common import arguments, emit, scratch, table
 
 SEED = 0
 BOOTSTRAPS = 5
@@ -197,10 +196,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = arguments(__doc__ or "", "small sizes: 600 raw digits, 5,000 x 32")
     parser.add_argument("--plot", help="save the fp32 demo sweep's plot (band shaded) here")
     parser.add_argument("--skip-scale", action="store_true", help="measure (a) only")
+    parser.add_argument("--workdir", help="keep the demo's embedding stores here (reused)")
     args = parser.parse_args(argv)
     size = SIZES["quick" if args.quick else "full"]
-    with tempfile.TemporaryDirectory(prefix="bench-k-") as directory:
-        stable = stability(args.quick, Path(directory), args.plot)
+    with scratch(args.workdir, "bench-k-") as directory:
+        stable = stability(args.quick, directory, args.plot)
     if args.skip_scale:
         scaled: dict[str, Any] = {"k": "", "best_k": "", "in_band": "", "flat": "",
                                   "seconds": None, "goal_met": False,
