@@ -94,7 +94,7 @@ def stage_breakdown(events: list[tuple[float, str, str, str]], wall: float) -> d
         flow = flow_of.get(name, name) if kind == "Flow run" else "task"
         first.setdefault(flow, at)
         last[flow] = at
-        if kind == "Flow run" and "lowest Davies-Bouldin" in message:
+        if kind == "Flow run" and message.startswith("k = ") and "Davies-Bouldin" in message:
             marks["chosen_k"] = at
         if kind == "Task run" and message.startswith("Finished"):
             task_ends.append((at, name))

@@ -15,7 +15,7 @@ LOG = """\
 10:00:25.500 | INFO    | Flow run 'c-d' - Finished in state Completed()
 10:00:26.000 | INFO    | Flow run 'e-f' - Beginning subflow run 'e-f' for flow 'cluster'
 10:00:26.100 | INFO    | distributed.scheduler - State start
-10:00:34.000 | INFO    | Flow run 'e-f' - k = 5: lowest Davies-Bouldin index (3.780) over k = 2..20
+10:00:34.000 | INFO    | Flow run 'e-f' - k = 5: the smallest k whose mean Davies-Bouldin index is within one standard error of the best over k = 2..20
 10:00:35.000 | INFO    | Flow run 'e-f' - Finished in state Completed()
 10:00:35.500 | INFO    | Flow run 'g-h' - Beginning subflow run 'g-h' for flow 'curriculum'
 10:00:35.600 | INFO    | Task run 'schedule-7d7' - Finished in state Completed()

@@ -179,3 +179,38 @@ def test_plots_are_cheap_to_draw(
         report.plot_sweep([2, 3], [1.0, 0.5], [4.0, 3.0], chosen_k=3),
     ]
     assert all(figure.get_layout_engine() is None for figure in figures)
+
+
+def test_the_report_shows_the_band_and_how_k_was_chosen(
+    tmp_path: Path, clustered: dict[str, np.ndarray]
+) -> None:
+    """With replicated points and the sweep's ``k_choice``: error bars and the shaded band in the
+    plot, ``se`` and ``in_band`` in the table, the rule, grid, refinement and sample below it."""
+    sweep = [
+        {"k": 2, "davies_bouldin": 1.1, "davies_bouldin_se": 0.05, "inertia": 40.0},
+        {"k": 3, "davies_bouldin": 0.74, "davies_bouldin_se": 0.05, "inertia": 25.0},
+        {"k": 4, "davies_bouldin": 0.7, "davies_bouldin_se": 0.05, "inertia": 20.0},
+    ]
+    k_choice = {"k": 3, "best_k": 4, "band": 0.75, "in_band": [3, 4], "n_candidates": 3,
+                "flat": False, "grid": [2, 4], "refined": [3], "sample_rows": 20,
+                "replicates": 4, "replicate_rows": 10, "device": "cpu"}  # fmt: skip
+    iterations = np.arange(0, 100, 10.0)
+    fraction = np.minimum(0.3 + iterations / 80, 1.0)
+    written = report.write_report(
+        tmp_path / "out",
+        summary={"N": 20, "k": 3},
+        difficulty=clustered["difficulty"],
+        assignment=clustered["assignment"],
+        distances=clustered["distances"],
+        schedule_points=(iterations, fraction, 1.0 / (1.001 - fraction)),
+        sweep=sweep,
+        chosen_k=3,
+        k_choice=k_choice,
+    )
+    text = written["report"].read_text()
+    assert "| k | davies_bouldin | se | in_band | inertia | chosen |" in text
+    assert "| 3 | 0.74 | 0.05 | True | 25 | True |" in text
+    assert "| 2 | 1.1 | 0.05 | False | 40 | False |" in text
+    assert "one standard error" in text and "| refinement | 3 |" in text
+    assert "| band (best mean + SE) | 0.7500 |" in text
+    assert written["sweep"].read_bytes()[:8] == PNG_MAGIC

@@ -2,7 +2,10 @@
 
 Every candidate k is scored on ``B`` half-sample replicates of the sweep sample (each a fresh
 k-means fit, :mod:`~cl_core.cluster.sweep`), which gives the Davies-Bouldin index's mean and
-its standard error per k. The rule (Breiman, Friedman, Olshen & Stone, *Classification and
+its standard error per k: the standard deviation of the half-sample values, which estimates the
+standard error of the index on the whole sample (half-sampling: McCarthy, *Pseudo-replication:
+half samples*, 1969) and so captures both the data's sampling noise and the fit's (k-means
+local optima), which a few seeds alone would not. The rule (Breiman, Friedman, Olshen & Stone, *Classification and
 Regression Trees*, 1984, section 3.4; Hastie, Tibshirani & Friedman, *The Elements of
 Statistical Learning*, 2nd ed., section 7.10): the *band* is the best mean plus its standard
 error, and the chosen k is the **smallest k whose mean lies within the band** - the simplest

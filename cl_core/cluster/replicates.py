@@ -138,9 +138,10 @@ def davies_bouldin(rows: Any, labels: Any) -> float:
     scatter = torch.zeros(present.numel(), dtype=torch.float64, device=values.device)
     scatter.index_add_(0, compact, distances)
     scatter /= sizes
-    between = torch.cdist(centres, centres)
+    between = torch.cdist(centres, centres, compute_mode="donot_use_mm_for_euclid_dist")
     if bool(torch.all(scatter < 1e-12)) or bool(torch.all(between < 1e-12)):
         return 0.0
-    between[between == 0] = math.inf
+    between[between == 0] = math.inf  # coinciding centres, as scikit-learn
+    between.fill_diagonal_(math.inf)
     ratios = (scatter[:, None] + scatter[None, :]) / between
     return float(ratios.max(dim=1).values.mean())

@@ -35,7 +35,9 @@ class SweepPoint:
     class_label : int, str or None
         The class whose rows were clustered (supervised mode), else None.
     davies_bouldin_se : float
-        Standard error of the mean index over the replicates (``std / sqrt(B)``; NaN for one).
+        Standard error of the index: the standard deviation of the half-sample replicates,
+        which estimates the index's standard error on the whole sweep sample (half-sampling,
+        McCarthy 1969); NaN for one replicate.
     replicates : tuple of float
         The index of each replicate.
     """

@@ -100,8 +100,9 @@ def evaluate_k(
     Returns
     -------
     SweepPoint
-        ``davies_bouldin`` the mean over the replicates, ``davies_bouldin_se`` its standard
-        error, ``replicates`` every value.
+        ``davies_bouldin`` the mean over the replicates, ``davies_bouldin_se`` the standard
+        deviation of the replicates (the half-sample estimate of the index's standard error on
+        the whole sweep sample), ``replicates`` every value.
     """
     values = check_sample(sample)
     n = values.shape[0]
@@ -129,7 +130,9 @@ def evaluate_k(
         scores.append(index_value)
         inertia += replicate_inertia
     mean = float(np.mean(scores))
-    se = float(np.std(scores, ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else math.nan
+    # Half-sampling (McCarthy 1969): the spread of half-sample values estimates the standard
+    # error of the index on the whole sample, whatever the number of replicates.
+    se = float(np.std(scores, ddof=1)) if len(scores) > 1 else math.nan
     return SweepPoint(
         k=k,
         davies_bouldin=mean,

@@ -76,7 +76,9 @@ def write_report(
         ks = [point["k"] for point in sweep]
         dbs = [point["davies_bouldin"] for point in sweep]
         inertias = [point["inertia"] for point in sweep]
-        ses = [_nan_if_none(point.get("davies_bouldin_se")) for point in sweep]
+        ses: list[float] | None = [_nan_if_none(p.get("davies_bouldin_se")) for p in sweep]
+        if all(math.isnan(se) for se in ses or ()):
+            ses = None  # no replicates: no error bars, no column
         band = None if not k_choice else k_choice.get("band")
         sweep_rows = sweep_table(ks, dbs, inertias, chosen_k, standard_error=ses, band=band)
         figure = plot_sweep(ks, dbs, inertias, chosen_k, standard_error=ses, band=band)

@@ -118,6 +118,7 @@ def test_inspect_names_a_tampered_file(cli_artifact: Path, tmp_path: Path) -> No
         (["run", "zarr:/no/such/store.zarr"], "no embedding store"),
         (["run", "digits", "--k-range", "5:2"], "cluster_range"),
         (["run", "digits", "--k-range", "2-20"], "is not LOW:HIGH"),
+        (["run", "digits", "--k-range", "100:2000"], "narrow the range (--k-range 100:897)"),
         (["run", "digits", "--precision", "fp64"], "precision"),
         (["run", "digits", "--f0", "1.5"], "initial_fraction"),
         (["run", "digits", "--strategy", "sideways"], "unknown strategy 'sideways'"),

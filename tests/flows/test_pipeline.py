@@ -325,7 +325,7 @@ def test_flow_and_direct_publish_curriculum_write_the_same_manifest(
         config=flow_manifest["config"]["pipeline"],
         metrics={
             key: flow_manifest["metrics"][key]
-            for key in ("n_clusters", "chosen_by", "davies_bouldin")
+            for key in ("n_clusters", "chosen_by", "davies_bouldin", "k_choice")
         },
         extra_files={p.name: p for p in version_dir.iterdir() if p.suffix in (".png", ".md")},
         sweep=json.loads((version_dir / "sweep.json").read_text()),
