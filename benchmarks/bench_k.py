@@ -11,7 +11,7 @@ Measured, each with the library's own sweep (:func:`cl_core.cluster.plan_sweep`,
 
 (a) **Stability.** The demo's features (the bundled digits through the bundled
     EfficientNet-Lite0, as ``cl-curriculum demo``) embedded with ``precision="fp32"`` and
-    ``"bf16"``, and 5 bootstrap draws (rows drawn with replacement, seeded) of the fp32 sweep
+    ``"bf16"`` (``--bf16-from round``: the fp32 features rounded to bf16), and 5 bootstrap draws (rows drawn with replacement, seeded) of the fp32 sweep
     sample; k range 2..20. Goal: the same k in every case. ``--quick``: the first 600 raw
     64-pixel digits, rounded to bf16 and back for the bf16 case.
 (b) **Scale.** 200,000 x 384 Gaussian blobs around 1,000 true centres (``bench_scale.py``'s
@@ -120,7 +120,9 @@ def demo_features(precision: str, workdir: Path) -> np.ndarray:
     return np.asarray(store.features[:], dtype=np.float32)
 
 
-def stability(quick: bool, workdir: Path, plot: str | None = None) -> dict[str, Any]:
+def stability(
+    quick: bool, workdir: Path, plot: str | None = None, bf16_from: str = "embed"
+) -> dict[str, Any]:
     """(a): k of the fp32 and bf16 features and of bootstrap draws of the fp32 sweep sample."""
     from cl_core.cluster import ClusterConfig, plan_sweep
 
@@ -128,6 +130,9 @@ def stability(quick: bool, workdir: Path, plot: str | None = None) -> dict[str, 
         from sklearn.datasets import load_digits
 
         fp32 = load_digits().data[:600].astype(np.float32)
+        features = {"fp32": fp32, "bf16": bf16_round(fp32)}
+    elif bf16_from == "round":
+        fp32 = demo_features("fp32", workdir)
         features = {"fp32": fp32, "bf16": bf16_round(fp32)}
     else:
         features = {p: demo_features(p, workdir) for p in ("fp32", "bf16")}
@@ -197,10 +202,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--plot", help="save the fp32 demo sweep's plot (band shaded) here")
     parser.add_argument("--skip-scale", action="store_true", help="measure (a) only")
     parser.add_argument("--workdir", help="keep the demo's embedding stores here (reused)")
+    parser.add_argument(
+        "--bf16-from",
+        choices=("embed", "round"),
+        default="embed",
+        help="bf16 features: embedded at bf16 (default), or the fp32 features rounded to bf16 "
+        "(for CPUs without bf16 units, where bf16 inference is emulated and slow)",
+    )
     args = parser.parse_args(argv)
     size = SIZES["quick" if args.quick else "full"]
     with scratch(args.workdir, "bench-k-") as directory:
-        stable = stability(args.quick, directory, args.plot)
+        stable = stability(args.quick, directory, args.plot, args.bf16_from)
     if args.skip_scale:
         scaled: dict[str, Any] = {"k": "", "best_k": "", "in_band": "", "flat": "",
                                   "seconds": None, "goal_met": False,

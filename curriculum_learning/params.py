@@ -10,11 +10,17 @@ API has. Also here: what ``optimal_clusters_`` means (:func:`reference_k`).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
-from cl_core.cluster import DEFAULT_SWEEP_SAMPLES, ClusterConfig
+from cl_core.cluster import (
+    DEFAULT_SWEEP_SAMPLES,
+    ClusterConfig,
+    ClusterWarning,
+    sweep_sample_size,
+)
 from cl_core.difficulty import NORMALIZATIONS as DIFFICULTY_NORMALIZATIONS
 from cl_core.schedule import ScheduleConfig
 from cl_core.store import DTYPES as FEATURE_DTYPES
@@ -67,12 +73,30 @@ def cluster_config(params: Any, n_rows: int | None) -> ClusterConfig:
         sweep_samples = max(DEFAULT_SWEEP_SAMPLES, n_rows)
     return ClusterConfig(
         n_clusters=params.n_clusters,
-        cluster_range=tuple(params.cluster_range),
+        cluster_range=_fitting_range(params, n_rows, sweep_samples),
         use_labels=bool(params.use_labels),
         sweep_samples=sweep_samples,
         normalize=params.feature_extractor.normalization,
         random_state=params.random_state,
     )
+
+
+def _fitting_range(params: Any, n_rows: int | None, sweep_samples: int) -> tuple[int, int]:
+    """``cluster_range``, its top capped (with a warning) at what the sweep can score on
+    ``n_rows`` rows, as the reference swept whatever the data allowed; the pipeline refuses."""
+    low, high = (int(value) for value in params.cluster_range)
+    if n_rows is None or params.n_clusters is not None or params.use_labels:
+        return low, high
+    top = sweep_sample_size((low, high), n_rows, sweep_samples) // 2 - 1
+    if low <= top < high:
+        warnings.warn(
+            f"cluster_range={tuple(params.cluster_range)!r} capped at k <= {top}: each k is "
+            f"scored on half-samples of the {n_rows} rows",
+            ClusterWarning,
+            stacklevel=4,
+        )
+        return low, top
+    return low, high
 
 
 def schedule_config(

@@ -327,7 +327,7 @@ def readme_names(
         "train_loader": torch.utils.data.DataLoader(loader_data, batch_size=4),
         "train_step": TrainStepRecorder(),
         "dataset": GeneratedImages(n_samples=60),
-        "your_dataset": GeneratedImages(n_samples=56, seed=1),  # k <= 27: range 5..25 fits
+        "your_dataset": GeneratedImages(n_samples=48, seed=1),
         "your_model": model,
         "model": model,
         "resnet_model": model,

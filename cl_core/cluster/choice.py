@@ -7,8 +7,8 @@ standard error of the index on the whole sample (half-sampling: McCarthy, *Pseud
 half samples*, 1969) and so captures both the data's sampling noise and the fit's (k-means
 local optima), which a few seeds alone would not. The rule (Breiman, Friedman, Olshen & Stone, *Classification and
 Regression Trees*, 1984, section 3.4; Hastie, Tibshirani & Friedman, *The Elements of
-Statistical Learning*, 2nd ed., section 7.10): the *band* is the best mean plus its standard
-error, and the chosen k is the **smallest k whose mean lies within the band** - the simplest
+Statistical Learning*, 2nd ed., section 7.10): the *band* is the best mean plus one standard
+error (each k's from its replicates, pooled over the ks: :func:`pooled_standard_error`), and the chosen k is the **smallest k whose mean lies within the band** - the simplest
 model that the noise cannot tell from the best. Two runs whose features differ by rounding
 (fp32 vs bf16) move every mean by much less than the band, so they choose the same k, where the
 lowest point of a flat, jagged curve flips. When many ks (:data:`FLAT_FRACTION` of the
@@ -41,8 +41,10 @@ class KChoice:
         The smallest k whose mean index is within the band.
     best_k : int
         The k of the lowest mean index.
-    best_mean, best_se : float
-        That k's mean index and its standard error over the replicates.
+    best_mean : float
+        That k's mean index.
+    best_se : float
+        The standard error of the index (:func:`pooled_standard_error`).
     band : float
         ``best_mean + best_se``: every k with a mean at or below it is in band.
     in_band : tuple of int
@@ -118,7 +120,7 @@ def choose_in_band(points: Sequence[SweepPoint]) -> KChoice:
             "(constant or duplicated rows) - check the embedding stage"
         )
     best = min(finite, key=lambda point: (point.davies_bouldin, point.k))
-    se = best.davies_bouldin_se if math.isfinite(best.davies_bouldin_se) else 0.0
+    se = pooled_standard_error(finite)
     band = best.davies_bouldin + se
     in_band = tuple(sorted(point.k for point in finite if point.davies_bouldin <= band))
     n = len(finite)
@@ -132,6 +134,18 @@ def choose_in_band(points: Sequence[SweepPoint]) -> KChoice:
         n_candidates=n,
         flat=len(in_band) >= max(3, math.ceil(FLAT_FRACTION * n)),
     )
+
+
+def pooled_standard_error(points: Sequence[SweepPoint]) -> float:
+    """The index's standard error pooled over the ks: the root mean square of their own.
+
+    Each k's standard error comes from a few replicates (4 by default), so it is itself noisy
+    (about 40 % relative error); the band must not move with that noise. Neighbouring ks share
+    the sample and the fitting noise, so the pooled value (as a pooled variance in an analysis
+    of variance) is the stable estimate of the one standard error. 0.0 without replicates.
+    """
+    values = [p.davies_bouldin_se for p in points if math.isfinite(p.davies_bouldin_se)]
+    return math.sqrt(sum(v * v for v in values) / len(values)) if values else 0.0
 
 
 def choice_from_records(records: Sequence[dict[str, Any]]) -> KChoice:
