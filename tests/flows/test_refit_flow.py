@@ -154,3 +154,20 @@ def test_the_python_api_updates_a_version_the_pipeline_published(
         store_path, tmp_path / "api", "fresh", cluster_config=ClusterConfig(n_clusters=3)
     )
     assert load_manifest(fresh)["lineage"]["decision"] == "fit"
+
+
+def test_a_damaged_previous_store_and_version_are_not_used_and_the_run_says_so(
+    images: Path, tiny_weights: Path, tmp_path: Path
+) -> None:
+    run_cli(images, tmp_path, tiny_weights)
+    first = resolve_version(tmp_path / "artifacts" / "tiny" / "latest")
+    (store,) = (tmp_path / "runs" / "embeddings").glob("*.zarr")
+    (store / "features" / "c" / "1" / "0").write_bytes(b"\x00garbage" * 10)
+    damaged = first / "distances.npy"
+    damaged.write_bytes(damaged.read_bytes()[:-4] + b"\x00\x00\x80\x7f")
+    add_images(images, 1)
+    out = run_cli(images, tmp_path, tiny_weights)
+    assert f"embeddings: reused 0 rows: previous store {store.stem} failed verification" in out
+    line = next(x for x in out.splitlines() if x.startswith("clusters: "))
+    assert line.startswith(f"clusters: fitted (previous version {first.name} not used: "), line
+    assert "distances.npy" in line
