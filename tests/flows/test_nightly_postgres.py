@@ -84,9 +84,9 @@ def _free_port() -> int:
 def postgres_bin(name: str) -> str:
     """A PostgreSQL program: on PATH, else in the newest /usr/lib/postgresql/<v>/bin."""
     found = shutil.which(name)
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=_major_version)
     if found:
         return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=_major_version)
     if candidates:
         return str(candidates[-1])
     pytest.fail(
@@ -106,22 +106,23 @@ class Shell:
     env: dict[str, str]
     substitute: Callable[[str], str]
     extra_args: Callable[[list[str]], list[str]]
-    background: list[subprocess.Popen[str]] = field(default_factory=list)
+    background: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cl-nightly-logs-")))
 
     def run(self, line: str, timeout: float = 300) -> str:
         line = self.substitute(line)
         if line.startswith("export "):
             name, _, value = line.removeprefix("export ").partition("=")
-            self.env[name] = os.path.expandvars(value)
+            self.env[name] = value  # the block's values name no other variable
             return ""
         background = line.endswith("&")
         argv = self.argv(shlex.split(line.rstrip("&"), comments=True))
         if background:
-            log = (self.logs / f"{len(self.background)}-{Path(argv[0]).name}.log").open("w")
-            self.background.append(
-                subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=log, text=True)
-            )
+            log = self.logs / f"{len(self.background)}-{' '.join(argv[2:4])}.log"
+            with log.open("w") as out:  # the child keeps its own copy of the file descriptor
+                self.background.append(
+                    subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=out, stderr=out)
+                )
             return ""
         done = subprocess.run(
             argv, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
@@ -288,10 +289,9 @@ def _run_id(output: str) -> str:
 def test_nightly_deployment_on_postgres_publishes_an_incremental_version(
     nightly: Nightly, image_folder_writer: Callable[..., Path], tmp_path: Path
 ) -> None:
-    from cl_core.artifacts import latest_version, load_manifest, verify_artifact
+    from cl_core.artifacts import latest_version, list_versions, load_manifest, verify_artifact
     from cl_core.store import open_store
 
-    artifacts = nightly.root / "artifacts" / "images"
     run_ids = [_run_id(nightly.shell.run(nightly.lines[8], timeout=600))]  # --watch: until done
     first = latest_version(nightly.root / "artifacts", "images")
     assert load_manifest(first)["n_samples"] == 36
@@ -301,9 +301,8 @@ def test_nightly_deployment_on_postgres_publishes_an_incremental_version(
     second = latest_version(nightly.root / "artifacts", "images")
     manifest = verify_artifact(second)
     assert second.name != first.name and manifest["n_samples"] == 36 + added
-    assert sorted(p.name for p in artifacts.iterdir() if p.is_dir()) == sorted(
-        [first.name, second.name]
-    )
+    versions = list_versions(nightly.root / "artifacts", "images")
+    assert sorted(v.name for v in versions) == sorted([first.name, second.name])
 
     # Incremental: the lineage names the first version as the parent; its 36 rows were copied,
     # the 3 new ones embedded, and (3 of 39 rows changed: under auto's 10%, same distribution)
@@ -311,25 +310,26 @@ def test_nightly_deployment_on_postgres_publishes_an_incremental_version(
     lineage = manifest["lineage"]
     assert load_manifest(first)["lineage"]["decision"] == "fit"
     assert lineage["parent"] == first.name and lineage["policy"]["mode"] == "auto"
-    assert (lineage["added"], lineage["changed"], lineage["removed"], lineage["reused"]) == (
-        added,
-        0,
-        0,
-        36,
-    )
+    counts = (lineage["added"], lineage["changed"], lineage["removed"], lineage["reused"])
+    assert counts == (added, 0, 0, 36), lineage
     assert (lineage["decision"], lineage["centroids_from"]) == ("assign", first.name), lineage
-    stores = sorted((nightly.root / "runs" / "embeddings").glob("*.zarr"), key=os.path.getmtime)
-    reuse = open_store(stores[-1], read_only=True).reuse
-    assert reuse is not None and (reuse["reused"], reuse["added"]) == (36, added)
+    stores = [
+        open_store(path, read_only=True)
+        for path in (nightly.root / "runs" / "embeddings").glob("*.zarr")
+    ]
+    reuses = [store.reuse for store in stores if store.reuse and store.reuse.get("reused")]
+    assert len(stores) == 2 and len(reuses) == 1, [store.reuse for store in stores]
+    assert (reuses[0]["reused"], reuses[0]["added"]) == (36, added)
 
     # The server's API: both deployment runs and their stage flow runs are Completed (the
     # others are the cron schedule's next nights); the second run's summary names the reuse and
     # the assignment; each run shows its plots (the assigning run swept no k: no sweep plot).
     runs = nightly.api("flow_runs/filter")
     ran = [run for run in runs if run["state_type"] != "SCHEDULED"]
-    assert {run["id"] for run in ran if run["deployment_id"]} == set(run_ids)
-    assert len(ran) == 2 * 4  # curriculum-pipeline + its embed, cluster and curriculum flows
-    assert {run["state_type"] for run in ran} == {"COMPLETED"}
+    states = [(run["name"], run["state_name"], run["deployment_id"]) for run in runs]
+    assert {run["id"] for run in ran if run["deployment_id"]} == set(run_ids), states
+    assert len(ran) == 2 * 4, states  # curriculum-pipeline + its embed, cluster, curriculum flows
+    assert {run["state_type"] for run in ran} == {"COMPLETED"}, states
     assert all(run["deployment_id"] for run in runs if run["state_type"] == "SCHEDULED")
     summaries = nightly.api(
         "artifacts/filter",
