@@ -175,6 +175,7 @@ def run_summary_markdown(result: PipelineResult, dataset: DatasetParams) -> str:
         "explicit": "explicit n_clusters",
         "davies_bouldin": "lowest Davies-Bouldin index over the sweep",
         "per_class": "per class (supervised)",
+        "previous": "the previous version's clusters",
     }.get(result.chosen_by, result.chosen_by)
     facts = {
         "dataset": dataset.spec,

@@ -134,6 +134,7 @@ def test_the_prefect_boundary_offers_the_library_vocabularies() -> None:
     from cl_core.difficulty import NORMALIZATIONS as DIFFICULTY_METHODS
     from cl_core.embed.plan import PRECISIONS
     from cl_core.store import DTYPES, NORMALIZATIONS
+    from cl_core.update import REFIT_POLICIES
     from flows.params import ClusterParams, CurriculumParams, EmbedParams
 
     def choices(model: typing.Any, field: str) -> set[str]:
@@ -143,3 +144,4 @@ def test_the_prefect_boundary_offers_the_library_vocabularies() -> None:
     assert choices(EmbedParams, "precision") == set(PRECISIONS)
     assert choices(ClusterParams, "normalize") == set(NORMALIZATIONS)
     assert choices(CurriculumParams, "difficulty") == set(DIFFICULTY_METHODS)
+    assert choices(ClusterParams, "refit") == set(REFIT_POLICIES)

@@ -4,6 +4,7 @@ decision, lineage, bitwise-unchanged difficulty under ``never``, the Python API 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -323,3 +324,21 @@ def test_an_update_needs_the_same_embedding_configuration(
     other.finalize()
     with pytest.raises(ValueError, match=r"embedding configuration differs .*model_id"):
         plan_update(resolve_version(first), other, "never")
+
+
+def test_the_readme_python_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", readme, re.MULTILINE | re.DOTALL)
+    (example,) = [block for block in blocks if "update_curriculum(" in block]
+    monkeypatch.chdir(tmp_path)
+    folder = Folder(_rows(np.random.default_rng(0), 100))
+    store = folder.store(tmp_path / "day1.zarr")
+    fit_curriculum(store, "artifacts", "pets", cluster_config=ClusterConfig(n_clusters=3))
+    folder.add(_rows(np.random.default_rng(1), 3))
+    folder.store(tmp_path / "runs" / "embeddings" / "today.zarr")
+    exec(compile(example.replace("<id>", "today"), "README.md", "exec"), {})
+    name, n_samples = capsys.readouterr().out.split()
+    assert n_samples == "103" and (tmp_path / "artifacts" / "pets" / name).is_dir()
+    assert load_manifest(tmp_path / "artifacts" / "pets" / "latest")["lineage"]["added"] == 3

@@ -138,7 +138,7 @@ def assign_to_previous(
 def plan_update(
     previous: PreviousVersion | str | os.PathLike[str] | Location,
     store: EmbeddingStore | str | os.PathLike[str],
-    policy: str | RefitPolicy | None = "auto",
+    refit: str | RefitPolicy | None = "auto",
 ) -> UpdatePlan:
     """Match ``store``'s rows to ``previous`` by file key, assign the new ones, decide.
 
@@ -148,7 +148,8 @@ def plan_update(
         A version published with sample keys (:func:`~cl_core.update.previous.load_previous`).
     store : EmbeddingStore or path
         The complete embedding store of today's listing (same embedding configuration).
-    policy : {"auto", "always", "never"} or RefitPolicy
+    refit : {"auto", "always", "never"} or RefitPolicy
+        The refit policy (a name: its default thresholds).
 
     Returns
     -------
@@ -156,7 +157,7 @@ def plan_update(
     """
     old = previous if isinstance(previous, PreviousVersion) else load_previous(previous)
     current = store if isinstance(store, EmbeddingStore) else open_store(store, read_only=True)
-    chosen = as_policy(policy)
+    chosen = as_policy(refit)
     check_comparable(old, current)
     keys = current.file_records()
     assert keys is not None  # check_comparable
@@ -269,7 +270,7 @@ def carry_out(
 def update_curriculum(
     previous: PreviousVersion | str | os.PathLike[str] | Location,
     store: EmbeddingStore | str | os.PathLike[str],
-    policy: str | RefitPolicy | None = "auto",
+    refit: str | RefitPolicy | None = "auto",
     *,
     output_dir: str | os.PathLike[str] | None = None,
     name: str | None = None,
@@ -279,7 +280,7 @@ def update_curriculum(
     """Update a published curriculum for today's embedding store, without Prefect; publish it.
 
     Matches the store's rows to ``previous`` by file key, assigns the added and changed rows to
-    its centroids, decides under ``policy`` (:func:`~cl_core.update.plan.decide`), refits if so,
+    its centroids, decides under the refit policy (:func:`~cl_core.update.plan.decide`), refits if so,
     scores every row (on the previous per-cluster scale when assigning: unchanged rows keep
     their difficulty bitwise), solves the schedule for the new N with the previous version's
     schedule settings, and publishes with the lineage in the manifest.
@@ -291,7 +292,8 @@ def update_curriculum(
     store : EmbeddingStore or path
         Today's complete embedding store (e.g. written by ``cl_core.embed.embed_dataset`` with
         ``reuse_from=`` the earlier stores, so only new files were embedded).
-    policy : {"auto", "always", "never"} or RefitPolicy
+    refit : {"auto", "always", "never"} or RefitPolicy
+        ``never``: assign; ``always``: sweep and fit again; ``auto``: refit when drifted.
     output_dir : path, optional
         Artifact root (default: the previous version's root).
     name : str, optional
@@ -308,7 +310,7 @@ def update_curriculum(
     """
     old = previous if isinstance(previous, PreviousVersion) else load_previous(previous)
     current = store if isinstance(store, EmbeddingStore) else open_store(store, read_only=True)
-    plan = plan_update(old, current, policy)
+    plan = plan_update(old, current, refit)
     result = carry_out(plan, current, cluster_config, client=client)
     difficulty = result.scale.apply(result.distances, result.assignment, valid=plan.valid)
     schedule = build_schedule(

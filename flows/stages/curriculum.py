@@ -95,9 +95,11 @@ def curriculum_flow(
         paths={"difficulty": difficulty_path, "schedule": schedule_path, "scale": scale_path},
         schedule_config=schedule_config,
     )
-    publish_id = content_id(
-        "publish", {"plan": plan.model_dump(mode="json", exclude={"report_dir"})}
-    )
+    # A fit's lineage says why there was no previous version, which a rerun words differently
+    # ("... is over the same files"): the version does not depend on it, nor does its cache.
+    fitted = (plan.lineage or {}).get("decision") == "fit"
+    excluded = {"report_dir", "lineage"} if fitted else {"report_dir"}
+    publish_id = content_id("publish", {"plan": plan.model_dump(mode="json", exclude=excluded)})
     plan = plan.model_copy(update={"report_dir": str(work.report(publish_id))})
     receipt = ledger.call(
         tasks.configured(tasks.publish_task, work, done=published(plan.report_dir)),
@@ -183,6 +185,7 @@ def _report_summary(
             else "lowest Davies-Bouldin index"
         ),
         "per_class": "clusters within each class (supervised)",
+        "previous": "the previous version's clusters (new samples assigned to them)",
     }.get(clustered.chosen_by, clustered.chosen_by)
     identity = embedded.identity_method
     return {
@@ -199,5 +202,14 @@ def _report_summary(
         "embedding store": embedded.fingerprint,
         **({"dataset identity": IDENTITY_METHODS.get(identity, identity)} if identity else {}),
         **({"skipped samples": len(embedded.skipped)} if embedded.skipped else {}),
-        **({"clusters": lineage_line(clustered.update["lineage"])} if clustered.update else {}),
+        **_clusters_fact(clustered),
     }
+
+
+def _clusters_fact(clustered: ClusterOutcome) -> dict[str, str]:
+    """The report's line on an update (assigned or refit); a fit says nothing more (its reason
+    differs between a first run and its reruns, which publish the same version)."""
+    lineage = (clustered.update or {}).get("lineage") or {}
+    if lineage.get("decision") not in ("assign", "refit"):
+        return {}
+    return {"clusters": lineage_line(lineage)}

@@ -302,6 +302,13 @@ def test_flow_and_direct_publish_curriculum_write_the_same_manifest(
         extra_files={p.name: p for p in version_dir.iterdir() if p.suffix in (".png", ".md")},
         sweep=json.loads((version_dir / "sweep.json").read_text()),
         dataset_fingerprint=flow_manifest["dataset_fingerprint"],
+        # what the next nightly run reads: sample keys, normalisation and scale, distances
+        json_files={
+            name: json.loads((version_dir / f"{name}.json").read_text())
+            for name in ("sample_keys", "refit_state")
+        },
+        extra_arrays={"distances": np.load(version_dir / "distances.npy")},
+        lineage=flow_manifest["lineage"],
         **dataclasses.asdict(schedule),  # the schedule solved here, not the flow's
     )
     direct_manifest = json.loads((Path(direct) / "manifest.json").read_text())

@@ -233,6 +233,7 @@ def test_every_documented_command_parses_and_passes_validation(
     (tmp_path / "runs" / "embeddings" / "blobs.zarr").symlink_to(blob_store)
     # as many rows as the digits: `ab --dataset digits` checks that the artifact scores them all
     publish_curriculum("artifacts", "digits", difficulty=np.linspace(0, 1, 1797))
+    publish_updatable(tmp_path / "artifacts", "pets")  # `--refit never` needs a version to update
     workspace = Workspace(tmp_path, image_folder, tiny_weights, "tcp://127.0.0.1:8786")
     commands = documented_commands()
     for argv in commands:
@@ -246,6 +247,31 @@ def test_every_documented_command_parses_and_passes_validation(
     assert ran.count("ab") == sum(argv[0] == "ab" for argv in commands)
 
 
+def publish_updatable(root: Path, name: str) -> None:
+    """A version of ``name`` published with its samples' file keys (what a run publishes)."""
+    from cl_core.cluster import ClusterConfig
+    from cl_core.store import FileKeys, create_store
+    from cl_core.update import fit_curriculum
+
+    n_rows = 12
+    keys = FileKeys(
+        root="/data/pets",
+        paths=np.array([f"c/{i:02d}.png" for i in range(n_rows)]),
+        sizes=np.full(n_rows, 10),
+        mtimes_ns=np.arange(n_rows),
+    )
+    store = create_store(
+        root.parent / "keyed.zarr", n_rows, 4, chunk_rows=4, dtype="float32",
+        attrs={"dataset_fingerprint": "pets-1"}, file_keys=keys,
+    )  # fmt: skip
+    features = np.random.default_rng(0).normal(size=(n_rows, 4)).astype(np.float32)
+    for shard in range(store.n_shards):
+        start, stop = store.shard_range(shard)
+        store.write_shard(shard, features[start:stop])
+    store.finalize()
+    fit_curriculum(store, root, name, cluster_config=ClusterConfig(n_clusters=2))
+
+
 class _FakeResult:
     """What ``run`` and ``ab`` print from a flow's result."""
 
@@ -256,6 +282,7 @@ class _FakeResult:
     notes: tuple[str, ...] = ()
     task_states: tuple[str, ...] = ()
     reuse: dict[str, Any] | None = None  # a run without an earlier store reuses nothing
+    lineage: dict[str, Any] | None = None  # a run's clusters: fitted, assigned or refit
 
     def count(self, state: str) -> int:
         return 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +14,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cl_core.artifacts import load_array, load_manifest, resolve_version
+from cl_core.cluster import ClusterConfig
+from cl_core.store import open_store
 from cl_core.update import fit_curriculum, update_curriculum
 from flows.cli import app
 
@@ -142,11 +143,31 @@ def test_the_python_api_updates_a_version_the_pipeline_published(
     add_images(images, 2)
     run_cli(images, tmp_path, tiny_weights, "--refit", "never")
     by_flow = resolve_version(tmp_path / "artifacts" / "tiny" / "latest")
-    store = load_manifest(by_flow)["parents"][0]
-    store_path = tmp_path / "runs" / "embeddings" / f"{store}.zarr"
+    fingerprint = load_manifest(by_flow)["parents"][0]
+    stores = (tmp_path / "runs" / "embeddings").glob("*.zarr")
+    store_path = next(p for p in stores if open_store(p, read_only=True).fingerprint == fingerprint)
     by_api = update_curriculum(first, store_path, "never", output_dir=tmp_path / "api")
     for name in ("difficulty", "assignment", "distances", "centroids"):
         assert load_array(by_api, name).tobytes() == load_array(by_flow, name).tobytes(), name
     assert load_manifest(by_api)["lineage"] == load_manifest(by_flow)["lineage"]
-    fresh = fit_curriculum(store_path, tmp_path / "api", "fresh")
+    fresh = fit_curriculum(
+        store_path, tmp_path / "api", "fresh", cluster_config=ClusterConfig(n_clusters=3)
+    )
     assert load_manifest(fresh)["lineage"]["decision"] == "fit"
+
+
+def test_a_damaged_previous_store_and_version_are_not_used_and_the_run_says_so(
+    images: Path, tiny_weights: Path, tmp_path: Path
+) -> None:
+    run_cli(images, tmp_path, tiny_weights)
+    first = resolve_version(tmp_path / "artifacts" / "tiny" / "latest")
+    (store,) = (tmp_path / "runs" / "embeddings").glob("*.zarr")
+    (store / "features" / "c" / "1" / "0").write_bytes(b"\x00garbage" * 10)
+    damaged = first / "distances.npy"
+    damaged.write_bytes(damaged.read_bytes()[:-4] + b"\x00\x00\x80\x7f")
+    add_images(images, 1)
+    out = run_cli(images, tmp_path, tiny_weights)
+    assert f"embeddings: reused 0 rows: previous store {store.stem} failed verification" in out
+    line = next(x for x in out.splitlines() if x.startswith("clusters: "))
+    assert line.startswith(f"clusters: fitted (previous version {first.name} not used: "), line
+    assert "distances.npy" in line

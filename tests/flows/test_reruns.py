@@ -105,7 +105,7 @@ def test_an_error_inside_the_run_exits_1_naming_the_flow_run(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise ValueError("injected bug in the difficulty step")
 
-    monkeypatch.setattr(flows.tasks, "normalize_difficulty", broken)  # the step the task calls
+    monkeypatch.setattr(flows.tasks, "fit_scale", broken)  # the step the task calls
     result = _zarr_run(blob_store, tmp_path, "--k", "3")
     assert result.exit_code == 1, result.output
     last = result.stderr.strip().splitlines()[-1]
