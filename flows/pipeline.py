@@ -110,6 +110,7 @@ def _run_pipeline(
         clustering=clustering,
         output=output,
         name=dataset.artifact_name(),
+        difficulty=curriculum.difficulty,
     )
     published: CurriculumOutcome = _run_stage(
         curriculum_flow,

@@ -351,6 +351,7 @@ def plan_update_task(
     store_path: str,
     previous_path: str,
     clustering: ClusterParams,
+    difficulty: str,
     out_dir: str,
 ) -> dict[str, Any]:
     """``cl_core.update.plan_update``: match the store's rows to the previous version, assign
@@ -363,7 +364,13 @@ def plan_update_task(
     policy = clustering.refit_policy()
     directory = as_location(out_dir)
     try:
-        plan = plan_update(previous_path, store, policy)
+        plan = plan_update(
+            previous_path,
+            store,
+            policy,
+            cluster_config=clustering.to_config(),
+            difficulty=difficulty,
+        )
     except ValueError as error:  # another embedding configuration, a damaged version, ...
         if policy.mode == "never":
             raise

@@ -342,3 +342,18 @@ def test_the_readme_python_example_runs(
     name, n_samples = capsys.readouterr().out.split()
     assert n_samples == "103" and (tmp_path / "artifacts" / "pets" / name).is_dir()
     assert load_manifest(tmp_path / "artifacts" / "pets" / "latest")["lineage"]["added"] == 3
+
+
+def test_auto_refits_when_the_options_changed(day1: tuple[Folder, Path], tmp_path: Path) -> None:
+    folder, first = day1
+    folder.add(_rows(np.random.default_rng(7), 2))
+    store = folder.store(tmp_path / "d2.zarr")
+    same = plan_update(first, store, cluster_config=ClusterConfig(n_clusters=3))
+    assert same.decision.action == "assign"
+    k4 = plan_update(first, store, cluster_config=ClusterConfig(n_clusters=4))
+    assert k4.decision.action == "refit"
+    assert k4.decision.reason.startswith("auto: clustering options changed (n_clusters 3 -> 4)")
+    rank = plan_update(first, store, difficulty="rank")
+    assert rank.decision.reason.startswith("auto: difficulty changed (minmax -> rank)")
+    kept = plan_update(first, store, "never", cluster_config=ClusterConfig(n_clusters=4))
+    assert kept.decision.action == "assign"

@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 
 from cl_core.artifacts import load_json, publish_curriculum
-from cl_core.cluster import ArraySource, ClusterConfig, assign, cluster_embeddings
+from cl_core.cluster import (
+    EXECUTION_FIELDS,
+    ArraySource,
+    ClusterConfig,
+    assign,
+    cluster_embeddings,
+)
 from cl_core.difficulty import DifficultyScale, fit_scale
 from cl_core.io import Location
 from cl_core.schedule import Schedule, ScheduleConfig, build_schedule
@@ -135,10 +141,34 @@ def assign_to_previous(
     return nearest.astype(np.int32), distances.astype(np.float32)
 
 
+def options_changed(
+    previous: PreviousVersion,
+    cluster_config: ClusterConfig | None = None,
+    difficulty: str | None = None,
+) -> str | None:
+    """How today's clustering options or difficulty method differ from the previous version's
+    (words, e.g. "clustering options changed (n_clusters 3 -> 5)"), or None."""
+    if difficulty is not None and difficulty != previous.scale.method:
+        return f"difficulty changed ({previous.scale.method} -> {difficulty})"
+    if cluster_config is None:
+        return None
+    before = dataclasses.asdict(previous_cluster_config(previous))
+    after = dataclasses.asdict(cluster_config)
+    changed = [
+        f"{key} {before.get(key)!r} -> {after[key]!r}"
+        for key in sorted(after)
+        if key not in EXECUTION_FIELDS and before.get(key) != after[key]
+    ]
+    return f"clustering options changed ({', '.join(changed)})" if changed else None
+
+
 def plan_update(
     previous: PreviousVersion | str | os.PathLike[str] | Location,
     store: EmbeddingStore | str | os.PathLike[str],
     refit: str | RefitPolicy | None = "auto",
+    *,
+    cluster_config: ClusterConfig | None = None,
+    difficulty: str | None = None,
 ) -> UpdatePlan:
     """Match ``store``'s rows to ``previous`` by file key, assign the new ones, decide.
 
@@ -150,6 +180,12 @@ def plan_update(
         The complete embedding store of today's listing (same embedding configuration).
     refit : {"auto", "always", "never"} or RefitPolicy
         The refit policy (a name: its default thresholds).
+    cluster_config : ClusterConfig, optional
+        Today's clustering options; under ``auto`` a change from the previous version's
+        (other than where the sweep runs) is a reason to refit. ``never`` keeps the previous
+        version's clusters and scale whatever the options.
+    difficulty : str, optional
+        Today's difficulty method; under ``auto`` a change is a reason to refit.
 
     Returns
     -------
@@ -186,9 +222,17 @@ def plan_update(
         assignment=assignment,
         distances=distances,
         figures=figures,
-        decision=decide(chosen, figures),
+        decision=_decision(chosen, figures, options_changed(old, cluster_config, difficulty)),
         policy=chosen,
     )
+
+
+def _decision(policy: RefitPolicy, figures: DriftFigures, changed: str | None) -> RefitDecision:
+    decision = decide(policy, figures)
+    if changed is None or policy.mode != "auto":
+        return decision
+    figures_text = decision.reason.removeprefix("auto: ")
+    return RefitDecision("refit", f"auto: {changed}; {figures_text}")
 
 
 def previous_cluster_config(previous: PreviousVersion) -> ClusterConfig:

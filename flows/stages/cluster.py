@@ -83,8 +83,11 @@ def cluster_flow(
     clustering: ClusterParams,
     output: OutputParams,
     name: str,
+    difficulty: str = "minmax",
 ) -> ClusterOutcome:
-    """k-means on the store: explicit k, per class, or k by Davies-Bouldin over a Dask sweep."""
+    """k-means on the store: explicit k, per class, or k by Davies-Bouldin over a Dask sweep;
+    with a previous version of ``name``, first the update's plan (assign to its clusters, or
+    refit; ``difficulty``: today's method, a change of which makes ``auto`` refit)."""
     logger = get_run_logger()
     work = WorkDir.at(output.work_dir)
     cluster_id = cluster_identity(embedded.fingerprint, clustering)
@@ -99,7 +102,7 @@ def cluster_flow(
     sample_path: str | None = None
     n_clusters = clustering.n_clusters
     with ui_artifacts() as ui:
-        update = plan_update(embedded, clustering, output, name, ledger)
+        update = plan_update(embedded, clustering, output, name, ledger, difficulty)
         if update["action"] == "assign":
             outcome = ClusterOutcome(
                 cluster_id=update["plan_id"],
@@ -158,6 +161,7 @@ def plan_update(
     output: OutputParams,
     name: str,
     ledger: TaskLedger,
+    difficulty: str = "minmax",
 ) -> dict[str, Any]:
     """The nightly update's plan: ``{"action": "assign" | "refit" | "fit", "lineage": ...}``.
 
@@ -175,9 +179,16 @@ def plan_update(
             raise ValueError(f"--refit never needs a previous version to assign to: {why}")
         return {"action": "fit", "lineage": first_lineage(policy, embedded.n_rows, n_valid, why)}
     work = WorkDir.at(output.work_dir)
+    config = dataclasses.asdict(clustering.to_config())
     plan_id = content_id(
         "update-plan",
-        {"features": embedded.fingerprint, "previous": previous.name, "policy": policy.to_json()},
+        {
+            "features": embedded.fingerprint,
+            "previous": previous.name,
+            "policy": policy.to_json(),
+            "clustering": {k: v for k, v in config.items() if k not in EXECUTION_FIELDS},
+            "difficulty": difficulty,
+        },
     )
     out_dir = work.update(plan_id)
     document = ledger.call(
@@ -186,6 +197,7 @@ def plan_update(
         store_path=embedded.store_path,
         previous_path=str(previous),
         clustering=clustering,
+        difficulty=difficulty,
         out_dir=str(out_dir),
     )
     return {**document, "plan_id": plan_id}
