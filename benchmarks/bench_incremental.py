@@ -534,6 +534,13 @@ def summarise(
     }
 
 
+def clusters_cell(line: str | None) -> str | None:
+    """The decision part of a ``clusters:`` line (without the counts after "; parent")."""
+    if line is None:
+        return None
+    return line.removeprefix("clusters:").split("; parent", 1)[0].strip()
+
+
 def print_tables(record: dict[str, Any]) -> None:
     first = record["first_flow_seconds"]
     print(
@@ -547,7 +554,7 @@ def print_tables(record: dict[str, Any]) -> None:
          "changed", "clusters", "goal met"),
     ]  # fmt: skip
     for run in record["cases"]:
-        clusters = run["clustering_line"] or f"k = {run['k']} ({run['chosen_by']})"
+        clusters = clusters_cell(run["clustering_line"]) or f"k = {run['k']} ({run['chosen_by']})"
         rows.append((
             f"({run['case']}) {run['change']}", run["n"], f"{run['flow_seconds']:.1f}",
             f"{100 * run['share_of_first']:.1f}%",

@@ -166,6 +166,27 @@ def test_a_changed_listing_embeds_only_what_changed(
     _check_against_clean_run(store, root, tmp_path)
 
 
+@pytest.mark.parametrize("memory", ["kept", "read again"])
+def test_the_copy_reads_the_verified_rows_or_reads_them_again_beyond_the_budget(
+    yesterday: tuple[Path, Path], tmp_path: Path, memory: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows the parent's verification read are copied from memory (kept), or, once they
+    exceed ``REUSE_MEMORY_BYTES``, read again shard by shard: the same bytes either way."""
+    import cl_core.store.reuse as reuse
+
+    if memory == "read again":
+        monkeypatch.setattr(reuse, "REUSE_MEMORY_BYTES", 3 * 16 * 6 * 4)  # 3 of its 7 shards
+    root, old_path = yesterday
+    (root / "c0" / "010.jpg").unlink()
+    _write_image(root / "c1" / "050a.jpg", 1000)
+    store = _embed(root, tmp_path / "work" / "day2.zarr", _CountingCNN(), [old_path])
+    assert (store.reuse["reused"], store.reuse["embedded"]) == (N_FILES - 1, 1)
+    reused = store.reused_rows()
+    old_rows, new_rows = _rows_by_path(open_store(old_path)), _rows_by_path(store)
+    assert all(new_rows[p] == old_rows[p] for p in np.asarray(store.file_keys())[reused])
+    _check_against_clean_run(store, root, tmp_path)
+
+
 def test_fully_copied_shards_are_done_before_any_embedding(
     yesterday: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -360,12 +360,17 @@ class EmbeddingStore:
         self._group.attrs.update({ATTRS_KEY: meta})
         self._load_meta()
 
-    def verify_rows(self, shards: Sequence[int] | None = None) -> str | None:
+    def verify_rows(
+        self,
+        shards: Sequence[int] | None = None,
+        on_verified: Callable[[int, np.ndarray], None] | None = None,
+    ) -> str | None:
         """What is wrong with a finished store's rows, or None when they check out.
 
         Checks the done markers, and that each shard's stored rows (``shards``; default all) give
         the statistics recorded when it was written, bit for bit (a changed, lost or unreadable
-        chunk does not).
+        chunk does not). ``on_verified(shard, rows)`` receives each shard's rows, (rows, D) as
+        stored, once they check out (so a caller that needs them does not read them again).
         """
         if not self._meta.get("complete") or self.missing_shards():
             return "it is not complete"
@@ -383,6 +388,8 @@ class EmbeddingStore:
                 return f"shard {shard} cannot be read ({type(error).__name__})"
             if not np.array_equal(block_moments(rows, keep), recorded):
                 return f"shard {shard}'s rows do not give its recorded statistics"
+            if on_verified is not None:
+                on_verified(shard, rows)
         return None
 
     # -- skipped samples ------------------------------------------------------------------

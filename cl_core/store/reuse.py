@@ -7,6 +7,10 @@ dtype), verifies it, matches rows by file key and copies the rows of unchanged f
 byte for byte. Fully copied shards are marked done; the copied rows of the other shards wait in
 the new store for the embedding, which computes only the missing rows. The earlier store is only
 read. Rows an earlier store skipped as unloadable are embedded again.
+
+The earlier store's shards are read once: the rows its verification read are kept for the copy
+while they fit in :data:`REUSE_MEMORY_BYTES` (a nightly run over a small or medium dataset), and
+read again shard by shard for the copy beyond that (one shard in memory at a time).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from cl_core.store.create import content_fingerprint, identity_attrs, open_store
 from cl_core.store.embedding_store import EmbeddingStore, describe
 from cl_core.store.keys import FileKeys
 
+REUSE_MEMORY_BYTES = 256 * 2**20
+"""At most this many bytes of verified rows of the earlier store are kept for the copy."""
 _DATASET_KEYS = ("dataset_fingerprint", "dataset_identity_method")
 _NAMES = {
     "model_id": "model differs",
@@ -138,12 +144,13 @@ def _reuse(
     for other in matching:
         old_keys = other.file_records()
         match = None if old_keys is None else match_files(keys, old_keys, other.skipped_indices)
-        problem = _problem(other, old_keys, match)
+        verified = _VerifiedRows(other)
+        problem = _problem(other, old_keys, match, verified)
         if problem is not None:
             rejected.append(f"previous store {_name(other)} failed verification: {problem}")
             continue
         assert match is not None
-        mask = _copy(other, store, match.source, labels)
+        mask = _copy(verified, store, match.source, labels)
         figures = {
             "parent": other.fingerprint,
             "parent_path": describe(other.path),
@@ -198,14 +205,50 @@ def _difference(meta: dict[str, Any], wanted: dict[str, Any]) -> str | None:
     return None
 
 
-def _problem(other: EmbeddingStore, keys: FileKeys | None, match: FileMatch | None) -> str | None:
-    """Why ``other`` may not be copied from, or None (only the shards the copy reads are read)."""
+def _problem(
+    other: EmbeddingStore,
+    keys: FileKeys | None,
+    match: FileMatch | None,
+    verified: _VerifiedRows,
+) -> str | None:
+    """Why ``other`` may not be copied from, or None (only the shards the copy reads are read;
+    their rows are handed to ``verified``)."""
     if keys is None or len(keys) != other.n_rows or match is None:
         return "its file keys do not cover its rows"
     if content_fingerprint(other.attrs) != other.fingerprint:
         return "its attributes do not match its fingerprint"
     used = match.source[match.source >= 0]
-    return other.verify_rows(np.unique(used // other.shard_rows).tolist())
+    return other.verify_rows(np.unique(used // other.shard_rows).tolist(), verified.keep)
+
+
+class _VerifiedRows:
+    """The earlier store's rows by shard as its verification read them (up to
+    :data:`REUSE_MEMORY_BYTES`), and :meth:`take` to gather rows from them."""
+
+    def __init__(self, store: EmbeddingStore) -> None:
+        self.store = store
+        self.blocks: dict[int, np.ndarray] = {}
+        self.nbytes = 0
+        self.complete = True  # every verified shard is kept
+
+    def keep(self, shard: int, rows: np.ndarray) -> None:
+        if not self.complete or self.nbytes + rows.nbytes > REUSE_MEMORY_BYTES:
+            self.complete, self.blocks = False, {}
+            return
+        self.blocks[shard] = rows
+        self.nbytes += rows.nbytes
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The stored rows ``rows`` (ascending indices), (len(rows), D)."""
+        if not self.complete:
+            return np.asarray(self.store.features.get_orthogonal_selection((rows, slice(None))))
+        shard_rows = self.store.shard_rows
+        out = np.empty((len(rows), self.store.dim), dtype=self.store.dtype)
+        shards = rows // shard_rows
+        for shard in np.unique(shards).tolist():
+            at = shards == shard
+            out[at] = self.blocks[shard][rows[at] - shard * shard_rows]
+        return out
 
 
 def _name(store: EmbeddingStore) -> str:
@@ -213,8 +256,11 @@ def _name(store: EmbeddingStore) -> str:
     return name.removesuffix(".zarr") or store.fingerprint
 
 
-def _copy(old: EmbeddingStore, new: EmbeddingStore, source: np.ndarray, labels: Any) -> np.ndarray:
-    """Copy the matched rows shard by shard (one shard in memory); the mask of copied rows."""
+def _copy(
+    verified: _VerifiedRows, new: EmbeddingStore, source: np.ndarray, labels: Any
+) -> np.ndarray:
+    """Copy the matched rows shard by shard (one new shard in memory); the mask of copied rows."""
+    old = verified.store
     label_values = None if labels is None else np.asarray(labels, dtype=np.int64)
     old_labels = old.labels() if new.has_labels and label_values is None else None
     missing = set(new.missing_shards())
@@ -226,7 +272,7 @@ def _copy(old: EmbeddingStore, new: EmbeddingStore, source: np.ndarray, labels: 
             continue
         block = np.full((stop - start, new.dim), np.nan, dtype=new.dtype)
         order = np.argsort(rows[have], kind="stable")
-        read = old.features.get_orthogonal_selection((rows[have][order], slice(None)))
+        read = verified.take(rows[have][order])
         block[np.flatnonzero(have)[order]] = read
         shard_labels = None
         if new.has_labels:
