@@ -357,3 +357,18 @@ def test_auto_refits_when_the_options_changed(day1: tuple[Folder, Path], tmp_pat
     assert rank.decision.reason.startswith("auto: difficulty changed (minmax -> rank)")
     kept = plan_update(first, store, "never", cluster_config=ClusterConfig(n_clusters=4))
     assert kept.decision.action == "assign"
+
+
+def test_a_previous_version_that_fails_verification_is_not_used(
+    day1: tuple[Folder, Path], tmp_path: Path
+) -> None:
+    folder, first = day1
+    distances = first / "distances.npy"
+    distances.chmod(0o644)
+    distances.write_bytes(distances.read_bytes()[:-4] + b"\x00\x00\x80\x7f")  # one value: inf
+    folder.add(_rows(np.random.default_rng(6), 2))
+    store = folder.store(tmp_path / "d2.zarr")
+    previous, why = find_previous(tmp_path / "artifacts", "pets", store.dataset_fingerprint)
+    assert previous is None
+    assert why.startswith(f"previous version {first.name} failed verification: ")
+    assert "distances.npy" in why
