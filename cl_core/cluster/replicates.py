@@ -15,6 +15,7 @@ import numpy as np
 
 from cl_core.cluster.kmeans_torch import fit_kmeans_torch, kmeans_plusplus_init, nearest_centroids
 from cl_core.cluster.seeds import KEY_HALF, KEY_HALF_INIT, derive_seed
+from cl_core.devices import resolve_device
 from cl_core.threads import torch_threads
 
 INIT_ROWS_PER_CLUSTER = 10
@@ -89,17 +90,10 @@ def fit_and_score(
             n_threads=None,
         )
         with torch.no_grad():
-            data = torch.from_numpy(np.array(rows, dtype=np.float32)).to(init_device(device))
+            data = torch.from_numpy(np.array(rows, dtype=np.float32)).to(resolve_device(device))
             centres = torch.from_numpy(np.array(fitted.centroids)).to(data.device)
             labels, sq = nearest_centroids(data, centres)
             return davies_bouldin(data, labels), float(sq.double().sum())
-
-
-def init_device(device: Any) -> Any:
-    """``device`` as a torch device (``"auto"`` resolved)."""
-    from cl_core.devices import resolve_device
-
-    return resolve_device(device)
 
 
 def davies_bouldin(rows: Any, labels: Any) -> float:

@@ -51,7 +51,7 @@ from cl_core.cluster.sampling import (
 )
 from cl_core.cluster.seeds import KEY_SAMPLE, KEY_SWEEP, derive_seed, root_entropy
 from cl_core.cluster.sources import RowSubset, as_source, resolve_valid
-from cl_core.threads import thread_limit
+from cl_core.threads import thread_limit, torch_threads
 from cl_core.validation import check_choice, check_int
 
 
@@ -226,7 +226,9 @@ def sweep_k(
     # thread per job avoids oversubscribing the cores. BLAS limits are process-wide, and
     # scikit-learn switches them around each fit, which concurrent fits can restore out of
     # order; this outer limit puts the caller's setting back once every job is done.
-    with thread_limit(1, "blas"):
+    # torch's thread count is process-wide too: concurrent jobs each set it to 1 and restore what
+    # they found, which this outer limit makes 1 as well, so no job runs with another count.
+    with thread_limit(1, "blas"), torch_threads(1):
         if scheduler == "synchronous" or len(candidates) == 1:
             return tuple(evaluate_k(values, k, entropy, batch_size, **options) for k in candidates)
         import dask

@@ -31,6 +31,7 @@ from cl_core.cluster import (
     edge_of_range_warning,
     refine_ks,
 )
+from cl_core.threads import torch_threads
 from cl_core.update import first_lineage, lineage_line, previous_version
 from flows import progress, tasks
 from flows.done import cluster_outputs_verified, files_verified, update_planned
@@ -271,10 +272,10 @@ def _sweep(
     def run_round(ks: list[int], label: str) -> list[dict[str, Any]]:
         groups = sweep_groups(ks, sweep_tasks(output, len(ks)))
         bar = progress.track(label, total=len(ks))
-        # Each job limits BLAS to one thread through a process-wide switch; with in-process
-        # Dask workers, concurrent jobs could restore it out of order. The outer limit
-        # restores it last.
-        with threadpool_limits(limits=1, user_api="blas"):
+        # Each job limits BLAS and torch to one thread through process-wide switches; with
+        # in-process Dask workers, concurrent jobs could restore them out of order. The outer
+        # limits restore them last.
+        with threadpool_limits(limits=1, user_api="blas"), torch_threads(1):
             futures = [
                 tasks.configured(
                     tasks.evaluate_ks_task, work, done=files_verified(*map(out_path, group))
