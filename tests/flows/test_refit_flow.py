@@ -162,7 +162,7 @@ def test_a_damaged_previous_store_and_version_are_not_used_and_the_run_says_so(
     run_cli(images, tmp_path, tiny_weights)
     first = resolve_version(tmp_path / "artifacts" / "tiny" / "latest")
     (store,) = (tmp_path / "runs" / "embeddings").glob("*.zarr")
-    (store / "features" / "c" / "1" / "0").write_bytes(b"\x00garbage" * 10)
+    (store / "features" / "c" / "0" / "0").write_bytes(b"\x00garbage" * 10)  # its one chunk
     damaged = first / "distances.npy"
     damaged.write_bytes(damaged.read_bytes()[:-4] + b"\x00\x00\x80\x7f")
     add_images(images, 1)
