@@ -254,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
                         "ui": ui,
                         "page": page,
                         "img_with_data_png": "<img" in dom and "data:image/png;base64," in dom,
+                        # the run's page lists its plot artifacts (cards on the Artifacts tab)
+                        "plots_listed": sum(key in dom for key in PLOT_PAGES if key in artifact_ids)
+                        if page == "run"
+                        else None,
                         "screenshot": str(shot) if shot.is_file() else None,
                         "url": url,
                     }
@@ -265,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
                 server.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 server.kill()
-    header = ("ui", "page", "<img> data:image/png", "screenshot")
-    keys = ("ui", "page", "img_with_data_png", "screenshot")
+    header = ("ui", "page", "<img> data:image/png", "plots listed", "screenshot")
+    keys = ("ui", "page", "img_with_data_png", "plots_listed", "screenshot")
     print(table([header, *([row[key] for key in keys] for row in rows)]))
     plot_pages = [r for r in rows if r["page"] in PLOT_PAGES]
     goal_met = bool(plot_pages) and all(r["img_with_data_png"] for r in plot_pages)
