@@ -9,9 +9,10 @@ A generated image folder of N small JPEGs (8 class folders, 56-96 px sides) goes
 pipeline as a nightly deployment runs it: ``cl-curriculum run imagefolder:DIR`` in a fresh
 process per run, against ONE Prefect server started once before any run (its start is not
 counted), with one work dir and one artifact root for all runs. The encoder is timm's
-``test_efficientnet`` at 64 px with seeded random weights saved to a file (offline, no download),
+``test_efficientnet`` at 80 px with seeded random weights saved to a file (offline, no download),
 chosen so that the first run's embedding takes >= 60 s on a 2-core machine: in real use
-embedding dominates, and a faster model would make the fixed costs look larger than they are.
+embedding dominates, and a faster model would make the fixed costs look larger than they are
+(at 64 px the first run's embedding took 59.9-100.7 s on the shared 2 cores: too close).
 
 After the first run, each case changes the folder and runs again (each against the previous
 case's state):
@@ -56,7 +57,7 @@ QUICK_N_FILES = 600
 GOAL_SHARE = 0.15  # of the first run's flow time, for (a)-(c)
 GOAL_FIRST_EMBED_SECONDS = 60.0
 MODEL = "test_efficientnet"
-IMAGE_SIZE = 64
+IMAGE_SIZE = 80
 N_CLASSES = 8
 REFIT = ("--refit", "auto")  # every run says its policy (auto is also the default)
 
