@@ -286,6 +286,7 @@ def _run_id(output: str) -> str:
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(900)  # two server starts and two deployment runs: 2-5 min, more under load
 def test_nightly_deployment_on_postgres_publishes_an_incremental_version(
     nightly: Nightly, image_folder_writer: Callable[..., Path], tmp_path: Path
 ) -> None:
