@@ -25,7 +25,6 @@ The last line printed is one JSON object with every figure.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -35,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
-from benchmarks.common import arguments, emit, scratch, table
+from benchmarks.common import arguments, blob_centres, blob_rows, emit, scratch, table
 
 SEED = 0
 BOOTSTRAPS = 5
@@ -153,17 +152,12 @@ def stability(
 
 def blobs(rows: int, dim: int, true_k: int, seed: int = SEED) -> np.ndarray:
     """``rows`` Gaussian-blob rows around ``true_k`` centres (``bench_scale.py``'s generator)."""
-    rng = np.random.default_rng([seed, 1])
-    centres = (rng.standard_normal((true_k, dim), dtype=np.float32) / math.sqrt(dim) * 4).astype(
-        np.float32
-    )
+    centres = blob_centres(true_k, dim, seed)
     out = np.empty((rows, dim), dtype=np.float32)
     step = 50_000
     for start in range(0, rows, step):
-        part = np.random.default_rng([seed, 2, start])
         n = min(step, rows - start)
-        block = part.standard_normal((n, dim), dtype=np.float32) * (0.35 / math.sqrt(dim) * 4)
-        out[start : start + n] = block + centres[part.integers(0, true_k, size=n)]
+        out[start : start + n] = blob_rows(centres, n, [seed, 2, start])
     return out
 
 

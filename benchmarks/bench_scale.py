@@ -34,7 +34,6 @@ The last line printed is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -44,7 +43,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
-from benchmarks.common import arguments, emit, peak_rss_mib, scratch, table, write_store
+from benchmarks.common import (
+    arguments,
+    blob_centres,
+    blob_rows,
+    emit,
+    peak_rss_mib,
+    scratch,
+    table,
+    write_store,
+)
 from cl_core.cluster.assign_dask import assign_chunks, peak_rss_bytes
 
 DIM = 384
@@ -67,31 +75,14 @@ SMOKE = {"gpu_rows": 20_000, "gpu_k": 50, "passes": 2}
 # --------------------------------------------------------------------------------------------
 
 
-def blob_centres(true_k: int, seed: int = SEED) -> np.ndarray:
-    """``true_k`` random unit-scale centres, float32 (true_k, DIM)."""
-    rng = np.random.default_rng([seed, 1])
-    return (rng.standard_normal((true_k, DIM), dtype=np.float32) / math.sqrt(DIM) * 4).astype(
-        np.float32
-    )
-
-
-def blob_rows(centres: np.ndarray, n: int, seed: Any) -> np.ndarray:
-    """``n`` rows around random centres, float32 (n, DIM)."""
-    rng = np.random.default_rng(seed)
-    rows = rng.standard_normal((n, DIM), dtype=np.float32)
-    rows *= BLOB_STD / math.sqrt(DIM) * 4
-    rows += centres[rng.integers(0, centres.shape[0], size=n)]
-    return rows
-
-
 def make_store(path: Path, n_rows: int, true_k: int) -> tuple[Any, bool]:
     """Write a blob store shard by shard; ``(store, reused)`` (a complete one is reopened)."""
-    centres = blob_centres(true_k)
+    centres = blob_centres(true_k, DIM, SEED)
     return write_store(
         path,
         n_rows,
         DIM,
-        lambda shard, n: blob_rows(centres, n, [SEED, 2, shard]),
+        lambda shard, n: blob_rows(centres, n, [SEED, 2, shard], BLOB_STD),
         fingerprint=f"bench-scale-blobs-{n_rows}-{true_k}-{SEED}",
     )
 
@@ -232,11 +223,11 @@ def gpu_compare(n_rows: int, k: int, passes: int, device: str) -> dict[str, Any]
     from cl_core.cluster import ArraySource
     from cl_core.cluster.kmeans_torch import fit_kmeans_torch, kmeans_plusplus_init
 
-    centres = blob_centres(k, seed=SEED + 1)
+    centres = blob_centres(k, DIM, SEED + 1)
     rows = np.empty((n_rows, DIM), dtype=np.float32)
     for start in range(0, n_rows, 65_536):
         stop = min(start + 65_536, n_rows)
-        block = blob_rows(centres, stop - start, [SEED, 3, start])
+        block = blob_rows(centres, stop - start, [SEED, 3, start], BLOB_STD)
         block /= np.linalg.norm(block, axis=1, keepdims=True)  # unit rows, like embeddings
         rows[start:stop] = block
     pick = np.random.default_rng([SEED, 4]).choice(n_rows, size=min(n_rows, 20_000), replace=False)

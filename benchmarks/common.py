@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,3 +167,21 @@ def run_children(
     with ThreadPoolExecutor(max_workers=len(argvs)) as pool:
         futures = {key: pool.submit(run_child, script, argv) for key, argv in argvs.items()}
     return {key: future.result() for key, future in futures.items()}
+
+
+def blob_centres(true_k: int, dim: int, seed: int) -> np.ndarray:
+    """``true_k`` random centres of unit scale, float32 (true_k, dim)."""
+    rng = np.random.default_rng([seed, 1])
+    return (rng.standard_normal((true_k, dim), dtype=np.float32) / math.sqrt(dim) * 4).astype(
+        np.float32
+    )
+
+
+def blob_rows(centres: np.ndarray, n: int, seed: Any, std: float = 0.35) -> np.ndarray:
+    """``n`` Gaussian rows around randomly drawn ``centres``, float32 (n, dim)."""
+    dim = centres.shape[1]
+    rng = np.random.default_rng(seed)
+    rows = rng.standard_normal((n, dim), dtype=np.float32)
+    rows *= std / math.sqrt(dim) * 4
+    rows += centres[rng.integers(0, centres.shape[0], size=n)]
+    return rows
