@@ -138,13 +138,13 @@ def run(
     ] = "auto",
     refit_share: Annotated[
         float, typer.Option(help="auto refits once this share of rows changed since the last fit")
-    ] = 0.10,
+    ] = ClusterParams.model_fields["refit_share"].default,
     refit_distance_ratio: Annotated[
         float,
         typer.Option(
             help="auto refits when new samples sit this much further from their centroids"
         ),
-    ] = 1.25,
+    ] = ClusterParams.model_fields["refit_distance_ratio"].default,
     strategy: Annotated[str, typer.Option(help="easy (prototypes first) or hard")] = "easy",
     pacing: Annotated[str, typer.Option(help="linear, cosine, root or step")] = "linear",
     f0: Annotated[float, typer.Option("--f0", help="initial effective fraction")] = 0.3,

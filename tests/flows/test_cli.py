@@ -161,3 +161,19 @@ def test_console_script_entry_point_prints_help(capsys: pytest.CaptureFixture[st
     help_text = capsys.readouterr().out
     for command in ("run", "demo", "inspect", "preview", "deploy", "serve"):
         assert command in help_text
+
+
+def test_the_refit_thresholds_are_cl_cores_defaults_in_the_params_and_the_cli() -> None:
+    """flows.params keeps literals (it imports no cl_core); the CLI takes the params' defaults."""
+    import inspect
+
+    from cl_core.update import DEFAULT_MAX_CHANGED_SHARE, DEFAULT_MAX_DISTANCE_RATIO
+    from flows.cli import run
+    from flows.params import ClusterParams
+
+    fields = ClusterParams.model_fields
+    assert fields["refit_share"].default == DEFAULT_MAX_CHANGED_SHARE
+    assert fields["refit_distance_ratio"].default == DEFAULT_MAX_DISTANCE_RATIO
+    options = inspect.signature(run).parameters
+    assert options["refit_share"].default == DEFAULT_MAX_CHANGED_SHARE
+    assert options["refit_distance_ratio"].default == DEFAULT_MAX_DISTANCE_RATIO
