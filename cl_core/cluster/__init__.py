@@ -1,6 +1,6 @@
 """The clustering stage: embeddings -> k (Davies-Bouldin sweep, or given) -> centroids -> assignment.
 
-k is chosen by the one-standard-error rule over a grid of candidates (:mod:`~.choice`,
+k is chosen by the three-standard-error rule over a grid of candidates (:mod:`~.choice`,
 :mod:`~.grid`).
 
 Rows are streamed from an embedding store or an array (:mod:`~cl_core.cluster.sources`), never
@@ -10,7 +10,7 @@ held whole; :func:`cluster_embeddings` is the stage as one step, the other names
 from __future__ import annotations
 
 from cl_core.cluster.assign import assign
-from cl_core.cluster.choice import RULE, KChoice, choice_from_records, choose_in_band
+from cl_core.cluster.choice import BAND_SE, RULE, KChoice, choice_from_records, choose_in_band
 from cl_core.cluster.config import (
     CHOSEN_BY,
     DEFAULT_BATCH_SIZE,
@@ -59,6 +59,7 @@ from cl_core.cluster.sweep import (
 )
 
 __all__ = [
+    "BAND_SE",
     "CHOSEN_BY",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_CHUNK_ROWS",

@@ -4,7 +4,7 @@
 The sweep is the library's: :func:`cl_core.cluster.plan_sweep` draws the subsample and the grid
 of ks (sample task), :func:`cl_core.cluster.evaluate_k` scores each k over half-sample
 replicates (sweep tasks), a second round scores :func:`cl_core.cluster.refine_ks` around the
-best, :func:`cl_core.cluster.choose_k` applies the one-standard-error rule, and
+best, :func:`cl_core.cluster.choose_k` applies the three-standard-error rule, and
 :func:`cl_core.cluster.cluster_embeddings` fits and assigns with that k. The ks of each round are
 split into as many sweep tasks as the runner runs at once (:func:`sweep_groups`), not one task
 per k: each Prefect ``submit`` costs about 0.2 s of the
@@ -23,7 +23,9 @@ from prefect.futures import as_completed
 from threadpoolctl import threadpool_limits
 
 from cl_core.cluster import (
+    BAND_SE,
     EXECUTION_FIELDS,
+    RULE,
     KChoice,
     SweepPoint,
     best_k,
@@ -76,16 +78,18 @@ def sweep_groups(ks: list[int], n_groups: int) -> list[list[int]]:
 
 
 def cluster_identity(features: str, clustering: ClusterParams) -> str:
-    """Content id of the clustering: the store's fingerprint and every value-affecting option."""
+    """Content id of the clustering: the store's fingerprint and every value-affecting option,
+    and, when the sweep chooses k, the rule it chooses by (a new rule must not be answered from
+    the cache of the old one)."""
     config = dataclasses.asdict(clustering.to_config())
-    return content_id(
-        "cluster",
-        {
-            "features": features,
-            # where the sweep runs, never what it yields
-            "config": {k: v for k, v in config.items() if k not in EXECUTION_FIELDS},
-        },
-    )
+    payload: dict[str, Any] = {
+        "features": features,
+        # where the sweep runs, never what it yields
+        "config": {k: v for k, v in config.items() if k not in EXECUTION_FIELDS},
+    }
+    if config["n_clusters"] is None:
+        payload["k_rule"] = {"rule": RULE, "band_se": BAND_SE}
+    return content_id("cluster", payload)
 
 
 @flow(name="cluster")
