@@ -1,4 +1,4 @@
-"""How k is chosen: the three-standard-error rule, the candidate grid and its refinement, the sweep
+"""How k is chosen: the one-standard-error rule, the candidate grid and its refinement, the sweep
 sample's size, a range the sample cannot support, and a k that bf16 rounding does not move."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import torch
 from sklearn.metrics import davies_bouldin_score
 
 from cl_core.cluster import (
-    BAND_SE,
     ROWS_PER_CLUSTER,
     SWEEP_MEMORY_BYTES,
     ClusterConfig,
@@ -48,24 +47,23 @@ def blobs(n_rows: int, k: int, dim: int = 16, seed: int = 0) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def test_the_smallest_k_within_three_standard_errors_of_the_best_is_chosen() -> None:
-    points = [point(2, 1.40, 0.05), point(3, 1.20, 0.05), point(4, 1.12, 0.04),
+def test_the_smallest_k_within_one_standard_error_of_the_best_is_chosen() -> None:
+    points = [point(2, 1.40, 0.05), point(3, 1.12, 0.05), point(4, 1.05, 0.04),
               point(5, 1.00, 0.06), point(6, 1.30, 0.05)]  # fmt: skip
     choice = choose_in_band(points)
     pooled = math.sqrt(np.mean(np.square([0.05, 0.05, 0.04, 0.06, 0.05])))
     assert choice.best_se == pytest.approx(pooled)  # each k's SE, pooled over the ks
-    assert (choice.best_k, choice.k) == (5, 4)  # band 1.154: 3 (1.20) is out, 4 (1.12) in
+    assert (choice.best_k, choice.k) == (5, 4)  # band 1.05: 3 (1.12) is out, 4 (1.05) in
     assert choice.in_band == (4, 5)
     assert choose_k(points) == 4
-    assert choice.band == pytest.approx(1.0 + BAND_SE * pooled)
-    assert BAND_SE == 3.0 and choice.rule == "three-standard-error"
+    assert choice.band == pytest.approx(1.0 + pooled)
     assert not choice.flat
 
 
 def test_one_noisy_k_does_not_set_the_band_alone() -> None:
     """The best k's own SE from 4 replicates is noisy; the pooled one is not fooled by it."""
     points = [point(2, 1.30, 0.1), point(3, 1.06, 0.1), point(4, 1.0, 0.001)]
-    assert choose_in_band(points).k == 3  # band ~1.24 with the pooled SE (1.003 with k=4's)
+    assert choose_in_band(points).k == 3  # band ~1.08 with the pooled SE
 
 
 def test_without_replicates_the_rule_is_the_lowest_index() -> None:

@@ -1,6 +1,6 @@
 """The clustering stage: embeddings -> k (Davies-Bouldin sweep, or given) -> centroids -> assignment.
 
-k is chosen by the three-standard-error rule over a grid of candidates (:mod:`~.choice`,
+k is chosen by the one-standard-error rule over a grid of candidates (:mod:`~.choice`,
 :mod:`~.grid`).
 
 Rows are streamed from an embedding store or an array (:mod:`~cl_core.cluster.sources`), never

