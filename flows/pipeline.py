@@ -176,7 +176,7 @@ def run_summary_markdown(result: PipelineResult, dataset: DatasetParams) -> str:
     """The run's markdown summary: facts, warnings, and the samples left out."""
     why = {
         "explicit": "explicit n_clusters",
-        "davies_bouldin": "Davies-Bouldin sweep, one-standard-error rule",
+        "davies_bouldin": "Davies-Bouldin sweep, one standard error (three when flat)",
         "per_class": "per class (supervised)",
         "previous": "the previous version's clusters",
     }.get(result.chosen_by, result.chosen_by)

@@ -213,7 +213,7 @@ def artifact_key(*parts: str) -> str:
 
 def publish_sweep_table(sweep: list[dict[str, Any]], chosen_k: int, name: str) -> None:
     """Davies-Bouldin index (mean and standard error over the replicates), whether it is in the
-    one-SE band, and inertia per k; the chosen k marked, the band in the description."""
+    standard-error band, and inertia per k; the chosen k marked, the band in the description."""
     from prefect.artifacts import create_table_artifact
 
     choice = choice_from_records(sweep)

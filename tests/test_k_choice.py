@@ -11,6 +11,8 @@ import torch
 from sklearn.metrics import davies_bouldin_score
 
 from cl_core.cluster import (
+    BAND_SE,
+    FLAT_BAND_SE,
     ROWS_PER_CLUSTER,
     SWEEP_MEMORY_BYTES,
     ClusterConfig,
@@ -48,16 +50,30 @@ def blobs(n_rows: int, k: int, dim: int = 16, seed: int = 0) -> np.ndarray:
 
 
 def test_the_smallest_k_within_one_standard_error_of_the_best_is_chosen() -> None:
-    points = [point(2, 1.40, 0.05), point(3, 1.12, 0.05), point(4, 1.05, 0.04),
+    points = [point(2, 1.40, 0.05), point(3, 1.20, 0.05), point(4, 1.05, 0.04),
               point(5, 1.00, 0.06), point(6, 1.30, 0.05)]  # fmt: skip
     choice = choose_in_band(points)
     pooled = math.sqrt(np.mean(np.square([0.05, 0.05, 0.04, 0.06, 0.05])))
     assert choice.best_se == pytest.approx(pooled)  # each k's SE, pooled over the ks
-    assert (choice.best_k, choice.k) == (5, 4)  # band 1.05: 3 (1.12) is out, 4 (1.05) in
+    assert (choice.best_k, choice.k) == (5, 4)  # band 1.05: 3 (1.20) is out, 4 (1.05) in
     assert choice.in_band == (4, 5)
     assert choose_k(points) == 4
     assert choice.band == pytest.approx(1.0 + pooled)
     assert not choice.flat
+
+
+def test_a_flat_curve_widens_the_band_to_three_standard_errors() -> None:
+    """A drop, then a noisy plateau: one SE would cut the plateau where the noise puts it (k = 6
+    here); the flat curve's band holds the whole plateau, and its smallest k is chosen."""
+    means = {2: 1.50, 3: 1.10, 4: 1.06, 5: 1.09, 6: 1.02, 7: 1.05, 8: 1.00}
+    choice = choose_in_band([point(k, m, 0.04) for k, m in means.items()])
+    assert choice.flat and choice.band_se == FLAT_BAND_SE == 3.0
+    assert choice.band == pytest.approx(1.12) and choice.k == 3
+    assert choice.in_band == (3, 4, 5, 6, 7, 8)
+    assert "three standard errors" in choice.summary()
+    clear = choose_in_band([point(2, 1.5, 0.04), point(3, 1.0, 0.04), point(4, 1.3, 0.04)])
+    assert not clear.flat and clear.band_se == BAND_SE == 1.0  # a clear minimum: one SE
+    assert "one standard error" in clear.summary()
 
 
 def test_one_noisy_k_does_not_set_the_band_alone() -> None:

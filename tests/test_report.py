@@ -211,6 +211,7 @@ def test_the_report_shows_the_band_and_how_k_was_chosen(
     assert "| k | davies_bouldin | se | in_band | inertia | chosen |" in text
     assert "| 3 | 0.74 | 0.05 | True | 25 | True |" in text
     assert "| 2 | 1.1 | 0.05 | False | 40 | False |" in text
-    assert "one standard error" in text and "| refinement | 3 |" in text
+    assert "within one standard error of the best, three on a flat curve" in text
+    assert "| refinement | 3 |" in text and "| band width | 1 SE |" in text
     assert "| band (best mean + SE) | 0.7500 |" in text
     assert written["sweep"].read_bytes()[:8] == PNG_MAGIC

@@ -1,7 +1,7 @@
 """The clustering stage: embeddings -> k (Davies-Bouldin sweep, or given) -> centroids -> assignment.
 
-k is chosen by the one-standard-error rule over a grid of candidates (:mod:`~.choice`,
-:mod:`~.grid`).
+k is chosen by the one-standard-error rule (three on a flat curve) over a grid of candidates
+(:mod:`~.choice`, :mod:`~.grid`).
 
 Rows are streamed from an embedding store or an array (:mod:`~cl_core.cluster.sources`), never
 held whole; :func:`cluster_embeddings` is the stage as one step, the other names its parts.
@@ -10,7 +10,16 @@ held whole; :func:`cluster_embeddings` is the stage as one step, the other names
 from __future__ import annotations
 
 from cl_core.cluster.assign import assign
-from cl_core.cluster.choice import BAND_SE, RULE, KChoice, choice_from_records, choose_in_band
+from cl_core.cluster.choice import (
+    BAND_SE,
+    FLAT_BAND_SE,
+    FLAT_FRACTION,
+    FLAT_MIN_K,
+    RULE,
+    KChoice,
+    choice_from_records,
+    choose_in_band,
+)
 from cl_core.cluster.config import (
     CHOSEN_BY,
     DEFAULT_BATCH_SIZE,
@@ -68,6 +77,9 @@ __all__ = [
     "DEFAULT_SWEEP_SAMPLES",
     "EXECUTION_FIELDS",
     "FIT_DEVICES",
+    "FLAT_BAND_SE",
+    "FLAT_FRACTION",
+    "FLAT_MIN_K",
     "NORMALIZATIONS",
     "ROWS_PER_CLUSTER",
     "RULE",

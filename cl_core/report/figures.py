@@ -79,7 +79,7 @@ def plot_sweep(
     standard_error : sequence of float, shape (K,), optional
         Standard error of each index (error bars; NaN: none).
     band : float, optional
-        The one-standard-error band (best mean + its SE), shaded below that index value.
+        The band (best mean + one SE, three on a flat curve), shaded below that index value.
 
     Returns
     -------
@@ -108,7 +108,7 @@ def plot_sweep(
         ax_db.plot(k[order], db[order], "o-", color="tab:blue", label="Davies-Bouldin")
     if band is not None:
         low = float(np.nanmin(db))
-        ax_db.axhspan(low, float(band), color="tab:green", alpha=0.2, label="one-SE band")
+        ax_db.axhspan(low, float(band), color="tab:green", alpha=0.2, label="standard-error band")
     if k.max() / max(k.min(), 1) > 20:
         ax_db.set_xscale("log")
     ax_db.xaxis.set_major_locator(MaxNLocator(integer=True))

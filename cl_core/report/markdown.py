@@ -67,7 +67,7 @@ def sweep_table(
     band: float | None = None,
 ) -> list[dict[str, Any]]:
     """Rows ``{k, davies_bouldin, inertia, chosen}`` sorted by k; with ``standard_error`` and
-    ``band`` also ``se`` and ``in_band`` (index at or below the one-SE band) after the index."""
+    ``band`` also ``se`` and ``in_band`` (index at or below the standard-error band) after the index."""
     k = as_1d("ks", ks, np.int64)
     db = as_1d("davies_bouldin", davies_bouldin)
     inert = as_1d("inertia", inertia)
@@ -91,10 +91,11 @@ def k_choice_markdown(choice: Mapping[str, Any]) -> str:
     grid = list(choice.get("grid", ()))
     refined = list(choice.get("refined", ()))
     facts = {
-        "rule": "smallest k whose mean index is within one standard error of the best "
-        "(Breiman et al. 1984; Hastie et al., ESL section 7.10)",
+        "rule": "smallest k whose mean index is within one standard error of the best, three "
+        "on a flat curve (Breiman et al. 1984; Hastie et al., ESL section 7.10)",
         "best k (lowest mean)": choice.get("best_k"),
         "band (best mean + SE)": f"{float(choice.get('band', math.nan)):.4f}",
+        "band width": f"{float(choice.get('band_se', 1.0)):g} SE",
         "k in band": f"{len(choice.get('in_band', ()))} of {choice.get('n_candidates')}",
         "flat curve": "yes" if choice.get("flat") else "no",
         "grid": f"{len(grid)} k: {_short_list(grid)}",

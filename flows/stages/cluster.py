@@ -25,6 +25,9 @@ from threadpoolctl import threadpool_limits
 from cl_core.cluster import (
     BAND_SE,
     EXECUTION_FIELDS,
+    FLAT_BAND_SE,
+    FLAT_FRACTION,
+    FLAT_MIN_K,
     RULE,
     KChoice,
     SweepPoint,
@@ -88,7 +91,13 @@ def cluster_identity(features: str, clustering: ClusterParams) -> str:
         "config": {k: v for k, v in config.items() if k not in EXECUTION_FIELDS},
     }
     if config["n_clusters"] is None:
-        payload["k_rule"] = {"rule": RULE, "band_se": BAND_SE}
+        payload["k_rule"] = {
+            "rule": RULE,
+            "band_se": BAND_SE,
+            "flat_band_se": FLAT_BAND_SE,
+            "flat_fraction": FLAT_FRACTION,
+            "flat_min_k": FLAT_MIN_K,
+        }
     return content_id("cluster", payload)
 
 

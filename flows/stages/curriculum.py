@@ -9,6 +9,7 @@ from typing import Any
 from prefect import flow
 
 from cl_core.artifacts import point_latest
+from cl_core.cluster import KChoice
 from cl_core.io import Location, as_location
 from cl_core.update import lineage_line, lineage_parents
 from flows import tasks
@@ -179,11 +180,12 @@ def _report_summary(
     chosen = next((p for p in clustered.sweep if p["k"] == clustered.n_clusters), None)
     low, high = clustering.cluster_range
     band = (clustered.k_choice or {}).get("band")
+    width = KChoice.from_dict(clustered.k_choice).band_words() if clustered.k_choice else ""
     why = {
         "explicit": "given (n_clusters)",
         "davies_bouldin": (
             f"smallest k whose mean Davies-Bouldin index ({chosen['davies_bouldin']:.3f}) is "
-            f"within one standard error of the best (band {band:.3f}) over k = {low}..{high}"
+            f"within {width} of the best (band {band:.3f}) over k = {low}..{high}"
             if chosen and band is not None
             else f"lowest Davies-Bouldin index ({chosen['davies_bouldin']:.3f}) over "
             f"k = {low}..{high}"
