@@ -12,15 +12,15 @@ The rule (Breiman, Friedman, Olshen & Stone, *Classification and Regression Tree
 section 3.4; Hastie, Tibshirani & Friedman, *The Elements of Statistical Learning*, 2nd ed.,
 section 7.10): the chosen k is the **smallest k whose mean lies within the band** of the best
 mean, the simplest model the noise cannot tell from the best. The band is one standard error
-(:data:`BAND_SE`), unless the curve is *flat*: at least :data:`FLAT_FRACTION` of the candidates
-(and :data:`FLAT_MIN_K`) lie within :data:`FLAT_BAND_SE` = 3 standard errors of the best, a bound that holds
-every k the noise cannot tell from the best at a 5 % family-wise level over up to 30
-candidates (Bonferroni: ``z = 2.94``). On a flat curve the one-SE edge cuts the plateau where
-the noise puts it (on the demo's features it chose k from 3 to 18 over precisions and seeds);
-there the band is the three standard errors, and the smallest k of the plateau is chosen (k = 3
-in 34 of 36 sweeps). A curve with a clear minimum keeps the one-SE band, which a wider one
-would overreach: on clean blobs the noisy ks above the truth inflate the pooled error, and
-three standard errors chose 2 of 3 and 4 of 5 true clusters (README, "How k is chosen").
+(:data:`BAND_SE`), unless the curve is *flat*: at least :data:`FLAT_FRACTION` of the
+candidates (and :data:`FLAT_MIN_K`) lie within :data:`FLAT_BAND_SE` = 3 standard errors of the
+best, a bound that holds every k the noise cannot tell from the best at a 5 % family-wise level
+over up to 30 candidates (Bonferroni: ``z = 2.94``). On a flat curve the one-SE edge cuts the
+plateau where the noise puts it (on the demo's features it chose k from 3 to 18 over precisions
+and seeds); there the band is the three standard errors, and the smallest k of the plateau is
+chosen (k = 3 in 34 of 36 sweeps). A curve with a clear minimum keeps the one-SE band, which a
+wider one would overreach: on clean blobs the noisy ks above the truth inflate the pooled error,
+and three standard errors chose 2 of 3 and 4 of 5 true clusters (README, "How k is chosen").
 """
 
 from __future__ import annotations

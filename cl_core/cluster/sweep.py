@@ -251,7 +251,7 @@ def sweep_k(
 
 
 def choose_k(points: Sequence[SweepPoint]) -> int:
-    """The k of the standard-error rule (one SE, three when flat; :func:`.choice.choose_in_band`)."""
+    """The k of the standard-error rule (:func:`cl_core.cluster.choice.choose_in_band`)."""
     return choose_in_band(points).k
 
 

@@ -67,7 +67,7 @@ def sweep_table(
     band: float | None = None,
 ) -> list[dict[str, Any]]:
     """Rows ``{k, davies_bouldin, inertia, chosen}`` sorted by k; with ``standard_error`` and
-    ``band`` also ``se`` and ``in_band`` (index at or below the standard-error band) after the index."""
+    ``band`` also ``se`` and ``in_band`` (index at or below the band) after the index."""
     k = as_1d("ks", ks, np.int64)
     db = as_1d("davies_bouldin", davies_bouldin)
     inert = as_1d("inertia", inertia)
