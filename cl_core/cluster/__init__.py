@@ -13,12 +13,11 @@ from cl_core.cluster.assign import assign
 from cl_core.cluster.choice import (
     BAND_SE,
     FLAT_BAND_SE,
-    FLAT_FRACTION,
-    FLAT_MIN_K,
     RULE,
     KChoice,
     choice_from_records,
     choose_in_band,
+    rule_parameters,
 )
 from cl_core.cluster.config import (
     CHOSEN_BY,
@@ -78,8 +77,6 @@ __all__ = [
     "EXECUTION_FIELDS",
     "FIT_DEVICES",
     "FLAT_BAND_SE",
-    "FLAT_FRACTION",
-    "FLAT_MIN_K",
     "NORMALIZATIONS",
     "ROWS_PER_CLUSTER",
     "RULE",
@@ -110,6 +107,7 @@ __all__ = [
     "plan_sweep",
     "refine_ks",
     "resolve_fit_device",
+    "rule_parameters",
     "run_sweep",
     "sample_rows",
     "sweep_k",

@@ -169,6 +169,19 @@ def choose_in_band(points: Sequence[SweepPoint]) -> KChoice:
     )
 
 
+def rule_parameters() -> dict[str, Any]:
+    """The rule's name and every constant that can change the chosen k (JSON-ready): what a
+    cache key of a chosen k must include, so that a changed rule is never served from the old
+    rule's cache."""
+    return {
+        "rule": RULE,
+        "band_se": BAND_SE,
+        "flat_band_se": FLAT_BAND_SE,
+        "flat_fraction": FLAT_FRACTION,
+        "flat_min_k": FLAT_MIN_K,
+    }
+
+
 def pooled_standard_error(points: Sequence[SweepPoint]) -> float:
     """The index's standard error pooled over the ks: the root mean square of their own.
 

@@ -23,18 +23,14 @@ from prefect.futures import as_completed
 from threadpoolctl import threadpool_limits
 
 from cl_core.cluster import (
-    BAND_SE,
     EXECUTION_FIELDS,
-    FLAT_BAND_SE,
-    FLAT_FRACTION,
-    FLAT_MIN_K,
-    RULE,
     KChoice,
     SweepPoint,
     best_k,
     choice_from_records,
     edge_of_range_warning,
     refine_ks,
+    rule_parameters,
 )
 from cl_core.threads import torch_threads
 from cl_core.update import first_lineage, lineage_line, previous_version
@@ -91,13 +87,7 @@ def cluster_identity(features: str, clustering: ClusterParams) -> str:
         "config": {k: v for k, v in config.items() if k not in EXECUTION_FIELDS},
     }
     if config["n_clusters"] is None:
-        payload["k_rule"] = {
-            "rule": RULE,
-            "band_se": BAND_SE,
-            "flat_band_se": FLAT_BAND_SE,
-            "flat_fraction": FLAT_FRACTION,
-            "flat_min_k": FLAT_MIN_K,
-        }
+        payload["k_rule"] = rule_parameters()
     return content_id("cluster", payload)
 
 

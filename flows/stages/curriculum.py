@@ -179,14 +179,14 @@ def _report_summary(
     """The facts at the top of report.md."""
     chosen = next((p for p in clustered.sweep if p["k"] == clustered.n_clusters), None)
     low, high = clustering.cluster_range
-    band = (clustered.k_choice or {}).get("band")
-    width = KChoice.from_dict(clustered.k_choice).band_words() if clustered.k_choice else ""
+    choice = KChoice.from_dict(clustered.k_choice) if clustered.k_choice else None
     why = {
         "explicit": "given (n_clusters)",
         "davies_bouldin": (
             f"smallest k whose mean Davies-Bouldin index ({chosen['davies_bouldin']:.3f}) is "
-            f"within {width} of the best (band {band:.3f}) over k = {low}..{high}"
-            if chosen and band is not None
+            f"within {choice.band_words()} of the best (band {choice.band:.3f}) over "
+            f"k = {low}..{high}"
+            if chosen and choice is not None
             else f"lowest Davies-Bouldin index ({chosen['davies_bouldin']:.3f}) over "
             f"k = {low}..{high}"
             if chosen

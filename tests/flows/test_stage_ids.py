@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cl_core.cluster import choice
 from flows.params import ClusterParams
 from flows.stages import cluster
 
@@ -15,6 +16,6 @@ def test_a_new_k_rule_is_not_answered_from_the_old_rule_s_cache(
     content id (its cache key and file names) names the rule whenever the sweep chooses k."""
     swept, explicit = ClusterParams(), ClusterParams(n_clusters=3)
     before = cluster.cluster_identity("f" * 16, swept), cluster.cluster_identity("f" * 16, explicit)
-    monkeypatch.setattr(cluster, "BAND_SE", 3.0)
+    monkeypatch.setattr(choice, "BAND_SE", 3.0)
     assert cluster.cluster_identity("f" * 16, swept) != before[0]
     assert cluster.cluster_identity("f" * 16, explicit) == before[1]  # an explicit k: no rule
