@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python benchmarks/bench_k.py            # (a) demo features, (b) 200,000 x 384, (c) GPU
-    python benchmarks/bench_k.py --quick    # small: 600 raw digits, 5,000 x 32; ~1 minute
+    python benchmarks/bench_k.py --quick    # small: 300 raw digits, 2,000 x 16; seconds
 
 Measured, each with the library's own sweep (:func:`cl_core.cluster.plan_sweep`, then
 :func:`cl_core.cluster.run_sweep` and :func:`cl_core.cluster.choose_k`, the defaults of
@@ -16,11 +16,11 @@ Measured, each with the library's own sweep (:func:`cl_core.cluster.plan_sweep`,
     1..5) on the fp32 features; k range 2..20. Goal: the same k in every case. Reported beside
     it, outside the goal: 5 resamples of the rows with replacement (duplicated rows lower the
     index at large k, so these test another data set more than the rule). ``--quick``: the
-    first 600 raw 64-pixel digits, rounded to bf16 and back for the bf16 case.
+    first 300 raw 64-pixel digits (k range 2..10), rounded to bf16 and back for the bf16 case.
 (b) **Scale.** 200,000 x 384 Gaussian blobs around 1,000 true centres (``bench_scale.py``'s
     generator), ``cluster_range=(100, 2000)``, on this machine's CPU (or its GPU when present).
     Goal: the sweep within 10 minutes and the chosen k within 10 % of 1,000. The load average
-    is reported: the machine is shared. ``--quick``: 5,000 x 32 rows, 20 clusters, 5..100.
+    is reported: the machine is shared. ``--quick``: 2,000 x 16 rows, 10 clusters, 4..30.
 (c) **GPU scale.** The same at 1,280,000 rows on CUDA; ``"skipped: no CUDA"`` without one.
 
 The last line printed is one JSON object with every figure.
@@ -45,8 +45,9 @@ SWEEP_GOAL_S = 600.0
 K_TOLERANCE = 0.10
 SIZES = {
     "full": {"rows": 200_000, "dim": 384, "true_k": 1000, "k_range": (100, 2000)},
-    "quick": {"rows": 5_000, "dim": 32, "true_k": 20, "k_range": (5, 100)},
+    "quick": {"rows": 2_000, "dim": 16, "true_k": 10, "k_range": (4, 30)},
 }
+QUICK_STABILITY_K_RANGE = (2, 10)  # --quick checks that (a) runs, in seconds
 GPU_ROWS = 1_280_000
 LAST_SWEEP: list[Any] = []  # the points and facts of the latest sweep (for --plot)
 
@@ -128,24 +129,26 @@ def stability(
     """(a): k of the fp32 and bf16 features, of 5 sweep seeds, and of 5 row resamples."""
     from cl_core.cluster import ClusterConfig, plan_sweep
 
+    k_range = ClusterConfig().cluster_range
     if quick:
         from sklearn.datasets import load_digits
 
-        fp32 = load_digits().data[:600].astype(np.float32)
+        fp32 = load_digits().data[:300].astype(np.float32)
         features = {"fp32": fp32, "bf16": bf16_round(fp32)}
+        k_range = QUICK_STABILITY_K_RANGE
     elif bf16_from == "round":
         fp32 = demo_features("fp32", workdir)
         features = {"fp32": fp32, "bf16": bf16_round(fp32)}
     else:
         features = {p: demo_features(p, workdir) for p in ("fp32", "bf16")}
-    config = ClusterConfig()
+    config = ClusterConfig(cluster_range=k_range)
     cases = {}
     for name, rows in features.items():
         cases[name] = sweep_choice(rows, config)
         if name == "fp32" and plot:
             save_plot(*LAST_SWEEP, plot)
     for draw in range(1, BOOTSTRAPS + 1):
-        seeded = ClusterConfig(random_state=draw)
+        seeded = ClusterConfig(cluster_range=k_range, random_state=draw)
         cases[f"bootstrap {draw}"] = sweep_choice(features["fp32"], seeded)
     plan = plan_sweep(features["fp32"], config)
     resampled = {}
@@ -200,7 +203,7 @@ def gpu(quick: bool) -> dict[str, Any] | str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = arguments(__doc__ or "", "small sizes: 600 raw digits, 5,000 x 32")
+    parser = arguments(__doc__ or "", "small sizes: 300 raw digits, 2,000 x 16")
     parser.add_argument("--plot", help="save the fp32 demo sweep's plot (band shaded) here")
     parser.add_argument("--skip-scale", action="store_true", help="measure (a) only")
     parser.add_argument("--workdir", help="keep the demo's embedding stores here (reused)")

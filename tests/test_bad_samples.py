@@ -65,7 +65,7 @@ def _config(**options) -> EmbedConfig:
     return EmbedConfig(**{**base, **options})
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.integration)])
 def test_a_bad_file_is_named_with_index_and_path(tmp_path: Path, workers: int) -> None:
     root = _folder(tmp_path / "images", with_bad=True)
     with pytest.raises(BadSampleError) as caught:
@@ -76,7 +76,7 @@ def test_a_bad_file_is_named_with_index_and_path(tmp_path: Path, workers: int) -
     assert error.reason
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.integration)])
 def test_skip_embeds_the_rest_and_records_the_bad_files(tmp_path: Path, workers: int) -> None:
     root = _folder(tmp_path / "images", with_bad=True)
     config = _config(num_workers=workers, on_bad_sample="skip")

@@ -18,7 +18,7 @@ def test_bench_k_quick_prints_one_json_line_with_every_measure(
         f"bootstrap {i}" for i in range(1, 6)
     }
     assert set(record["stability"]["rows_resampled"]) == {f"rows resampled {i}" for i in range(5)}
-    assert record["scale"]["true_k"] == 20 and record["scale"]["k_range"] == [5, 100]
+    assert record["scale"]["true_k"] == 10 and record["scale"]["k_range"] == [4, 30]
     assert isinstance(record["gpu"], (dict, str))
     assert isinstance(record["goal_met"], bool)
 

@@ -131,7 +131,7 @@ def _batched_run(tmp_path: Path, root: Path, **options) -> object:
     return store
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.integration)])
 def test_batched_decoding_matches_the_pil_path(tmp_path: Path, workers: int) -> None:
     root = _varied_folder(tmp_path / "images")
     store = _batched_run(tmp_path, root, num_workers=workers)

@@ -285,6 +285,7 @@ def test_content_keys_reuse_a_file_whose_mtime_alone_changed(tmp_path: Path) -> 
     assert listing.reuse["reason"] == "file identity differs (listing vs --verify-content)"
 
 
+@pytest.mark.integration  # DataLoader worker processes
 def test_reuse_through_dataloader_workers(yesterday: tuple[Path, Path], tmp_path: Path) -> None:
     root, old_path = yesterday
     _write_image(root / "c0" / "030a.jpg", 1000)
