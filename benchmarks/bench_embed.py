@@ -45,7 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
-from benchmarks.common import arguments, emit, peak_rss_mib, run_children, table
+from benchmarks.common import arguments, emit, peak_rss_mib, run_children, same_threads, table
 
 OVERHEAD_GOAL = 0.9
 REFERENCE_GOAL = 3.0  # on CUDA with ViT-S/16
@@ -133,6 +133,7 @@ def ours(model: Any, images: Any, setting: dict[str, Any], device: Any, workdir:
         precision=setting["precision"],
         device=device.type,
         chunk_rows=1024,
+        n_threads=same_threads(device),
     )
     dataset = TensorDataset(images)
     embed_dataset(TensorDataset(images[:2]), workdir / "warmup.zarr", config, dataset_id="warm-up")

@@ -38,7 +38,7 @@ from benchmarks.bench_embed import (
     settings,
     torch_device,
 )
-from benchmarks.common import arguments, emit, table
+from benchmarks.common import arguments, emit, same_threads, table
 
 IMAGES_RATIO_GOAL = 1.5  # ours (CPU decoding) / plain DataLoader, same workers
 FIRST_BATCH_GOAL_S = 2.0
@@ -138,6 +138,7 @@ def ours_on_files(
         decode=decode,
         image_size=setting["image_size"],
         on_bad_sample="skip",
+        n_threads=same_threads(device),
     )
     n = setting["n"]
     # First batch: the loader embed_dataset builds, timed from its creation.

@@ -33,6 +33,14 @@ def one_core() -> None:
         os.environ.setdefault(var, "1")
 
 
+def same_threads(device: Any) -> int | None:
+    """``EmbedConfig.n_threads`` that gives our CPU inference the thread count the bare forward
+    and the reference run with (the process's torch setting): its default is one per core."""
+    import torch
+
+    return torch.get_num_threads() if device.type == "cpu" else None
+
+
 def arguments(doc: str, quick: str) -> argparse.ArgumentParser:
     """The parser of a benchmark: its docstring's first line, and ``--quick`` (``quick`` says
     what it changes)."""
