@@ -69,3 +69,22 @@ def test_run_children_collects_each_childs_last_json_line(tmp_path: Path) -> Non
     assert run_children(script, {"a": ["x"], "b": ["y"]}) == {"a": {"arg": "x"}, "b": {"arg": "y"}}
     with pytest.raises(RuntimeError, match="boom"):
         run_children(script, {"bad": ["fail"]})
+
+
+def test_bench_embed_runs_ours_with_the_contenders_thread_count(tmp_path: Path) -> None:
+    # Regression: ours embedded with one thread per core (EmbedConfig.n_threads' default)
+    # while the bare forward and the reference ran with the process's one thread.
+    import torch
+
+    from benchmarks.bench_embed import ours
+    from cl_core.store import open_store
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+    setting = {"batch_size": 4, "precision": "fp32"}
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ours(model, torch.rand(6, 3, 8, 8), setting, torch.device("cpu"), tmp_path)
+    finally:
+        torch.set_num_threads(saved)
+    assert open_store(tmp_path / "ours.zarr", read_only=True).attrs["cpu_threads"] == 1
