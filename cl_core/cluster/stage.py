@@ -5,9 +5,10 @@ rows or within each class (:mod:`cl_core.cluster.supervised`), honouring a row m
 
 1. a seeded subsample of at least ``sweep_samples`` rows, growing with the largest k
    (:mod:`~.grid`; all rows when N is smaller);
-2. k: the explicit ``n_clusters``, or the one-standard-error rule over the Davies-Bouldin
-   index of the candidates of ``cluster_range`` (a grid, refined around the best), one
-   independent job per k on half-samples of the subsample (:mod:`~.sweep`, :mod:`~.choice`);
+2. k: the explicit ``n_clusters``, or the standard-error rule (one SE, three on a flat curve)
+   over the Davies-Bouldin index of the candidates of ``cluster_range`` (a grid, refined
+   around the best), one independent job per k on half-samples of the subsample
+   (:mod:`~.sweep`, :mod:`~.choice`);
 3. centroids: exact ``KMeans`` when the subsample is every row, else ``MiniBatchKMeans`` on the
    subsample refined over all rows streamed in a seeded block order (or Lloyd in torch on a
    GPU) (:mod:`~.fit`);

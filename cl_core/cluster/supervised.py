@@ -1,9 +1,9 @@
 """Supervised mode (``use_labels=True``): the k sweep, the fit and the assignment within each class.
 
 k per class is explicit (capped at the class size) or chosen per class by the unsupervised
-sweep's rules (a sample growing with k, the grid and its refinement, the one-standard-error rule
-over half-sample replicates) over ``cluster_range`` intersected with what the class's
-half-samples can score; each row goes to the nearest centroid *of its
+sweep's rules (a sample growing with k, the grid and its refinement, the standard-error rule
+over half-sample replicates: one SE, three on a flat curve) over ``cluster_range`` intersected
+with what the class's half-samples can score; each row goes to the nearest centroid *of its
 own class*. A class too small for that becomes one cluster at its mean, with a
 :class:`~cl_core.cluster.ClusterWarning`.
 """

@@ -4,9 +4,9 @@ Every candidate k (the grid of ``cluster_range``, then a refinement around the b
 :mod:`~cl_core.cluster.grid`) is an independent job (:func:`evaluate_k`: the index over
 half-sample replicates of one seeded sample, which :func:`plan_sweep` draws exactly as
 :func:`cl_core.cluster.cluster_embeddings` does); :func:`sweep_k` runs the jobs in parallel on
-Dask, :func:`run_sweep` runs both rounds, :func:`choose_k` applies the one-standard-error rule
-(:mod:`~cl_core.cluster.choice`), and :func:`edge_of_range_warning` says when the chosen k is an
-end of the range.
+Dask, :func:`run_sweep` runs both rounds, :func:`choose_k` applies the standard-error rule
+(one SE, three on a flat curve: :mod:`~cl_core.cluster.choice`), and
+:func:`edge_of_range_warning` says when the chosen k is an end of the range.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 The sweep is the library's: :func:`cl_core.cluster.plan_sweep` draws the subsample and the grid
 of ks (sample task), :func:`cl_core.cluster.evaluate_k` scores each k over half-sample
 replicates (sweep tasks), a second round scores :func:`cl_core.cluster.refine_ks` around the
-best, :func:`cl_core.cluster.choose_k` applies the one-standard-error rule, and
+best, :func:`cl_core.cluster.choose_k` applies the standard-error rule (one SE, three on a flat
+curve), and
 :func:`cl_core.cluster.cluster_embeddings` fits and assigns with that k. The ks of each round are
 split into as many sweep tasks as the runner runs at once (:func:`sweep_groups`), not one task
 per k: each Prefect ``submit`` costs about 0.2 s of the
