@@ -21,6 +21,10 @@ from cl_core.threads import torch_threads
 INIT_ROWS_PER_CLUSTER = 10
 """k-means++ seeds each replicate fit on at most ``max(4096, 10 k)`` of its rows."""
 
+DB_BLOCK_ROWS = 4096
+"""Rows per float64 block of :func:`davies_bouldin` (a whole replicate in float64 was 3 copies of
+it, ~90 MiB at 10,000 x 384, side by side in every sweep job)."""
+
 
 def half_samples(n: int, n_replicates: int, entropy: int) -> list[np.ndarray]:
     """``n_replicates`` seeded random halves (``n // 2`` sorted row indices each) of ``n`` rows."""
@@ -90,7 +94,8 @@ def fit_and_score(
             n_threads=None,
         )
         with torch.no_grad():
-            data = torch.from_numpy(np.array(rows, dtype=np.float32)).to(resolve_device(device))
+            data = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+            data = data.to(resolve_device(device))
             centres = torch.from_numpy(np.array(fitted.centroids)).to(data.device)
             labels, sq = nearest_centroids(data, centres)
             return davies_bouldin(data, labels), float(sq.double().sum())
@@ -114,7 +119,6 @@ def davies_bouldin(rows: Any, labels: Any) -> float:
     """
     import torch
 
-    values = rows.double()
     counts = torch.bincount(labels)
     present = torch.nonzero(counts).flatten()
     if present.numel() < 2:
@@ -123,14 +127,17 @@ def davies_bouldin(rows: Any, labels: Any) -> float:
     remap[present] = torch.arange(present.numel(), device=counts.device)
     compact = remap[labels]
     sizes = counts[present].double()
-    centres = torch.zeros(
-        (present.numel(), values.shape[1]), dtype=torch.float64, device=values.device
-    )
-    centres.index_add_(0, compact, values)
+    shape = (present.numel(), rows.shape[1])
+    centres = torch.zeros(shape, dtype=torch.float64, device=rows.device)
+    for block in range(0, rows.shape[0], DB_BLOCK_ROWS):  # float64 a block at a time
+        part = slice(block, block + DB_BLOCK_ROWS)
+        centres.index_add_(0, compact[part], rows[part].double())
     centres /= sizes[:, None]
-    distances = torch.linalg.vector_norm(values - centres[compact], dim=1)
-    scatter = torch.zeros(present.numel(), dtype=torch.float64, device=values.device)
-    scatter.index_add_(0, compact, distances)
+    scatter = torch.zeros(present.numel(), dtype=torch.float64, device=rows.device)
+    for block in range(0, rows.shape[0], DB_BLOCK_ROWS):
+        part = slice(block, block + DB_BLOCK_ROWS)
+        offsets = rows[part].double() - centres[compact[part]]
+        scatter.index_add_(0, compact[part], torch.linalg.vector_norm(offsets, dim=1))
     scatter /= sizes
     between = torch.cdist(centres, centres, compute_mode="donot_use_mm_for_euclid_dist")
     if bool(torch.all(scatter < 1e-12)) or bool(torch.all(between < 1e-12)):

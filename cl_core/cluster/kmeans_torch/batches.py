@@ -22,14 +22,13 @@ class DeviceBatches:
 
     Batches are ``batch_rows`` consecutive rows (boundaries at multiples of ``batch_rows``,
     whatever the storage chunking). The first full pass checks every row is finite and, when
-    the device is an accelerator and the rows fit ``cache_bytes``, keeps them on the device so
-    later passes read no storage.
+    the rows fit ``cache_bytes``, keeps them on the device so later passes read no storage.
 
     Attributes
     ----------
     cache : list of Tensor or None
         The device-resident batches once a dataset-order pass has filled them; None when the
-        rows are streamed (on the CPU, or when they do not fit ``cache_bytes``).
+        rows are streamed (they do not fit ``cache_bytes``).
     checked : bool
         Whether a full pass has checked every row for NaN/inf.
     """
@@ -40,9 +39,7 @@ class DeviceBatches:
         self.batch_rows = batch_rows
         self.n_batches = math.ceil(src.n_rows / batch_rows)
         need = 4 * src.n_rows * src.dim
-        self.cache: list[torch.Tensor] | None = (
-            [] if device.type != "cpu" and need <= cache_bytes else None
-        )
+        self.cache: list[torch.Tensor] | None = [] if need <= cache_bytes else None
         self.checked = False
 
     def _to_device(self, rows: np.ndarray) -> torch.Tensor:

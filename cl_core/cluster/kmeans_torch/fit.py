@@ -1,8 +1,8 @@
 """The torch k-means fit: arguments checked, initial centres, the passes, the result.
 
 Nothing holds the N x D matrix in host memory: every pass streams the source's chunks in batches
-of ``batch_rows`` rows to the device (kept there only on an accelerator, when they fit
-``device_cache_bytes``) and accumulates float64 per-cluster sums. Nearest centres come from the
+of ``batch_rows`` rows to the device (kept there after the first pass when they fit
+``device_cache_bytes``: by default only on an accelerator) and accumulates float64 per-cluster sums. Nearest centres come from the
 fp32 expansion ``||x||^2 - 2 x.c + ||c||^2``; inertia and distances from the difference
 ``x - c``. Every random choice is seeded from ``random_state``; on CUDA the cluster sums are a
 one-hot matmul (cuBLAS GEMMs are deterministic, atomics are not), so for a given seed, device,
@@ -143,9 +143,10 @@ def fit_kmeans_torch(
     final_pass : bool
         Measure ``inertia`` and ``counts`` with the returned centroids (one more pass).
     device_cache_bytes : int, optional
-        Keep the normalised rows on an accelerator after the first pass when they take at most
-        this many bytes (default: half the device's free memory). Never used on CPU, where the
-        rows are always streamed.
+        Keep the normalised rows on the device after the first pass when they take at most
+        this many bytes (default: half the device's free memory on CUDA, 0 on the CPU, where
+        the rows are streamed). On the CPU a cache is for rows that are in memory already (the
+        k sweep's replicates): later passes then neither copy nor normalise them again.
     n_threads : int or None
         torch CPU threads during the fit (restored afterwards); None keeps torch's setting.
 

@@ -62,8 +62,9 @@ def run_lloyd(
             counts += torch.bincount(labels, minlength=k)
             total += sq.double().sum()
             if moments is not None:
-                moments[0] += rows.double().sum(dim=0)
-                moments[1] += (rows.double() ** 2).sum(dim=0)
+                # float64 sums without a float64 copy of the batch (2x its size, each)
+                moments[0] += rows.sum(dim=0, dtype=torch.float64)
+                moments[1] += (rows * rows).sum(dim=0, dtype=torch.float64)
             # Keep the far_keep rows farthest from their centre (candidates for empty clusters).
             top = torch.topk(sq, min(far_keep, sq.shape[0]), sorted=False).indices
             pool_sq = torch.cat([far_sq, sq[top]])
