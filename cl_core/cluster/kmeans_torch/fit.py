@@ -2,11 +2,11 @@
 
 Nothing holds the N x D matrix in host memory: every pass streams the source's chunks in batches
 of ``batch_rows`` rows to the device (kept there after the first pass when they fit
-``device_cache_bytes``: by default only on an accelerator) and accumulates float64 per-cluster sums. Nearest centres come from the
-fp32 expansion ``||x||^2 - 2 x.c + ||c||^2``; inertia and distances from the difference
-``x - c``. Every random choice is seeded from ``random_state``; on CUDA the cluster sums are a
-one-hot matmul (cuBLAS GEMMs are deterministic, atomics are not), so for a given seed, device,
-``batch_rows`` and thread count the result is bitwise identical.
+``device_cache_bytes``: by default only on an accelerator) and accumulates float64 per-cluster
+sums. Nearest centres come from the fp32 expansion ``||x||^2 - 2 x.c + ||c||^2``; inertia and
+distances from the difference ``x - c``. Every random choice is seeded from ``random_state``; on
+CUDA the cluster sums are a one-hot matmul (cuBLAS GEMMs are deterministic, atomics are not), so
+for a given seed, device, ``batch_rows`` and thread count the result is bitwise identical.
 """
 
 from __future__ import annotations
