@@ -9,16 +9,21 @@ and a test that needs a server fixture (Prefect's test server, the moto S3 serve
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 
-_PREFECT_HOME = tempfile.mkdtemp(prefix="cl-curriculum-prefect-")
+# Made by the process that starts the session (pytest-xdist's workers inherit the variable) and
+# removed when that process ends it (:func:`pytest_unconfigure`).
+_OWN_PREFECT_HOME = (
+    None if "PREFECT_HOME" in os.environ else tempfile.mkdtemp(prefix="cl-curriculum-prefect-")
+)
 for key, value in {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "MPLBACKEND": "Agg",
-    "PREFECT_HOME": _PREFECT_HOME,
+    "PREFECT_HOME": _OWN_PREFECT_HOME or "",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "TOKENIZERS_PARALLELISM": "false",
@@ -33,6 +38,13 @@ from s3_server import start_moto_server, stop_server, use_s3_endpoint  # noqa: E
 # fixture or `usefixtures`) is an integration test. Tests that start processes or Dask clusters
 # themselves carry `@pytest.mark.integration` (or a module `pytestmark`) in their file.
 SERVER_FIXTURES = frozenset({"prefect_server", "moto_server"})
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the throwaway Prefect home this process made (every session used to leave one
+    in the temporary directory)."""
+    if _OWN_PREFECT_HOME is not None:
+        shutil.rmtree(_OWN_PREFECT_HOME, ignore_errors=True)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
