@@ -47,14 +47,6 @@ def thread_limit(
     return threadpool_limits(limits=n_threads, user_api=user_api)
 
 
-def openmp_limit(n_threads: int | None) -> AbstractContextManager[Any]:
-    """At most ``n_threads`` OpenMP threads while the block runs (None: no limit).
-
-    OpenMP thread counts are per calling thread, so this is safe inside a thread pool.
-    """
-    return thread_limit(n_threads, "openmp")
-
-
 @contextlib.contextmanager
 def torch_threads(n_threads: int | None) -> Iterator[None]:
     """torch's intra-op CPU threads set to ``n_threads`` inside the block, restored after it.
