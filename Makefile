@@ -49,7 +49,8 @@ demo: $(VENV)/.installed
 # spare worker keeps the cores busy (2 cores: 1,025 s with 2 workers, 766 s with 3), and
 # `worksteal` hands a finished worker the queue of a busy one. test-fast (no processes, servers or
 # Dask clusters) is CPU-bound: one worker a core.
-TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(len(os.sched_getaffinity(0)) + 1, 8))")
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; n = len(os.sched_getaffinity(0)) \
+	if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1; print(min(n + 1, 8))")
 test: $(VENV)/.installed-dev
 	$(TUNED) $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
