@@ -45,8 +45,8 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/cl-curriculum demo
 
 # Everything but `slow` (CI: .ci/run) on pytest-xdist workers, one more than the cores (at most 8):
-# the integration tests spend a third of their time waiting on servers and child processes, so a
-# spare worker keeps the cores busy (2 cores: 1,025 s with 2 workers, 766 s with 3), and
+# with one worker a core the cores sat idle a third of the time, while workers waited on servers
+# and child processes to start, and a spare worker fills it (2 cores: 1,025 s with 2, 766 s with 3);
 # `worksteal` hands a finished worker the queue of a busy one. test-fast (no processes, servers or
 # Dask clusters) is CPU-bound: one worker a core.
 TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; n = len(os.sched_getaffinity(0)) \
