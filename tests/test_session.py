@@ -1,4 +1,5 @@
-"""The test session cleans up after itself: what ``make test`` leaves in the temporary directory."""
+"""The test session's own machinery: what a session leaves in the temporary directory, and the
+search for per-process caches that every test starts and ends with (``tests/process_caches.py``)."""
 
 from __future__ import annotations
 
