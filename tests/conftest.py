@@ -15,14 +15,15 @@ from collections.abc import Iterator
 
 # Made by the process that starts the session (pytest-xdist's workers inherit the variable) and
 # removed when that process ends it (:func:`pytest_unconfigure`).
-_OWN_PREFECT_HOME = (
-    None if "PREFECT_HOME" in os.environ else tempfile.mkdtemp(prefix="cl-curriculum-prefect-")
-)
+_OWN_PREFECT_HOME: str | None = None
+if "PREFECT_HOME" not in os.environ:
+    _OWN_PREFECT_HOME = os.environ["PREFECT_HOME"] = tempfile.mkdtemp(
+        prefix="cl-curriculum-prefect-"
+    )
 for key, value in {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "MPLBACKEND": "Agg",
-    "PREFECT_HOME": _OWN_PREFECT_HOME or "",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "TOKENIZERS_PARALLELISM": "false",
